@@ -1,0 +1,34 @@
+# The README's two commands: `make demo` and `make test`. Each sets up everything it needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test venv controlplane lint crds bench
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+controlplane: venv
+	$(BIN)/python -m gpu_steward.localcluster.build
+
+demo: controlplane
+	$(BIN)/gpu-steward demo
+
+lint: venv
+	$(BIN)/ruff check operator agent tests bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy operator/gpu_steward/policy operator/gpu_steward/api
+
+crds: venv
+	$(BIN)/gpu-steward crds generate
+
+test: controlplane lint
+	$(BIN)/pytest
+
+bench: controlplane
+	$(BIN)/python -m bench

@@ -1,0 +1,42 @@
+"""The ``gpu-steward`` command line: run the operator, the local demo, and the owner/finance tools."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gpu-steward", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("demo", help="start a local control plane with fake GPU nodes and run the operator on it")
+    sub.add_parser("run", help="run the operator against the configured cluster")
+    crds = sub.add_parser("crds", help="CRD generation")
+    crds.add_argument("action", choices=["generate", "check"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        # The README's first command: with no cluster configured, the demo is the main job.
+        args.command = "demo"
+    if args.command == "demo":
+        from gpu_steward.demo import run_demo
+
+        return run_demo()
+    if args.command == "run":
+        from gpu_steward.handlers.run import run_operator
+
+        return run_operator()
+    if args.command == "crds":
+        from gpu_steward.api.crdgen import main as crd_main
+
+        return crd_main([args.action])
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""The one module that talks to the Kubernetes API.
+
+Everything else builds plain dicts (desired objects, patches) and hands them here. Every mutating
+call takes ``dry_run``: when it is true, nothing is sent and the call says what it would have done
+(kube-janitor's rule: the flag reaches every mutating function, not just the top of the loop).
+
+Calls are synchronous (the official client); async callers wrap them in ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError
+
+log = structlog.get_logger(__name__)
+
+JSON = dict[str, Any]
+
+
+def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """In-cluster config when running in a pod, else the given or default kubeconfig."""
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config()
+            return client.ApiClient()
+        except config.ConfigException:
+            pass
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    return client.ApiClient(cfg)
+
+
+@dataclass
+class WriteLog:
+    """Counts the writes this process sent (the steady-state benchmark's 'API writes per pass')."""
+
+    count: int = 0
+    by_verb: dict[str, int] = field(default_factory=dict)
+
+    def add(self, verb: str) -> None:
+        self.count += 1
+        self.by_verb[verb] = self.by_verb.get(verb, 0) + 1
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+        self.dynamic = DynamicClient(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.writes = WriteLog()
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        return self.dynamic.resources.get(api_version=api_version, kind=kind)
+
+    # ---- reads -------------------------------------------------------------------------------
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> JSON | None:
+        try:
+            obj = self._resource(api_version, kind).get(name=name, namespace=namespace)
+        except NotFoundError:
+            return None
+        return obj.to_dict()  # type: ignore[no-any-return]
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None,
+             label_selector: str | None = None) -> list[JSON]:
+        res = self._resource(api_version, kind).get(namespace=namespace, label_selector=label_selector)
+        return [item.to_dict() for item in res.items]
+
+    # ---- writes ------------------------------------------------------------------------------
+    def patch(self, api_version: str, kind: str, name: str, namespace: str | None, body: JSON,
+              *, dry_run: bool, subresource: str | None = None) -> JSON | None:
+        """JSON merge patch with the smallest body that says the change."""
+        if dry_run:
+            log.info("dry-run: would patch", kind=kind, name=name, namespace=namespace, subresource=subresource)
+            return None
+        res = self._resource(api_version, kind)
+        if subresource == "status":
+            res = res.status
+        self.writes.add("patch")
+        out = res.patch(body=body, name=name, namespace=namespace, content_type="application/merge-patch+json")
+        return out.to_dict()  # type: ignore[no-any-return]
+
+    def create(self, body: JSON, *, dry_run: bool) -> JSON | None:
+        meta = body["metadata"]
+        if dry_run:
+            log.info("dry-run: would create", kind=body["kind"], name=meta.get("name"),
+                     namespace=meta.get("namespace"))
+            return None
+        self.writes.add("create")
+        out = self._resource(body["apiVersion"], body["kind"]).create(body=body, namespace=meta.get("namespace"))
+        return out.to_dict()  # type: ignore[no-any-return]
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None, *, dry_run: bool) -> None:
+        if dry_run:
+            log.info("dry-run: would delete", kind=kind, name=name, namespace=namespace)
+            return
+        try:
+            self.writes.add("delete")
+            self._resource(api_version, kind).delete(name=name, namespace=namespace)
+        except NotFoundError:
+            pass
+
+    def apply(self, desired: JSON, *, dry_run: bool) -> str:
+        """Create if absent, patch if different, else nothing. Returns created/patched/unchanged."""
+        meta = desired["metadata"]
+        current = self.get(desired["apiVersion"], desired["kind"], meta["name"], meta.get("namespace"))
+        if current is None:
+            self.create(desired, dry_run=dry_run)
+            return "created"
+        patch = diff_patch(current, desired)
+        if not patch:
+            return "unchanged"
+        self.patch(desired["apiVersion"], desired["kind"], meta["name"], meta.get("namespace"), patch,
+                   dry_run=dry_run)
+        return "patched"
+
+    def event(self, involved: JSON, reason: str, message: str, *, type_: str = "Normal",
+              now: dt.datetime, dry_run: bool = False) -> None:
+        """A core/v1 Event on ``involved``. Callers must never put a secret into ``message``."""
+        meta = involved["metadata"]
+        ns = meta.get("namespace") or "default"
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": ns},
+            "involvedObject": {
+                "apiVersion": involved["apiVersion"], "kind": involved["kind"], "name": meta["name"],
+                "namespace": ns, "uid": meta.get("uid"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": type_,
+            "source": {"component": "gpu-steward"},
+            "firstTimestamp": now.isoformat(),
+            "lastTimestamp": now.isoformat(),
+            "count": 1,
+        }
+        if dry_run:
+            body["message"] = f"[dry-run] {body['message']}"
+        try:
+            self.writes.add("event")
+            self._resource("v1", "Event").create(body=body, namespace=ns)
+        except ApiException as exc:  # an Event is best effort: never fail an action on it
+            log.warning("event not recorded", reason=reason, status=exc.status)
+
+
+def diff_patch(current: JSON, desired: JSON) -> JSON:
+    """The merge patch that turns ``current`` into ``desired`` for the keys ``desired`` names.
+
+    Only ``metadata.labels``, ``metadata.annotations`` and top-level fields other than metadata
+    and status are compared, so server-set fields never cause a write.
+    """
+    patch: JSON = {}
+    for key in ("labels", "annotations"):
+        want = desired.get("metadata", {}).get(key) or {}
+        have = current.get("metadata", {}).get(key) or {}
+        changed = {k: v for k, v in want.items() if have.get(k) != v}
+        if changed:
+            patch.setdefault("metadata", {})[key] = changed
+    for key, want in desired.items():
+        if key in ("apiVersion", "kind", "metadata", "status"):
+            continue
+        sub = _merge_diff(current.get(key), want)
+        if sub is not _SAME:
+            patch[key] = sub
+    return patch
+
+
+_SAME = object()
+
+
+def _merge_diff(have: Any, want: Any) -> Any:
+    if isinstance(want, dict) and isinstance(have, dict):
+        out = {}
+        for k, v in want.items():
+            sub = _merge_diff(have.get(k), v)
+            if sub is not _SAME:
+                out[k] = sub
+        return out if out else _SAME
+    return _SAME if have == want else want

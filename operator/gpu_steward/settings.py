@@ -1,0 +1,72 @@
+"""The one place the operator's configuration comes from.
+
+Helm values become environment variables (prefix ``GPU_STEWARD_``) on the operator Deployment;
+this module turns them into one immutable ``Settings`` object that is logged once at start
+(secrets redacted) and passed down. Nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GPU_STEWARD_", env_nested_delimiter="__", frozen=True)
+
+    # Global shadow mode: when true, no mutating call reaches the cluster, whatever a policy says.
+    dry_run: bool = False
+    # Namespaces the operator watches; empty means all.
+    namespaces: tuple[str, ...] = ()
+
+    # Evaluation loop cadence and how fresh a utilization sample must be to count.
+    evaluation_interval_seconds: float = Field(30.0, gt=0)
+    sample_max_age_seconds: float = Field(180.0, gt=0)
+
+    # Utilization source: the node agents (default) or Prometheus with DCGM metrics.
+    utilization_source: Literal["agents", "prometheus"] = "agents"
+    agent_namespace: str = "gpu-steward"
+    agent_label_selector: str = "app.kubernetes.io/component=agent"
+    agent_port: int = 9400
+    agent_timeout_seconds: float = Field(2.0, gt=0)
+    agent_url_override: str | None = None  # local demo/tests: agent reachable on loopback
+    prometheus_url: str | None = None
+
+    # Prices: per GPU model (node label nvidia.com/gpu.product), a default, a currency.
+    currency: str = "USD"
+    default_gpu_hour_price: Decimal = Decimal("2.50")
+    gpu_hour_prices: dict[str, Decimal] = Field(default_factory=dict)
+    price_override_label: str = "gpusteward.dev/gpu-hour-price"
+    cost_annotation_min_interval_seconds: float = Field(300.0, gt=0)
+
+    # Who owns a workload: the first of these labels/annotations that is set.
+    owner_keys: tuple[str, ...] = ("gpusteward.dev/owner", "owner", "app.kubernetes.io/managed-by-user")
+    owner_email_keys: tuple[str, ...] = ("gpusteward.dev/owner-email",)
+    team_keys: tuple[str, ...] = ("gpusteward.dev/team", "team")
+    cost_center_keys: tuple[str, ...] = ("gpusteward.dev/cost-center",)
+
+    # Slack: an incoming webhook URL, or a bot token that DMs the owner. Both are secrets.
+    slack_webhook_url: SecretStr | None = None
+    slack_bot_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    slack_default_channel: str | None = None
+    slack_signing_secret: SecretStr | None = None
+
+    # ExperimentLease approvals and pod ownership admission.
+    approver_groups: tuple[str, ...] = ("gpu-steward-approvers",)
+    ownership_admission: Literal["off", "warn", "enforce"] = "off"
+    required_pod_labels: tuple[str, ...] = ("gpusteward.dev/owner", "gpusteward.dev/team")
+
+    metrics_port: int = 8080
+    log_format: Literal["json", "console"] = "json"
+    log_level: str = "INFO"
+
+    def redacted(self) -> dict[str, Any]:
+        """What is safe to log: every secret replaced by whether it is set."""
+        out = self.model_dump(mode="json")
+        for name in ("slack_webhook_url", "slack_bot_token", "slack_signing_secret"):
+            out[name] = "<set>" if getattr(self, name) is not None else None
+        return out
