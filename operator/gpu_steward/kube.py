@@ -9,6 +9,7 @@ Calls are synchronous (the official client); async callers wrap them in ``asynci
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,7 +81,7 @@ class Kube:
             return None
 
     def list_optional(self, api_version: str, kind: str, namespace: str | None = None,
-                      label_selector: str | None = None) -> list[JSON]:
+                      label_selector: str | None = None) -> builtins.list[JSON]:
         """Like ``list``, and empty when the cluster does not serve the kind."""
         try:
             return self.list(api_version, kind, namespace, label_selector)

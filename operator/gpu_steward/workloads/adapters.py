@@ -67,7 +67,7 @@ class Adapter:
         if self.is_suspended(workload):
             return {}, read_record(workload)
         previous = _get(workload, self.path)
-        record = {
+        record: JSON = {
             "version": RECORD_VERSION,
             "apiVersion": workload["apiVersion"],
             "kind": self.kind,
@@ -76,6 +76,11 @@ class Adapter:
             "present": previous is not _MISSING,
             "previous": None if previous is _MISSING else previous,
         }
+        if previous is _MISSING:
+            # how deep the path existed: resume removes the parents suspend had to create
+            # (PyTorchJob without runPolicy gets no empty runPolicy back)
+            record["absentFrom"] = next(i for i in range(len(self.path))
+                                        if _get(workload, self.path[:i + 1]) is _MISSING)
         patch = deep_merge(_nested(self.path, self.suspended_value(now)), _record_patch(json_dumps(record)))
         return patch, record
 
@@ -94,8 +99,19 @@ class Adapter:
                                    "to restore is unknown; set it by hand")
             return deep_merge(_nested(self.path, self.resume_default), patch)
         _check_record(self, record)
-        restore = record["previous"] if record["present"] else None
-        return deep_merge(_nested(self.path, restore), patch)
+        if record["present"]:
+            return deep_merge(_nested(self.path, record["previous"]), patch)
+        return deep_merge(_nested(self._removal_path(workload, record), None), patch)
+
+    def _removal_path(self, workload: JSON, record: JSON) -> tuple[str, ...]:
+        """The shortest prefix of the path to delete: a parent suspend created, if it holds nothing else now."""
+        depth = record.get("absentFrom", len(self.path) - 1)
+        if not isinstance(depth, int) or not 0 <= depth < len(self.path):
+            depth = len(self.path) - 1
+        for i in range(depth, len(self.path) - 1):
+            if _only_holds(_get(workload, self.path[:i + 1]), self.path[i + 1:]):
+                return self.path[:i + 1]
+        return self.path
 
 
 def _check_kind(adapter: Adapter, workload: JSON) -> None:
@@ -145,6 +161,15 @@ def _get(obj: Any, path: tuple[str, ...]) -> Any:
             return _MISSING
         obj = obj[part]
     return obj
+
+
+def _only_holds(obj: Any, rest: tuple[str, ...]) -> bool:
+    """Is ``obj`` nothing but the chain of single-key dicts along ``rest``?"""
+    for part in rest:
+        if not isinstance(obj, dict) or set(obj) != {part}:
+            return False
+        obj = obj[part]
+    return True
 
 
 def _nested(path: tuple[str, ...], value: Any) -> JSON:

@@ -41,7 +41,8 @@ RAYCLUSTER: Key = ("ray.io", "RayCluster")
 KUEUE_WORKLOAD: Key = ("kueue.x-k8s.io", "Workload")
 
 # Kinds a pod's controller chain may end at (each has an adapter).
-SUSPENDABLE: frozenset[Key] = frozenset({JOB, STATEFULSET, DEPLOYMENT, NOTEBOOK, PYTORCHJOB, JOBSET, RAYJOB, RAYCLUSTER})
+SUSPENDABLE: frozenset[Key] = frozenset(
+    {JOB, STATEFULSET, DEPLOYMENT, NOTEBOOK, PYTORCHJOB, JOBSET, RAYJOB, RAYCLUSTER})
 # child kind -> controllers we climb to. A ReplicaSet is only a step: it must lead to a Deployment.
 _CLIMB: dict[Key, frozenset[Key]] = {
     JOB: frozenset({JOBSET, RAYJOB}),  # a RayJob's submitter Job belongs to the RayJob
