@@ -33,16 +33,31 @@ LIB_NAME = "libnvidia-ml.so.1"
 STATE_ENV = "FAKE_NVML_STATE"
 
 _GPU_KEYS = {
-    "uuid": "uuid", "name": "name", "util": "util", "memUtil": "memutil", "memTotal": "mem_total",
-    "memUsed": "mem_used", "powerMw": "power_mw", "temp": "temp", "error": "error",
+    "uuid": "uuid",
+    "name": "name",
+    "util": "util",
+    "memUtil": "memutil",
+    "memTotal": "mem_total",
+    "memUsed": "mem_used",
+    "powerMw": "power_mw",
+    "temp": "temp",
+    "error": "error",
 }
 _PROC_KEYS = {
-    "pid": "pid", "usedMemory": "mem", "smUtil": "sm", "memUtil": "memutil",
-    "gpuInstanceId": "gi", "computeInstanceId": "ci",
+    "pid": "pid",
+    "usedMemory": "mem",
+    "smUtil": "sm",
+    "memUtil": "memutil",
+    "gpuInstanceId": "gi",
+    "computeInstanceId": "ci",
 }
 _MIG_KEYS = {
-    "uuid": "uuid", "name": "name", "gpuInstanceId": "gi", "computeInstanceId": "ci",
-    "memTotal": "mem_total", "memUsed": "mem_used",
+    "uuid": "uuid",
+    "name": "name",
+    "gpuInstanceId": "gi",
+    "computeInstanceId": "ci",
+    "memTotal": "mem_total",
+    "memUsed": "mem_used",
 }
 
 
