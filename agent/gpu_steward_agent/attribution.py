@@ -72,10 +72,11 @@ def _attribute_gpu(
         return [PodSample(_with_uid(holders[0], uid), [gpu.uuid], gpu.util, gpu.mem_used, "device")]
     # Shared device. Name each process group after its holder where we know which holder that UID is.
     by_name = {(h.namespace, h.pod, h.container): h for h in holders}
+    by_uid = {h.uid: h for h in holders if h.uid}  # the cgroup fallback's holders are UIDs
     names: dict[str, Holder] = {}
     for uid in groups:
         known = uid_names.get(uid)
-        holder = by_name.get((known.namespace, known.pod, known.container)) if known else None
+        holder = by_uid.get(uid) or (by_name.get((known.namespace, known.pod, known.container)) if known else None)
         if holder is not None:
             names[uid] = holder
     unnamed = [uid for uid in groups if uid not in names]

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 PREFIX = "GPU_STEWARD_AGENT_"
+DEFAULT_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
+DEFAULT_GPU_RESOURCES = ("nvidia.com/gpu", "nvidia.com/mig-")
 
 
 class ConfigError(ValueError):
@@ -25,10 +27,10 @@ class AgentConfig:
     bind: str = "0.0.0.0"
     interval_seconds: float = 1.0
     window_seconds: float = 300.0
-    pod_resources_socket: str = "/var/lib/kubelet/pod-resources/kubelet.sock"
+    pod_resources_socket: str = DEFAULT_SOCKET
     proc_root: str = "/proc"
     nvml_library_path: str | None = None  # None: pynvml finds libnvidia-ml.so.1 itself
-    gpu_resource_prefixes: tuple[str, ...] = ("nvidia.com/gpu", "nvidia.com/mig-")
+    gpu_resource_prefixes: tuple[str, ...] = DEFAULT_GPU_RESOURCES
     log_format: str = "json"
     log_level: str = "INFO"
 
@@ -62,10 +64,10 @@ def from_env(env: Mapping[str, str] | None = None) -> AgentConfig:
         bind=env.get(PREFIX + "BIND", "0.0.0.0"),
         interval_seconds=interval,
         window_seconds=window,
-        pod_resources_socket=env.get(PREFIX + "POD_RESOURCES_SOCKET", AgentConfig.pod_resources_socket),
+        pod_resources_socket=env.get(PREFIX + "POD_RESOURCES_SOCKET", DEFAULT_SOCKET),
         proc_root=env.get(PREFIX + "PROC_ROOT", "/proc"),
         nvml_library_path=env.get("NVML_LIBRARY_PATH") or None,
-        gpu_resource_prefixes=prefixes or AgentConfig.gpu_resource_prefixes,
+        gpu_resource_prefixes=prefixes or DEFAULT_GPU_RESOURCES,
         log_format=env.get(PREFIX + "LOG_FORMAT", "json"),
         log_level=env.get(PREFIX + "LOG_LEVEL", "INFO"),
     )
