@@ -3,50 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-from prometheus_client.exposition import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
+from fixtures.agent_helpers import T0, UID_A, UID_B, make_agent, samples_of, summary_at
 from fixtures.fake_nvml import FakeNvml, fake_nvml, fake_nvml_lib  # noqa: F401 - fixtures
 from fixtures.fake_proc import write_proc
 from gpu_steward_agent import fakenvml, summary
 from gpu_steward_agent.agent import Agent
-from gpu_steward_agent.config import AgentConfig
-from gpu_steward_agent.metrics import AgentMetrics
-
-T0 = 1_700_000_000.0  # explicit sample times (before "now", as the fake's process samples are stamped now)
-UID_A = "aaaaaaaa-1111-4111-8111-111111111111"
-UID_B = "bbbbbbbb-2222-4222-8222-222222222222"
-
-
-def make_agent(fake: FakeNvml, tmp_path: Path, window: float = 60.0, socket: str | None = None) -> Agent:
-    config = AgentConfig(
-        node_name="node-a",
-        port=0,
-        interval_seconds=1.0,
-        window_seconds=window,
-        pod_resources_socket=socket or str(tmp_path / "no-kubelet.sock"),
-        proc_root=str(tmp_path / "proc"),
-        nvml_library_path=str(fake.lib),
-    )
-    return Agent(config)
-
-
-def summary_at(agent: Agent, now: float) -> dict[str, Any]:
-    with agent.lock:
-        return summary.build(agent, now)
-
-
-def samples_of(agent: Agent, name: str) -> list[tuple[dict[str, str], float]]:
-    text = generate_latest(AgentMetrics(agent).registry).decode()
-    return [(s.labels, s.value) for fam in text_string_to_metric_families(text) for s in fam.samples if s.name == name]
 
 
 @pytest.fixture
 def agent(fake_nvml: FakeNvml, tmp_path: Path):  # noqa: F811 - the fixture above
-    a = make_agent(fake_nvml, tmp_path)
+    a = make_agent(fake_nvml.lib, tmp_path)
     yield a
     a.close()
 
