@@ -194,9 +194,7 @@ def test_no_warning_outside_the_window_and_a_pending_warning_is_withdrawn_when_i
     s = confirm(d.state, d.actions[0], T0 + 200 * MIN)
     s, seen = run_idle(s, T0 + 201 * MIN, 13, r)
     assert kinds(seen) == []
-    assert [a.kind for a in decide(s, idle(T0 + 215 * MIN), facts(), r, T0 + 215 * MIN).actions] == [
-        ActionKind.SUSPEND
-    ]
+    assert [a.kind for a in decide(s, idle(T0 + 215 * MIN), facts(), r, T0 + 215 * MIN).actions] == [ActionKind.SUSPEND]
 
 
 def test_notify_only_warns_once_and_never_suspends():
@@ -225,9 +223,8 @@ def test_dry_run_returns_would_only_actions_and_counts_savings():
     assert summary.would_save_cost == Decimal("10.00")
     # Activity closes the stretch; the hours stay counted.
     s = decide(d.state, busy(T0 + 134 * MIN), facts(), r, T0 + 134 * MIN).state
-    assert summarize([decide(s, busy(T0 + 200 * MIN), facts(), r, T0 + 200 * MIN)], T0, Decimal(1)).would_save_gpu_hours == (
-        Decimal("6.00")
-    )
+    later = decide(s, busy(T0 + 200 * MIN), facts(), r, T0 + 200 * MIN)
+    assert summarize([later], T0, Decimal(1)).would_save_gpu_hours == Decimal("6.00")
 
 
 def test_switching_from_dry_run_to_enforcing_requires_a_real_warning():

@@ -10,9 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from hypothesis import HealthCheck, event, given, settings
-from hypothesis import strategies as st
-
 from gpu_steward.policy.idle import (
     ActionKind,
     Phase,
@@ -22,6 +19,8 @@ from gpu_steward.policy.idle import (
     state_from_annotation,
     state_to_annotation,
 )
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from .idle_helpers import T0, facts, rules
 
@@ -71,9 +70,9 @@ def evaluate(world: World, now: datetime, s: dict, r) -> None:
     usage = usage_for(s["reading"], now, world)
     # Oracle bookkeeping: anything that must restart the notice cycle.
     # Data that is not ok-idle (or a resume) restarts the idle clock; a closed window only voids warnings.
-    if not world.suspended and s["reading"] != "idle" or resume:
+    if (not world.suspended and s["reading"] != "idle") or resume:
         world.last_reset = now
-    if not world.suspended and not s["in_window"] or resume:
+    if (not world.suspended and not s["in_window"]) or resume:
         world.last_window_close = now
     d = decide(state, usage, f, r, now)
     world.annotation = state_to_annotation(d.state)  # 1. persist intent
@@ -133,7 +132,8 @@ def test_invariants_hold_across_crashes_and_restarts(steps):
     # Every suspension and every resume was announced exactly once (plus crash resends), none lost.
     n_susp = sum(1 for _, k, _ in world.delivered if k is ActionKind.NOTIFY_SUSPENDED)
     n_res = sum(1 for _, k, _ in world.delivered if k is ActionKind.NOTIFY_RESUMED)
-    assert len(world.suspensions) <= n_susp <= len(world.suspensions) + world.resends.get(ActionKind.NOTIFY_SUSPENDED, 0)
+    susp_resends = world.resends.get(ActionKind.NOTIFY_SUSPENDED, 0)
+    assert len(world.suspensions) <= n_susp <= len(world.suspensions) + susp_resends
     assert len(world.resumes) <= n_res <= len(world.resumes) + world.resends.get(ActionKind.NOTIFY_RESUMED, 0)
     event(f"suspensions>0: {bool(world.suspensions)}")
     event(f"resumes>0: {bool(world.resumes)}")
@@ -169,8 +169,14 @@ def test_garbage_annotation_never_raises(text):
 @given(
     st.dictionaries(
         st.sampled_from(["v", "phase", "episode", "idleSince", "warn", "suspend", "snooze", "reclaimedGpuHours"]),
-        st.one_of(st.none(), st.integers(-5, 5), st.text(max_size=30), st.floats(allow_nan=True), st.booleans(),
-                  st.dictionaries(st.sampled_from(["intended", "done", "value", "seen"]), st.text(max_size=25))),
+        st.one_of(
+            st.none(),
+            st.integers(-5, 5),
+            st.text(max_size=30),
+            st.floats(allow_nan=True),
+            st.booleans(),
+            st.dictionaries(st.sampled_from(["intended", "done", "value", "seen"]), st.text(max_size=25)),
+        ),
     )
 )
 def test_malformed_state_objects_give_a_fresh_state_and_a_reason(obj):
