@@ -10,7 +10,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
-from tests.fixtures.slack_receiver import SlackReceiver
+from fixtures.slack_receiver import SlackReceiver
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from gpu_steward.notify.slack import SlackNotifier
 from gpu_steward.settings import Settings
 from pydantic import SecretStr
 
-from tests.fixtures.slack_receiver import SlackReceiver
+from fixtures.slack_receiver import SlackReceiver
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 MESSAGE = slack_message(

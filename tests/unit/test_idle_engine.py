@@ -19,7 +19,7 @@ from gpu_steward.policy.idle import (
 )
 from gpu_steward.policy.idle_summary import summarize
 
-from .idle_helpers import MIN, T0, busy, facts, idle, rules
+from idle_helpers import MIN, T0, busy, facts, idle, rules
 
 
 def run_idle(state, start, minutes, r, f=None, step=1):

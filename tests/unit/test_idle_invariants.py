@@ -22,7 +22,7 @@ from gpu_steward.policy.idle import (
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from .idle_helpers import T0, facts, rules
+from idle_helpers import T0, facts, rules
 
 WINDOW = 60.0
 
