@@ -6,6 +6,8 @@ from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
+from idle_helpers import MIN, T0, busy, facts, idle, rules
+
 from gpu_steward.policy.idle import (
     ActionKind,
     Hold,
@@ -18,8 +20,6 @@ from gpu_steward.policy.idle import (
     state_to_annotation,
 )
 from gpu_steward.policy.idle_summary import summarize
-
-from idle_helpers import MIN, T0, busy, facts, idle, rules
 
 
 def run_idle(state, start, minutes, r, f=None, step=1):

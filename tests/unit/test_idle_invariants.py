@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from idle_helpers import T0, facts, rules
+
 from gpu_steward.policy.idle import (
     ActionKind,
     Phase,
@@ -19,10 +23,6 @@ from gpu_steward.policy.idle import (
     state_from_annotation,
     state_to_annotation,
 )
-from hypothesis import HealthCheck, event, given, settings
-from hypothesis import strategies as st
-
-from idle_helpers import T0, facts, rules
 
 WINDOW = 60.0
 
