@@ -70,6 +70,8 @@ def merge_usages(parts: list[Usage]) -> Usage:
     unknown = [p for p in parts if p.status != "ok" or p.util_mean is None or p.last_sample_at is None]
     if unknown:
         return Usage.unknown(unknown[0].reason or "utilization unknown")
+    if len(parts) == 1:
+        return parts[0]
     total = sum(max(p.samples, 1) for p in parts)
     mean = sum((p.util_mean or 0.0) * max(p.samples, 1) for p in parts) / total
     maxes = [p.util_max for p in parts if p.util_max is not None]
