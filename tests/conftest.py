@@ -10,7 +10,22 @@ import pytest
 from gpu_steward.localcluster.runner import ControlPlane
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-UPSTREAM_CRDS = REPO_ROOT.parent / "shared" / "upstream-crds"
+
+
+def _main_checkout(root: Path) -> Path:
+    """In a git worktree, ``.git`` is a file naming ``<main checkout>/.git/worktrees/<name>``:
+    the shared folder sits beside the main checkout, not beside the worktree."""
+    dotgit = root / ".git"
+    if dotgit.is_file():
+        gitdir = dotgit.read_text().partition("gitdir:")[2].strip()
+        if "/.git/" in gitdir:
+            return Path(gitdir.split("/.git/", 1)[0])
+    return root
+
+
+UPSTREAM_CRDS = next((p for p in (REPO_ROOT.parent / "shared" / "upstream-crds",
+                                  _main_checkout(REPO_ROOT).parent / "shared" / "upstream-crds") if p.is_dir()),
+                     REPO_ROOT.parent / "shared" / "upstream-crds")
 
 
 @pytest.fixture(scope="session")

@@ -18,11 +18,13 @@ from typing import Any
 
 import pytest
 import yaml
+
 from gpu_steward import cli
 from gpu_steward.kube import Kube
+from gpu_steward.settings import Settings
 from gpu_steward.workloads import actions
 from gpu_steward.workloads.model import RESUME_ANNOTATION, SUSPENDED_STATE_ANNOTATION, WorkloadRef
-from gpu_steward.workloads.resolve import resolve
+from gpu_steward.workloads.resolve import owner_of, resolve
 
 pytestmark = pytest.mark.cluster
 
@@ -54,7 +56,10 @@ def crds(cluster: Any, kube: Kube, upstream_crds: Path) -> None:
         # create, not client-side apply: the JobSet CRD is larger than the last-applied annotation allows
         if kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", body["metadata"]["name"]) is None:
             kube.create(body, dry_run=False)
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{body['metadata']['name']}", "--timeout=60s")
+        wait_for(f"CRD {body['metadata']['name']} Established", lambda n=body["metadata"]["name"]: any(
+            c["type"] == "Established" and c["status"] == "True" for c in
+            (kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", n).get("status") or {})
+            .get("conditions") or []))
 
 
 @pytest.fixture(scope="module")
@@ -94,22 +99,39 @@ def running(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # ---- Job --------------------------------------------------------------------------------------------
 
-def test_job_pod_resolves_and_job_is_suspended_then_resumed(kube: Kube, gpu_node: str, ns: str) -> None:
+def test_job_pod_on_gpu_node_resolves_to_the_job(kube: Kube, gpu_node: str, ns: str) -> None:
+    # KWOK completes a Job's pod as soon as it runs; it still names its Job, which is what matters
     job = {
         "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": "train", "namespace": ns, "labels": {"gpusteward.dev/owner": "alice"}},
-        "spec": {"backoffLimit": 0, "template": {"metadata": {"labels": {"app": "train"}}, "spec": gpu_pod_spec()}},
+        "metadata": {"name": "done", "namespace": ns, "labels": {"gpusteward.dev/owner": "alice"}},
+        "spec": {"backoffLimit": 0, "template": {"metadata": {"labels": {"app": "done"}}, "spec": gpu_pod_spec()}},
     }
     kube.create(job, dry_run=False)
-    pods = wait_for("the Job's GPU pod running on the KWOK node", lambda: running(pods_of(kube, ns, "app=train")))
-    pod = pods[0]
+    pod = wait_for("the Job's GPU pod to run on the KWOK GPU node", lambda: [
+        p for p in pods_of(kube, ns, "app=done") if p["status"].get("phase") in ("Running", "Succeeded")])[0]
     assert pod["spec"]["nodeName"] == gpu_node
-
     lookup = actions.KubeLookup(kube)
     res = resolve(pod, lookup, lookup.owned)
     assert res.suspendable, res.reason
     assert [r.kind for r in res.chain] == ["Pod", "Job"]
-    assert res.workload is not None and res.workload.name == "train" and res.workload.uid
+    assert res.workload is not None and res.workload.name == "done" and res.workload.uid
+    assert owner_of(res.objects, Settings()).name == "alice"
+
+
+def test_job_is_suspended_its_pods_deleted_and_resumed(kube: Kube, ns: str) -> None:
+    # pods wait for a GPU model no node has, so they stay active (Pending) until the Job is suspended
+    spec = gpu_pod_spec() | {"nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-B200"}}
+    job = {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "train", "namespace": ns},
+        "spec": {"parallelism": 2, "completions": 4, "template": {"metadata": {"labels": {"app": "train"}},
+                                                                   "spec": spec}},
+    }
+    kube.create(job, dry_run=False)
+    pods = wait_for("2 active pods", lambda: len(live(pods_of(kube, ns, "app=train"))) == 2
+                    and live(pods_of(kube, ns, "app=train")))
+    lookup = actions.KubeLookup(kube)
+    res = resolve(pods[0], lookup, lookup.owned)
+    assert res.suspendable and res.workload is not None and res.workload.kind == "Job"
 
     # dry-run: the Result says what would change, the cluster is untouched
     preview = actions.suspend(kube, res.workload, NOW, dry_run=True)
@@ -122,8 +144,11 @@ def test_job_pod_resolves_and_job_is_suspended_then_resumed(kube: Kube, gpu_node
     assert got["spec"]["suspend"] is True
     record = json.loads(got["metadata"]["annotations"][SUSPENDED_STATE_ANNOTATION])
     assert record["previous"] is False and record["present"] is True
-    # the Job controller really removes the running pods of a suspended Job
-    wait_for("the suspended Job's pods to go", lambda: not live(pods_of(kube, ns, "app=train")))
+    # the Job controller really removes the pods of a suspended Job and says so
+    wait_for("the suspended Job's pods to go", lambda: not pods_of(kube, ns, "app=train"))
+    wait_for("condition Suspended=True", lambda: any(
+        c["type"] == "Suspended" and c["status"] == "True"
+        for c in (kube.get("batch/v1", "Job", "train", ns).get("status") or {}).get("conditions") or []))
 
     again = actions.suspend(kube, res.workload, NOW + dt.timedelta(hours=1), dry_run=False)
     assert again.ok and not again.changed and again.record == record
@@ -133,7 +158,7 @@ def test_job_pod_resolves_and_job_is_suspended_then_resumed(kube: Kube, gpu_node
     got = kube.get("batch/v1", "Job", "train", ns)
     assert got["spec"]["suspend"] is False
     assert SUSPENDED_STATE_ANNOTATION not in (got["metadata"].get("annotations") or {})
-    wait_for("a new pod after resume", lambda: running(pods_of(kube, ns, "app=train")))
+    wait_for("the pods back after resume", lambda: len(live(pods_of(kube, ns, "app=train"))) == 2)
 
 
 # ---- StatefulSet ------------------------------------------------------------------------------------
