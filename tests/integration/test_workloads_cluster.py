@@ -333,3 +333,31 @@ def test_missing_and_bare(kube: Kube, gpu_node: str, ns: str) -> None:
     assert not res.suspendable and "bare pod" in res.reason
     # a kind this cluster does not serve reads as absent, not as an exception
     assert actions.KubeLookup(kube)("kubeflow.org/v1", "PyTorchJob", ns, "x") is None
+
+
+class RacingKube(Kube):
+    """A real Kube; right after our first read, another writer scales the StatefulSet."""
+
+    def __init__(self, api_client: Any, ns: str) -> None:
+        super().__init__(api_client)
+        self.ns, self.raced = ns, False
+
+    def get_optional(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Any:
+        obj = super().get_optional(api_version, kind, name, namespace)
+        if not self.raced and kind == "StatefulSet":
+            self.raced = True
+            self.patch("apps/v1", "StatefulSet", name, namespace, {"spec": {"replicas": 5}}, dry_run=False)
+        return obj
+
+
+def test_write_that_raced_another_writer_is_rebuilt_from_a_fresh_read(cluster: Any, kube: Kube, ns: str) -> None:
+    sts = statefulset(ns, "raced", 2)
+    sts["spec"]["template"]["spec"]["nodeSelector"] = {"no-such-node": "x"}
+    kube.create(sts, dry_run=False)
+    racing = RacingKube(cluster.api_client(), ns)
+    out = actions.suspend(racing, WorkloadRef("apps/v1", "StatefulSet", ns, "raced"), NOW, dry_run=False)
+    assert racing.raced and out.ok and out.changed, out.error
+    got = kube.get("apps/v1", "StatefulSet", "raced", ns)
+    # the stale read (2) was refused by the apiserver (409); the record holds what was really there
+    assert got["spec"]["replicas"] == 0
+    assert json.loads(got["metadata"]["annotations"][SUSPENDED_STATE_ANNOTATION])["previous"] == 5
