@@ -361,3 +361,25 @@ def test_write_that_raced_another_writer_is_rebuilt_from_a_fresh_read(cluster: A
     # the stale read (2) was refused by the apiserver (409); the record holds what was really there
     assert got["spec"]["replicas"] == 0
     assert json.loads(got["metadata"]["annotations"][SUSPENDED_STATE_ANNOTATION])["previous"] == 5
+
+
+def test_deployment_pod_resolves_through_its_replicaset(kube: Kube, gpu_node: str, ns: str) -> None:
+    dep = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "serve", "namespace": ns},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "serve"}},
+                 "template": {"metadata": {"labels": {"app": "serve"}}, "spec": gpu_pod_spec(restart="Always")}},
+    }
+    kube.create(dep, dry_run=False)
+    pods = wait_for("2 Deployment pods running", lambda: len(running(pods_of(kube, ns, "app=serve"))) == 2
+                    and running(pods_of(kube, ns, "app=serve")))
+    assert {p["spec"]["nodeName"] for p in pods} == {gpu_node}
+    lookup = actions.KubeLookup(kube)
+    res = resolve(pods[0], lookup, lookup.owned)
+    assert res.suspendable and [r.kind for r in res.chain] == ["Pod", "ReplicaSet", "Deployment"]
+    assert res.workload is not None
+
+    assert actions.suspend(kube, res.workload, NOW, dry_run=False).changed
+    wait_for("Deployment pods to go", lambda: not live(pods_of(kube, ns, "app=serve")), timeout=90)
+    assert actions.resume(kube, res.workload, dry_run=False).changed
+    assert kube.get("apps/v1", "Deployment", "serve", ns)["spec"]["replicas"] == 2
+    wait_for("2 pods back", lambda: len(running(pods_of(kube, ns, "app=serve"))) == 2, timeout=90)
