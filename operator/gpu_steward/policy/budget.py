@@ -59,7 +59,8 @@ def desired_quota(namespace: str, budget_name: str, budget_uid: str | None, hard
             "apiVersion": "gpusteward.dev/v1alpha1", "kind": "GPUBudget", "name": budget_name,
             "uid": budget_uid, "controller": True, "blockOwnerDeletion": False,
         }]
-    return {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": meta, "spec": {"hard": {QUOTA_RESOURCE: str(hard)}}}
+    return {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": meta,
+            "spec": {"hard": {QUOTA_RESOURCE: str(hard)}}}
 
 
 # ---- the spend ledger (restart-safe and survives deleted pods) -----------------------------------
