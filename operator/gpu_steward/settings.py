@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     gpu_hour_prices: dict[str, Decimal] = Field(default_factory=dict)
     price_override_label: str = "gpusteward.dev/gpu-hour-price"
     cost_annotation_min_interval_seconds: float = Field(300.0, gt=0)
+    # Cost ledger and SuspendIdleFirst: a GPU sample below this utilization counts as idle time.
+    cost_idle_util_percent: float = Field(5.0, ge=0, le=100)
 
     # Who owns a workload: the first of these labels/annotations that is set.
     owner_keys: tuple[str, ...] = ("gpusteward.dev/owner", "owner", "app.kubernetes.io/managed-by-user")

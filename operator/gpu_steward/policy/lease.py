@@ -30,6 +30,8 @@ OnExpiry = Literal["Suspend", "Notify"]
 QUOTA_PHASES: frozenset[str] = frozenset({"Active", "Expiring"})
 TERMINAL_PHASES: frozenset[str] = frozenset({"Released", "Rejected"})
 APPROVED_BY_ANNOTATION = "gpusteward.dev/approved-by"
+# An approver rejects a pending lease by setting this annotation (its value: the reason).
+REJECTED_ANNOTATION = "gpusteward.dev/rejected"
 
 
 @dataclass(frozen=True)
@@ -235,18 +237,18 @@ def approval_denial(
     """Why ``username`` may not make this change to a lease, or None when allowed.
 
     ``old``/``new`` are whole objects (old is None on CREATE). Setting or changing
-    ``spec.approved``, or the approved-by annotation, takes a member of an approver group who is
+    ``spec.approved``, the approved-by stamp or the rejected annotation takes a member of an approver group who is
     not the lease's owner: nobody approves their own lease.
     """
     old_spec = (old or {}).get("spec") or {}
     new_spec = new.get("spec") or {}
     old_ann = ((old or {}).get("metadata") or {}).get("annotations") or {}
     new_ann = (new.get("metadata") or {}).get("annotations") or {}
-    approval_changed = old_spec.get("approved") != new_spec.get("approved")
+    # spec.approved defaults to false: absent and false mean the same.
+    approval_changed = bool(old_spec.get("approved")) != bool(new_spec.get("approved"))
     stamp_changed = old_ann.get(APPROVED_BY_ANNOTATION) != new_ann.get(APPROVED_BY_ANNOTATION)
-    if not approval_changed and not stamp_changed:
-        return None
-    if old is None and new_spec.get("approved") is None and not stamp_changed:
+    reject_changed = old_ann.get(REJECTED_ANNOTATION) != new_ann.get(REJECTED_ANNOTATION)
+    if not (approval_changed or stamp_changed or reject_changed):
         return None
     if not set(groups) & set(approver_groups):
         return (f"user {username!r} may not set spec.approved: not a member of an approver group "
