@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     ownership_admission: Literal["off", "warn", "enforce"] = "off"
     required_pod_labels: tuple[str, ...] = ("gpusteward.dev/owner", "gpusteward.dev/team")
 
+    # Admission webhooks (lease approvals, pod ownership), served by the operator over HTTPS.
+    webhook_enabled: bool = False
+    webhook_listen_addr: str = "0.0.0.0"
+    webhook_port: int = 9443
+    webhook_host: str | None = None  # host name/IP the apiserver uses in the webhook URL
+    webhook_cert_dir: str | None = None  # tls.crt/tls.key(/ca.crt) mounted; None: generate a self-signed pair
+
     metrics_port: int = 8080
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"

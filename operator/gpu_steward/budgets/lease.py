@@ -86,10 +86,10 @@ def reconcile_lease(
     try:
         parsed = parse_lease(lease)
     except ValueError as exc:
-        desired = {"conditions": set_condition(status.get("conditions") or [], "Ready", "False", "Invalid", str(exc),
+        invalid = {"conditions": set_condition(status.get("conditions") or [], "Ready", "False", "Invalid", str(exc),
                                                generation, now), "observedGeneration": generation}
-        written = _write_status(kube, lease, status, desired, dry_run)
-        return LeaseResult(str(status.get("phase")), {**status, **desired}, written)
+        written = _write_status(kube, lease, status, invalid, dry_run)
+        return LeaseResult(str(status.get("phase")), {**status, **invalid}, written)
 
     budget = namespace_budget(kube, ns)
     bparsed = _budget_parsed(budget)
@@ -116,8 +116,12 @@ def reconcile_lease(
     decision = pl.step(parsed.terms, state, lane, usage, settings.default_gpu_hour_price, now)
 
     owners = tuple(x for x in (parsed.terms.owner, parsed.owner_email) if x)
-    base_notice = {"owners": owners, "slack_channel": bparsed.slack_channel if bparsed else None,
-                   "webhook_secret_ref": bparsed.webhook_secret_ref if bparsed else None}
+
+    def notice(reason: str, message: str, type_: str) -> Notice:
+        return Notice(subject=lease, reason=reason, message=message, type=type_,  # type: ignore[arg-type]
+                      owners=owners, slack_channel=bparsed.slack_channel if bparsed else None,
+                      webhook_secret_ref=bparsed.webhook_secret_ref if bparsed else None)
+
     sent: list[str] = []
     actions_taken: list[str] = []
     became_expired = decision.phase in ("Expired", "Released") and state.phase not in ("Expired", "Released")
@@ -133,8 +137,7 @@ def reconcile_lease(
         message = prefix + n.message
         if n.reason == "LeaseExpired" and actions_taken:
             message += ". " + "; ".join(actions_taken)
-        notifier.send(Notice(subject=lease, reason=n.reason, message=message, type=n.type, **base_notice),
-                      now=now, dry_run=dry_run)
+        notifier.send(notice(n.reason, message, n.type), now=now, dry_run=dry_run)
         sent.append(n.reason)
 
     conds = list(status.get("conditions") or [])
@@ -143,8 +146,7 @@ def reconcile_lease(
         conds = set_condition(conds, ctype, cstatus, reason, message, generation, now)
         if ctype == "RenewalRefused" and cstatus == "True" and (
                 before is None or before.get("status") != "True" or before.get("message") != message):
-            notifier.send(Notice(subject=lease, reason="LeaseRenewalRefused", message=prefix + message,
-                                 type="Warning", **base_notice), now=now, dry_run=dry_run)
+            notifier.send(notice("LeaseRenewalRefused", prefix + message, "Warning"), now=now, dry_run=dry_run)
             sent.append("LeaseRenewalRefused")
     conds = set_condition(conds, "Ready", "True", decision.phase, f"lease is {decision.phase}", generation, now)
 
