@@ -24,7 +24,9 @@ def _user(userinfo: Any) -> tuple[str, list[str]]:
     return str(info.get("username") or ""), list(info.get("groups") or [])
 
 
-@kopf.on.validate(GROUP, VERSION, "experimentleases", id="lease-approval", operations=["CREATE", "UPDATE"])
+# persistent: the webhook stays registered while the operator is down, so approvals fail closed.
+@kopf.on.validate(GROUP, VERSION, "experimentleases", id="lease-approval", operations=["CREATE", "UPDATE"],
+                  persistent=True)
 def validate_lease_approval(body: Any, old: Any, userinfo: Any, **_: Any) -> None:
     username, groups = _user(userinfo)
     reason = approval_denial(old, body, username, groups, _SETTINGS.approver_groups)
