@@ -14,9 +14,8 @@ import subprocess
 import sys
 
 import pytest
+from budget_helpers import API, REPO, apply, create, install_crds, kubectl, new_namespace, wait_for
 from gpu_steward.kube import Kube
-
-from tests.integration.budget_helpers import API, REPO, apply, create, install_crds, kubectl, new_namespace, wait_for
 
 pytestmark = pytest.mark.cluster
 

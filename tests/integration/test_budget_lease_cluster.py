@@ -11,16 +11,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from gpu_steward.budgets.budget import reconcile_budget
-from gpu_steward.budgets.costs import CostLedger, reconcile_pod_costs
-from gpu_steward.budgets.lease import reconcile_lease
-from gpu_steward.budgets.notifier import EventNotifier, FanOut, RecordingNotifier
-from gpu_steward.kube import Kube
-from gpu_steward.policy import cost as c
-from gpu_steward.settings import Settings
-from kubernetes.client.exceptions import ApiException
-
-from tests.integration.budget_helpers import (
+from budget_helpers import (
     API,
     apply,
     event_reasons,
@@ -33,6 +24,14 @@ from tests.integration.budget_helpers import (
     wait_for,
     wait_quota,
 )
+from gpu_steward.budgets.budget import reconcile_budget
+from gpu_steward.budgets.costs import CostLedger, reconcile_pod_costs
+from gpu_steward.budgets.lease import reconcile_lease
+from gpu_steward.budgets.notifier import EventNotifier, FanOut, RecordingNotifier
+from gpu_steward.kube import Kube
+from gpu_steward.policy import cost as c
+from gpu_steward.settings import Settings
+from kubernetes.client.exceptions import ApiException
 
 pytestmark = pytest.mark.cluster
 
