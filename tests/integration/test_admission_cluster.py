@@ -14,7 +14,8 @@ import subprocess
 import sys
 
 import pytest
-from budget_helpers import API, REPO, apply, create, install_crds, kubectl, new_namespace, wait_for
+
+from fixtures.budget_cluster import API, REPO, apply, create, install_crds, kubectl, new_namespace, wait_for
 from gpu_steward.kube import Kube
 
 pytestmark = pytest.mark.cluster

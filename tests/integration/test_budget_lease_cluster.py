@@ -11,7 +11,9 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from budget_helpers import (
+from kubernetes.client.exceptions import ApiException
+
+from fixtures.budget_cluster import (
     API,
     apply,
     event_reasons,
@@ -31,7 +33,6 @@ from gpu_steward.budgets.notifier import EventNotifier, FanOut, RecordingNotifie
 from gpu_steward.kube import Kube
 from gpu_steward.policy import cost as c
 from gpu_steward.settings import Settings
-from kubernetes.client.exceptions import ApiException
 
 pytestmark = pytest.mark.cluster
 

@@ -6,12 +6,12 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from gpu_steward.notify.messages import NoticeContext, slack_message
-from gpu_steward.notify.slack import SlackNotifier
-from gpu_steward.settings import Settings
 from pydantic import SecretStr
 
 from fixtures.slack_receiver import SlackReceiver
+from gpu_steward.notify.messages import NoticeContext, slack_message
+from gpu_steward.notify.slack import SlackNotifier
+from gpu_steward.settings import Settings
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 MESSAGE = slack_message(

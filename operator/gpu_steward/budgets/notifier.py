@@ -72,3 +72,54 @@ class RecordingNotifier:
 
     def send(self, notice: Notice, *, now: dt.datetime, dry_run: bool) -> None:
         self.sent.append(notice)
+
+
+def slack_blocks(notice: Notice, dry_run: bool) -> dict[str, Any]:
+    """A short Block Kit message: headline, the message, the facts."""
+    head = ("[dry-run] " if dry_run else "") + notice.reason
+    meta = notice.subject.get("metadata") or {}
+    where = f"{notice.subject.get('kind', '')} {meta.get('namespace', '')}/{meta.get('name', '')}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": head[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": notice.message[:2900]}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": where[:300]}]},
+    ]
+    return {"text": f"{head}: {notice.message}"[:3000], "blocks": blocks}
+
+
+class SlackBridge:
+    """Budget and lease notices to Slack through ``gpu_steward.notify.slack.SlackNotifier``.
+
+    A GPUBudget's ``notify.webhookSecretRef`` names a Secret in its namespace whose value is the
+    webhook URL; it is read at send time and never logged, put into an Event or into status. The
+    owner's e-mail (an owner containing '@') lets a bot token DM them; else the budget's channel.
+    """
+
+    def __init__(self, kube: Kube, settings: Any) -> None:
+        self.kube = kube
+        self.settings = settings
+
+    def _webhook_url(self, notice: Notice) -> str | None:
+        import base64
+
+        ref = notice.webhook_secret_ref
+        ns = (notice.subject.get("metadata") or {}).get("namespace")
+        if not ref or not ns:
+            return None
+        secret = self.kube.get("v1", "Secret", ref["name"], ns)
+        raw = ((secret or {}).get("data") or {}).get(ref["key"])
+        if not raw:
+            log.warning("slack webhook secret missing", secret=ref["name"], key=ref["key"], namespace=ns)
+            return None
+        return base64.b64decode(raw).decode().strip()
+
+    def send(self, notice: Notice, *, now: dt.datetime, dry_run: bool) -> None:
+        from gpu_steward.notify.slack import SlackNotifier
+
+        slack = SlackNotifier.from_settings(self.settings, webhook_url=self._webhook_url(notice))
+        if not slack.configured:
+            return
+        email = next((o for o in notice.owners if "@" in o), None)
+        result = slack.send(slack_blocks(notice, dry_run), owner_email=email, channel=notice.slack_channel)
+        if not result.ok:
+            log.info("slack notice not delivered", reason=notice.reason, errors=list(result.errors))

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from gpu_steward.budgets.costs import CostLedger, UtilizationLookup
-from gpu_steward.budgets.notifier import EventNotifier, Notifier
+from gpu_steward.budgets.notifier import EventNotifier, FanOut, Notifier, SlackBridge
 from gpu_steward.kube import Kube, load_api_client
 from gpu_steward.settings import Settings
 
@@ -40,7 +40,8 @@ _lock = threading.Lock()
 def build_runtime(settings: Settings | None = None, kubeconfig: str | None = None) -> Runtime:
     settings = settings or Settings()
     kube = Kube(load_api_client(kubeconfig))
-    return Runtime(settings, kube, EventNotifier(kube), CostLedger(settings.cost_idle_util_percent))
+    notifier = FanOut([EventNotifier(kube), SlackBridge(kube, settings)])
+    return Runtime(settings, kube, notifier, CostLedger(settings.cost_idle_util_percent))
 
 
 def get_runtime() -> Runtime:
