@@ -246,3 +246,47 @@ def test_suspend_idle_first_suspends_idle_workloads_only(cluster, kube):
     assert not kube.get("batch/v1", "Job", "busy-job", ns)["spec"].get("suspend")
     assert "BudgetSuspendedIdle" in [n.reason for n in notes.sent]
     assert res.status["effectiveQuota"] == 2  # blocked at what was in use
+
+
+def test_report_and_focus_export_on_a_known_cluster_state(cluster, kube, capsys, monkeypatch):
+    import csv
+    import io
+    import json
+
+    from gpu_steward.cli import build_parser
+    from gpu_steward.reports import cli as reports
+
+    ns = new_namespace(cluster, "report")
+    kube.create(gpu_pod(ns, "a", 2, {"gpusteward.dev/team": "vision", "gpusteward.dev/lease": "exp9",
+                                      "gpusteward.dev/owner": "alice"}), dry_run=False)
+    kube.create(gpu_pod(ns, "b", 1, {"gpusteward.dev/team": "nlp"}), dry_run=False)
+    starts = {n: utc(running_pod(kube, ns, n)["status"]["startTime"]) for n in ("a", "b")}
+    now = max(starts.values()) + dt.timedelta(hours=2)
+    kube.patch("v1", "Pod", "a", ns, {"metadata": {"annotations": {c.ANN_IDLE_GPU_HOURS: "1.5",
+                                                                    c.ANN_UTIL_AVG: "37.5"}}}, dry_run=False)
+    price = Decimal("4.10")
+    hours = {n: Decimal(int((now - s).total_seconds())) / 3600 for n, s in starts.items()}
+    expected_cost = {"a": 2 * hours["a"] * price, "b": 1 * hours["b"] * price}
+    monkeypatch.setenv("GPU_STEWARD_GPU_HOUR_PRICES", json.dumps({A100: "4.10"}))
+    start = c.format_time(min(starts.values()) - dt.timedelta(minutes=1))
+
+    args = build_parser().parse_args(["report", "-n", ns, "--by", "team", "-o", "json", "--from", start])
+    assert reports.run_report(args, now=now, kube=kube) == 0
+    rows = {r["team"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"vision", "nlp"}
+    assert Decimal(rows["vision"]["cost"]) == c.q_money(expected_cost["a"])
+    assert Decimal(rows["vision"]["gpuHours"]) == c.q_hours(2 * hours["a"])
+    assert Decimal(rows["vision"]["idleGpuHours"]) == Decimal("1.5")
+    assert Decimal(rows["nlp"]["cost"]) == c.q_money(expected_cost["b"])
+
+    args = build_parser().parse_args(["export", "--format", "focus", "-n", ns, "--from", start])
+    assert reports.run_export(args, now=now, kube=kube) == 0
+    focus = {r["ResourceName"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    assert set(focus) == {f"{ns}/a", f"{ns}/b"}
+    a = focus[f"{ns}/a"]
+    assert abs(Decimal(a["BilledCost"]) - expected_cost["a"]) < Decimal("0.000001")
+    assert a["ListUnitPrice"] == "4.1" and a["ConsumedUnit"] == "GPU-Hours" and a["SubAccountName"] == ns
+    assert json.loads(a["Tags"]) == {"owner": "alice", "team": "vision", "lease": "exp9", "namespace": ns,
+                                     "gpu-model": A100}
+    assert a["x_IdleGPUHours"] == "1.5" and a["x_GpuUtilAvg"] == "37.5"
+    assert a["ChargePeriodStart"] == c.format_time(starts["a"]) and a["ChargePeriodEnd"] == c.format_time(now)
