@@ -263,7 +263,8 @@ def test_report_and_focus_export_on_a_known_cluster_state(cluster, kube, capsys,
     starts = {n: utc(running_pod(kube, ns, n)["status"]["startTime"]) for n in ("a", "b")}
     now = max(starts.values()) + dt.timedelta(hours=2)
     kube.patch("v1", "Pod", "a", ns, {"metadata": {"annotations": {c.ANN_IDLE_GPU_HOURS: "1.5",
-                                                                    c.ANN_UTIL_AVG: "37.5"}}}, dry_run=False)
+                                                                    c.ANN_UTIL_AVG: "37.5",
+                                                                    c.ANN_UTIL_OBSERVED_HOURS: "3"}}}, dry_run=False)
     price = Decimal("4.10")
     hours = {n: Decimal(int((now - s).total_seconds())) / 3600 for n, s in starts.items()}
     expected_cost = {"a": 2 * hours["a"] * price, "b": 1 * hours["b"] * price}
