@@ -28,4 +28,8 @@ def suspend_pod_workload(kube: Kube, pod: dict[str, Any], now: dt.datetime, dry_
     result = actions.suspend(kube, res.workload, now, dry_run)
     if result.error:
         return Outcome(str(res.workload), False, True, f"suspend of {res.workload} failed: {result.error}")
-    return Outcome(str(res.workload), result.changed, True, result.message)
+    if not result.changed:
+        return Outcome(str(res.workload), False, True, f"{res.workload} is already suspended")
+    via = f" via {result.target}" if result.target is not None and result.target != res.workload else ""
+    verb = "would suspend" if dry_run else "suspended"
+    return Outcome(str(res.workload), True, True, f"{verb} {res.workload}{via}")
