@@ -104,6 +104,11 @@ def reconcile_budget(
 
     quota = kube.apply(pb.desired_quota(ns, name, meta.get("uid"), decision.effective_quota), dry_run=dry_run)
 
+    suspended: list[str] = []
+    if decision.suspend_idle:
+        suspended = _suspend_idle(kube, settings, budget, parsed, pods, now, notifier, utilization, ledger,
+                                  suspend_workload)
+
     for threshold in decision.announce:
         assert terms.spend is not None
         msg = pb.threshold_message(ns, name, threshold, spend_ledger.spend, terms.spend.limit, currency,
@@ -111,13 +116,10 @@ def reconcile_budget(
         if threshold >= 100 and terms.on_exceeded != "Notify":
             msg += (" New GPU pods are blocked (quota shrunk to the GPUs in use)." if terms.on_exceeded == "BlockNew"
                     else " Idle GPU workloads are being suspended and new GPU pods blocked.")
+            if suspended:
+                msg += " " + "; ".join(suspended) + "."
         notifier.send(_notice(budget, parsed, "BudgetThreshold", msg, "Warning" if threshold >= 80 else "Normal"),
                       now=now, dry_run=dry_run)
-
-    suspended: list[str] = []
-    if decision.suspend_idle:
-        suspended = _suspend_idle(kube, settings, budget, parsed, pods, now, notifier, utilization, ledger,
-                                  suspend_workload)
 
     if annotations.get(pb.SPEND_LEDGER_ANNOTATION) != spend_ledger.to_json():
         kube.patch(API_VERSION, "GPUBudget", name, ns,
@@ -176,8 +178,8 @@ def _suspend_idle(kube: Kube, settings: Settings, budget: JSON, parsed: ParsedBu
         if not is_idle(pod, settings, utilization, ledger):
             continue
         outcome = act(kube, pod, now, settings.dry_run)
-        if outcome is None:
-            continue
+        if outcome is None or (outcome.suspendable and not outcome.changed):
+            continue  # already suspended: nothing new to say
         done.append(outcome.message)
         if outcome.changed:
             notifier.send(_notice(pod, parsed, "BudgetSuspendedIdle",

@@ -24,7 +24,7 @@ def suspend_pod_workload(kube: Kube, pod: dict[str, Any], now: dt.datetime, dry_
     res = resolve(pod, lookup, lookup.owned)
     if not res.suspendable or res.workload is None:
         name = f"Pod/{pod['metadata']['name']}"
-        return Outcome(name, False, False, f"{name} cannot be suspended ({res.reason}); its owner is notified")
+        return Outcome(name, False, False, f"{name} cannot be suspended ({res.reason}): notify only")
     result = actions.suspend(kube, res.workload, now, dry_run)
     if result.error:
         return Outcome(str(res.workload), False, True, f"suspend of {res.workload} failed: {result.error}")
