@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     gpu_hour_prices: dict[str, Decimal] = Field(default_factory=dict)
     price_override_label: str = "gpusteward.dev/gpu-hour-price"
     cost_annotation_min_interval_seconds: float = Field(300.0, gt=0)
+    # Cost ledger and SuspendIdleFirst: a GPU sample below this utilization counts as idle time.
+    cost_idle_util_percent: float = Field(5.0, ge=0, le=100)
 
     # Who owns a workload: the first of these labels/annotations that is set.
     owner_keys: tuple[str, ...] = ("gpusteward.dev/owner", "owner", "app.kubernetes.io/managed-by-user")
@@ -59,6 +61,13 @@ class Settings(BaseSettings):
     approver_groups: tuple[str, ...] = ("gpu-steward-approvers",)
     ownership_admission: Literal["off", "warn", "enforce"] = "off"
     required_pod_labels: tuple[str, ...] = ("gpusteward.dev/owner", "gpusteward.dev/team")
+
+    # Admission webhooks (lease approvals, pod ownership), served by the operator over HTTPS.
+    webhook_enabled: bool = False
+    webhook_listen_addr: str = "0.0.0.0"
+    webhook_port: int = 9443
+    webhook_host: str | None = None  # host name/IP the apiserver uses in the webhook URL
+    webhook_cert_dir: str | None = None  # tls.crt/tls.key(/ca.crt) mounted; None: generate a self-signed pair
 
     metrics_port: int = 8080
     log_format: Literal["json", "console"] = "json"

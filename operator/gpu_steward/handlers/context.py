@@ -1,4 +1,4 @@
-"""Start-up: build the shared context (settings, API client) once and put it in kopf's memo."""
+"""Start-up: configure kopf from the one Settings object (built once, shared by every handler)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,10 @@ from typing import Any
 
 import kopf
 
+from gpu_steward.budgets.runtime import get_runtime
 from gpu_steward.handlers import run
-from gpu_steward.kube import Kube, load_api_client
-from gpu_steward.settings import Settings
 
 
-@kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    app: Settings = memo.get("app_settings") or Settings()
-    memo["app_settings"] = app
-    run.configure_kopf(settings, app)
-    memo["kube"] = Kube(load_api_client())
+@kopf.on.startup(id="gpusteward-configure")
+def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    run.configure_kopf(settings, get_runtime().settings)
