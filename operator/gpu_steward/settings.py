@@ -61,6 +61,22 @@ class Settings(BaseSettings):
     required_pod_labels: tuple[str, ...] = ("gpusteward.dev/owner", "gpusteward.dev/team")
 
     metrics_port: int = 8080
+
+    # Deployment wiring, set by the Helm chart (charts/gpu-steward, docs/install.md).
+    # kopf peering: replicas sharing one ClusterKopfPeering name keep a single active operator.
+    # None means standalone (local demo and tests run one operator).
+    peering_name: str | None = None
+    # kopf's liveness endpoint, e.g. "http://0.0.0.0:8081/healthz"; None serves no probe.
+    liveness_endpoint: str | None = None
+    # Admission webhook: "off"; "kopf" (kopf makes a self-signed certificate and manages the
+    # ValidatingWebhookConfiguration named webhook_configuration_name; one replica only);
+    # "certificate" (the chart renders the configuration and mounts webhook_cert_dir, holding
+    # tls.crt and tls.key, from a Helm-generated or cert-manager Secret).
+    webhook_mode: Literal["off", "kopf", "certificate"] = "off"
+    webhook_port: int = 9443
+    webhook_host: str | None = None  # the Service DNS name the apiserver calls (kopf mode)
+    webhook_configuration_name: str = "gpu-steward.gpusteward.dev"
+    webhook_cert_dir: str = "/etc/gpu-steward/webhook-tls"
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
 
