@@ -12,7 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "charts" / "gpu-steward" / "values.schema.json"
+import yaml
+
+CHART = Path(__file__).resolve().parent.parent / "charts" / "gpu-steward"
+SCHEMA_PATH = CHART / "values.schema.json"
+# The chart's copy of the generated CRD (never edited by hand): policies in values are checked
+# against the same spec schema the apiserver will use, closed at every level.
+IDLEPOLICY_CRD = CHART / "crds" / "gpusteward.dev_idlepolicies.yaml"
 
 S = dict[str, Any]
 
@@ -135,37 +141,32 @@ DEFINITIONS: dict[str, S] = {
         "nodeTaintsPolicy": string(enum=["Honor", "Ignore"]),
     }, required=["maxSkew", "topologyKey", "whenUnsatisfiable"]),
     "serviceAccount": obj({"create": BOOL, "name": string(), "annotations": STRING_MAP}),
-    # The IdlePolicy spec as the CRD defines it (shared vocabulary); the apiserver validates again.
-    "idlePolicySpec": obj({
-        "selector": obj({
-            "namespaces": STRINGS,
-            "namespaceSelector": ref("labelSelector"),
-            "workloadSelector": ref("labelSelector"),
-            "kinds": arr(string(enum=["Job", "Notebook", "StatefulSet", "Deployment", "JobSet", "PyTorchJob",
-                                      "RayJob", "RayCluster", "Pod"])),
-        }),
-        "idle": obj({
-            "gpuUtilPercent": number(minimum=0, maximum=100),
-            "for": DURATION_S,
-            "startupGrace": DURATION_S,
-        }),
-        "notice": obj({
-            "before": DURATION_S,
-            "channels": arr(string(enum=["Slack", "Event"])),
-            "maxSnooze": DURATION_S,
-        }),
-        "action": string(enum=["Suspend", "NotifyOnly"]),
-        "schedule": obj({
-            "timeZone": string(),
-            "windows": arr(obj({"cron": string(minLength=1), "duration": DURATION_S}, required=["cron", "duration"])),
-        }),
-        "exemptions": obj({
-            "selectors": arr(ref("labelSelector")),
-            "maxExemption": DURATION_S,
-        }),
-        "dryRun": BOOL,
-    }),
 }
+
+
+# JSON-schema keywords a CRD schema shares with values.schema.json; x-kubernetes-* (CEL rules, list
+# types), defaults and descriptions stay with the CRD.
+_CRD_KEYWORDS = {"type", "properties", "required", "items", "enum", "minimum", "maximum", "exclusiveMinimum",
+                 "exclusiveMaximum", "minLength", "maxLength", "pattern", "minItems", "maxItems", "maxProperties",
+                 "additionalProperties"}
+
+
+def closed_from_crd(node: S) -> S:
+    out: S = {k: v for k, v in node.items() if k in _CRD_KEYWORDS}
+    if "properties" in out:
+        out["properties"] = {k: closed_from_crd(v) for k, v in out["properties"].items()}
+        out["additionalProperties"] = False
+    elif isinstance(out.get("additionalProperties"), dict):
+        out["additionalProperties"] = closed_from_crd(out["additionalProperties"])
+    if "items" in out:
+        out["items"] = closed_from_crd(out["items"])
+    return out
+
+
+def idle_policy_spec() -> S:
+    crd = yaml.safe_load(IDLEPOLICY_CRD.read_text())
+    version = next(v for v in crd["spec"]["versions"] if v.get("storage"))
+    return closed_from_crd(version["schema"]["openAPIV3Schema"]["properties"]["spec"])
 
 
 def pod_settings() -> dict[str, S]:
@@ -259,7 +260,7 @@ def build() -> S:
     })
     policy = obj({
         "name": string(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", maxLength=63),
-        "spec": ref("idlePolicySpec"),
+        "spec": idle_policy_spec(),
     }, required=["name", "spec"])
     dashboard = obj({"enabled": BOOL, "namespace": string(), "labels": STRING_MAP, "annotations": STRING_MAP})
     root = obj({
@@ -278,9 +279,6 @@ def build() -> S:
         "webhook": webhook,
         "policies": arr(policy),
         "dashboard": dashboard,
-        # Helm adds these itself: the bundled CRD-only chart's (empty) values and globals.
-        "kopf-peering": obj({}),
-        "global": obj({}),
     })
     return {"$schema": "http://json-schema.org/draft-07/schema#", "title": "GPU Steward Helm values",
             **root, "definitions": DEFINITIONS}
