@@ -205,6 +205,7 @@ def build() -> S:
         "prometheusUrl": string(pattern=r"^(https?://.+)?$"),
         "agentTimeoutSeconds": number(exclusiveMinimum=0),
         "costAnnotationMinIntervalSeconds": number(exclusiveMinimum=0),
+        "costIdleUtilPercent": number(minimum=0, maximum=100),
         "ownerKeys": STRINGS,
         "ownerEmailKeys": STRINGS,
         "teamKeys": STRINGS,

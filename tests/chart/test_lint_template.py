@@ -43,8 +43,8 @@ def test_default_render(helm: Path) -> None:
     kinds = sorted({d["kind"] for d in docs})
     assert kinds == sorted([
         "ClusterKopfPeering", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition",
-        "DaemonSet", "Deployment", "IdlePolicy", "PodDisruptionBudget", "Secret", "Service", "ServiceAccount",
-        "ValidatingWebhookConfiguration",
+        "DaemonSet", "Deployment", "IdlePolicy", "MutatingWebhookConfiguration", "PodDisruptionBudget", "Secret",
+        "Service", "ServiceAccount", "ValidatingWebhookConfiguration",
     ])
     dep = one(docs, "Deployment", "-operator")
     assert dep["spec"]["replicas"] == 2
@@ -84,6 +84,11 @@ def test_agent_daemonset_defaults(helm: Path) -> None:
     assert vol["hostPath"]["path"] == "/var/lib/kubelet/pod-resources"
     env = {e["name"]: e for e in container["env"]}
     assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    # The agent's own settings (gpu_steward_agent/config.py: prefix GPU_STEWARD_AGENT_).
+    assert env["GPU_STEWARD_AGENT_PORT"]["value"] == "9400"
+    assert env["GPU_STEWARD_AGENT_POD_RESOURCES_SOCKET"]["value"] == "/var/lib/kubelet/pod-resources/kubelet.sock"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     sc = container["securityContext"]
     assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
     assert "privileged" not in sc
@@ -110,11 +115,18 @@ def test_full_render(helm: Path) -> None:
     assert cert["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
     assert not by_kind(docs, "Issuer") and not by_kind(docs, "Secret")
     vwc = one(docs, "ValidatingWebhookConfiguration")
-    assert vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "gpu-steward/gs-webhook"
-    hooks = {w["name"]: w for w in vwc["webhooks"]}
-    assert set(hooks) == {"experimentleases.validate.gpusteward.dev", "pods.validate.gpusteward.dev"}
-    assert hooks["pods.validate.gpusteward.dev"]["failurePolicy"] == "Fail"
-    assert hooks["experimentleases.validate.gpusteward.dev"]["clientConfig"]["service"]["port"] == 10443
+    mwc = one(docs, "MutatingWebhookConfiguration")
+    for conf in (vwc, mwc):
+        assert conf["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "gpu-steward/gs-webhook"
+    hooks = {w["name"].split(".")[0]: w for w in vwc["webhooks"] + mwc["webhooks"]}
+    # Each webhook calls the path of its kopf handler id.
+    assert {k: w["clientConfig"]["service"]["path"] for k, w in hooks.items()} == {
+        "lease-approval": "/lease-approval", "lease-approved-by": "/lease-approved-by",
+        "gpu-pod-ownership": "/gpu-pod-ownership"}
+    assert hooks["gpu-pod-ownership"]["failurePolicy"] == "Fail"
+    assert hooks["lease-approval"]["failurePolicy"] == "Ignore"
+    assert all(w["clientConfig"]["service"]["port"] == 10443 for w in hooks.values())
+    assert all("caBundle" not in w["clientConfig"] for w in hooks.values())  # cert-manager injects it
     monitors = by_kind(docs, "ServiceMonitor")
     assert len(monitors) == 2
     assert all(m["metadata"]["labels"]["release"] == "kube-prometheus-stack" for m in monitors)
@@ -157,18 +169,26 @@ def test_helm_certificates_form_a_chain(helm: Path, tmp_path: Path) -> None:
                           capture_output=True, text=True, check=True).stdout
     assert "DNS:gpu-steward-webhook.gpu-steward.svc" in text
     vwc = one(docs, "ValidatingWebhookConfiguration")
-    assert all(w["clientConfig"]["caBundle"] == secret["data"]["ca.crt"] for w in vwc["webhooks"])
-    # ownershipAdmission is off by default: only the lease webhook.
-    assert [w["name"] for w in vwc["webhooks"]] == ["experimentleases.validate.gpusteward.dev"]
+    mwc = one(docs, "MutatingWebhookConfiguration")
+    assert all(w["clientConfig"]["caBundle"] == secret["data"]["ca.crt"] for w in vwc["webhooks"] + mwc["webhooks"])
+    # ownershipAdmission is off by default: only the lease webhooks.
+    assert [w["name"] for w in vwc["webhooks"]] == ["lease-approval.gpu-steward.gpusteward.dev"]
+    assert [w["name"] for w in mwc["webhooks"]] == ["lease-approved-by.gpu-steward.gpusteward.dev"]
+    # The operator gets the same files, ca.crt included.
+    dep = one(docs, "Deployment")
+    vol = next(v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "webhook-tls")
+    assert vol["secret"]["secretName"] == secret["metadata"]["name"] and "items" not in vol["secret"]
 
 
 def test_kopf_managed_webhook(helm: Path) -> None:
     docs = template(helm, sets=["webhook.certificates=kopf", "operator.replicas=1"])
-    assert not by_kind(docs, "ValidatingWebhookConfiguration") and not by_kind(docs, "Secret")
+    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "Secret"):
+        assert not by_kind(docs, kind)
     container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["GPU_STEWARD_WEBHOOK_MODE"] == "kopf"
+    assert env["GPU_STEWARD_WEBHOOK_MANAGE_CONFIGURATION"] == "true"
     assert env["GPU_STEWARD_WEBHOOK_HOST"] == "gpu-steward-webhook.gpu-steward.svc"
+    assert "GPU_STEWARD_WEBHOOK_CERT_DIR" not in env  # the operator makes its own certificate
 
 
 @pytest.mark.parametrize("sets, message", [

@@ -18,8 +18,9 @@ EXPECTED: dict[tuple[str, str], tuple[str, ...]] = {
     ("", "nodes"): READ,
     ("", "namespaces"): READ,
     ("", "events"): ("create",),
-    ("", "resourcequotas"): (*READ, "create", "patch", "delete"),
-    ("apps", "replicasets"): READ,
+    ("", "resourcequotas"): ("get", "create", "patch"),
+    ("apps", "replicasets"): ("get",),
+    ("apps", "daemonsets"): ("get",),
     ("apps", "deployments"): (*READ, "patch"),
     ("apps", "statefulsets"): (*READ, "patch"),
     ("batch", "jobs"): (*READ, "patch"),
@@ -88,10 +89,12 @@ def test_secrets_only_by_name(helm: Path) -> None:
 
 def test_kopf_managed_webhook_rules(helm: Path) -> None:
     got = flatten(all_roles(template(helm, sets=["webhook.certificates=kopf", "operator.replicas=1"]))[0])
-    vwc = {(v, n) for g, r, v, n in got if r == "validatingwebhookconfigurations"}
-    assert vwc == {("create", ""), ("get", "gpu-steward.gpusteward.dev"), ("patch", "gpu-steward.gpusteward.dev")}
-    # With the chart's certificates (default) kopf manages nothing there.
-    assert not any(r == "validatingwebhookconfigurations" for _, r, _, _ in flatten(all_roles(template(helm))[0]))
+    for kind in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+        rules = {(v, n) for g, r, v, n in got if r == kind}
+        assert rules == {("create", ""), ("get", "gpu-steward.gpusteward.dev"),
+                         ("patch", "gpu-steward.gpusteward.dev")}
+    # With the chart's certificates (default) the chart owns the configurations: no rights on them.
+    assert not any(r.endswith("webhookconfigurations") for _, r, _, _ in flatten(all_roles(template(helm))[0]))
 
 
 def test_binding_targets_the_operator_only(helm: Path) -> None:

@@ -11,7 +11,8 @@ import yaml
 from gpu_steward.settings import Settings
 from helmtools import VALUES_FULL, one, template
 
-# Settings fields the chart deliberately does not set (local demo and tests only).
+# Settings fields the chart deliberately does not set: agent_url_override is for the local demo;
+# webhook_listen_addr is set, webhook_cert_dir only when the chart mounts a certificate.
 NOT_FROM_CHART = {"agent_url_override"}
 SECRET_FIELDS = {"slack_webhook_url", "slack_bot_token", "slack_signing_secret"}
 
@@ -61,8 +62,12 @@ def test_defaults_load(helm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.agent_label_selector == "app.kubernetes.io/component=agent,app.kubernetes.io/instance=gpu-steward"
     assert s.peering_name == "gpu-steward"
     assert s.liveness_endpoint == "http://0.0.0.0:8081/healthz"
-    assert s.webhook_mode == "certificate"
+    assert s.webhook_enabled is True
+    assert s.webhook_manage_configuration is False  # the chart renders the configurations
+    assert s.webhook_cert_dir == "/etc/gpu-steward/webhook-tls"
+    assert s.webhook_host == "gpu-steward-webhook.gpu-steward.svc"
     assert s.webhook_configuration_name == "gpu-steward.gpusteward.dev"
+    assert s.cost_idle_util_percent == 5.0
     assert s.slack_webhook_url is None
     assert s.evaluation_interval_seconds == 30.0
 
@@ -88,6 +93,7 @@ def test_full_values_load(helm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.peering_name == "gs-peering"
     assert s.liveness_endpoint == "http://0.0.0.0:18081/healthz"
     assert s.webhook_port == 10443
+    assert s.cost_idle_util_percent == 2.5
     assert s.webhook_host == "gs-webhook.gpu-steward.svc"
     assert s.slack_default_channel == "#gpu-spend"
     assert s.slack_api_url == "https://slack.example.com/api/"

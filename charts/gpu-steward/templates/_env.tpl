@@ -38,6 +38,8 @@ Secrets only arrive through secretKeyRef.
   value: {{ .Values.prices.overrideLabel | quote }}
 - name: GPU_STEWARD_COST_ANNOTATION_MIN_INTERVAL_SECONDS
   value: {{ $c.costAnnotationMinIntervalSeconds | toString | quote }}
+- name: GPU_STEWARD_COST_IDLE_UTIL_PERCENT
+  value: {{ $c.costIdleUtilPercent | toString | quote }}
 - name: GPU_STEWARD_OWNER_KEYS
   value: {{ $c.ownerKeys | toJson | quote }}
 - name: GPU_STEWARD_OWNER_EMAIL_KEYS
@@ -83,19 +85,23 @@ Secrets only arrive through secretKeyRef.
 {{- end }}
 - name: GPU_STEWARD_LIVENESS_ENDPOINT
   value: {{ printf "http://0.0.0.0:%v/healthz" .Values.operator.livenessPort | quote }}
+- name: GPU_STEWARD_WEBHOOK_ENABLED
+  value: {{ .Values.webhook.enabled | toString | quote }}
 {{- if .Values.webhook.enabled }}
-- name: GPU_STEWARD_WEBHOOK_MODE
-  value: {{ ternary "kopf" "certificate" (eq .Values.webhook.certificates "kopf") | quote }}
+{{- $kopfManaged := eq .Values.webhook.certificates "kopf" }}
+- name: GPU_STEWARD_WEBHOOK_LISTEN_ADDR
+  value: "0.0.0.0"
 - name: GPU_STEWARD_WEBHOOK_PORT
   value: {{ .Values.webhook.port | toString | quote }}
 - name: GPU_STEWARD_WEBHOOK_HOST
   value: {{ printf "%s.%s.svc" (include "gpu-steward.webhookService" .) .Release.Namespace | quote }}
-- name: GPU_STEWARD_WEBHOOK_CONFIGURATION_NAME
-  value: {{ include "gpu-steward.webhookConfigurationName" . | quote }}
+{{- if not $kopfManaged }}
 - name: GPU_STEWARD_WEBHOOK_CERT_DIR
   value: {{ include "gpu-steward.webhookCertDir" . | quote }}
-{{- else }}
-- name: GPU_STEWARD_WEBHOOK_MODE
-  value: "off"
+{{- end }}
+- name: GPU_STEWARD_WEBHOOK_MANAGE_CONFIGURATION
+  value: {{ $kopfManaged | toString | quote }}
+- name: GPU_STEWARD_WEBHOOK_CONFIGURATION_NAME
+  value: {{ include "gpu-steward.webhookConfigurationName" . | quote }}
 {{- end }}
 {{- end -}}

@@ -21,15 +21,15 @@ kubelet's pod-resources socket, and its ServiceAccount token is not even mounted
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
-# The ResourceQuota each GPUBudget owns in its namespace (create-if-absent, patch-if-different,
-# removed with the budget).
+# The ResourceQuota each GPUBudget owns in its namespace: create-if-absent, patch-if-different.
+# Never deleted by the operator: its ownerReference to the budget lets the garbage collector do it.
 - apiGroups: [""]
   resources: [resourcequotas]
-  verbs: [get, list, watch, create, patch, delete]
-# Owner walk Pod -> ReplicaSet -> Deployment; ReplicaSets are only read.
+  verbs: [get, create, patch]
+# Owner walk from a GPU pod (Pod -> ReplicaSet -> Deployment; DaemonSet pods end there): read one by one.
 - apiGroups: [apps]
-  resources: [replicasets]
-  verbs: [get, list, watch]
+  resources: [replicasets, daemonsets]
+  verbs: [get]
 # Suspend/resume adapters: replicas to 0 and back, spec.suspend, their own suspend fields.
 - apiGroups: [apps]
   resources: [deployments, statefulsets]
@@ -72,13 +72,13 @@ kubelet's pod-resources socket, and its ServiceAccount token is not even mounted
   verbs: [get, patch]
 {{- end }}
 {{- if and .Values.webhook.enabled (eq .Values.webhook.certificates "kopf") }}
-# kopf-managed admission: kopf creates its ValidatingWebhookConfiguration (create cannot be
-# limited by name) and patches only that one.
+# kopf-managed admission: kopf creates its webhook configurations (create cannot be limited by
+# name) and then reads and patches only those.
 - apiGroups: [admissionregistration.k8s.io]
-  resources: [validatingwebhookconfigurations]
+  resources: [validatingwebhookconfigurations, mutatingwebhookconfigurations]
   verbs: [create]
 - apiGroups: [admissionregistration.k8s.io]
-  resources: [validatingwebhookconfigurations]
+  resources: [validatingwebhookconfigurations, mutatingwebhookconfigurations]
   resourceNames: [{{ include "gpu-steward.webhookConfigurationName" . | quote }}]
   verbs: [get, patch]
 {{- end }}
