@@ -96,6 +96,22 @@ def test_notes_tell_the_next_step(installed: str) -> None:
     assert "slack.existingSecret" in notes  # Slack is not configured yet: say how
 
 
+def test_upgrade_keeps_the_webhook_certificate(installed: str, cluster: Any, helm: Path, kubectl: Any) -> None:
+    """certificates=helm: the chart looks its Secret up, so an upgrade does not break the webhook."""
+    secret = f"{RELEASE}-gpu-steward-webhook-tls"
+    before = json.loads(kubectl("get", "secret", secret, "-n", NS, "-o", "json"))["data"]
+    run_helm(helm, "upgrade", RELEASE, str(CHART), "--namespace", NS, "--reuse-values", "--wait=false",
+             "--set", "operator.logLevel=DEBUG", kubeconfig=cluster.kubeconfig)
+    after = json.loads(kubectl("get", "secret", secret, "-n", NS, "-o", "json"))["data"]
+    assert after == before
+    vwc = json.loads(kubectl("get", "validatingwebhookconfiguration", f"{RELEASE}-gpu-steward.gpusteward.dev",
+                             "-o", "json"))
+    assert vwc["webhooks"][0]["clientConfig"]["caBundle"] == before["ca.crt"]
+    env = json.loads(kubectl("get", "deployment", f"{RELEASE}-gpu-steward-operator", "-n", NS, "-o", "json"))[
+        "spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "GPU_STEWARD_LOG_LEVEL", "value": "DEBUG"} in env
+
+
 def test_uninstall_leaves_only_the_crds(installed: str, cluster: Any, helm: Path, kubectl: Any) -> None:
     run_helm(helm, "uninstall", RELEASE, "--namespace", NS, "--wait", kubeconfig=cluster.kubeconfig)
     # Pods, ReplicaSets, ControllerRevisions and EndpointSlices go with their owners (garbage collector).
