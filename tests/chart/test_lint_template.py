@@ -202,3 +202,19 @@ def test_inconsistent_values_fail_with_a_reason(helm: Path, sets: list[str], mes
                     *[a for s in sets for a in ("--set", s)], check=False)
     assert proc.returncode != 0
     assert message in proc.stderr
+
+
+def test_everything_optional_off(helm: Path) -> None:
+    docs = template(helm, sets=["agent.enabled=false", "webhook.enabled=false", "metrics.service.enabled=false",
+                                "dashboard.enabled=false", "operator.peering.enabled=false", "operator.replicas=1",
+                                "policies=null"])
+    kinds = {d["kind"] for d in docs} - {"CustomResourceDefinition"}
+    assert kinds == {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    dep = one(docs, "Deployment")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in dep["containers"][0]["env"]}
+    assert "GPU_STEWARD_PEERING_NAME" not in env  # standalone
+    assert env["GPU_STEWARD_WEBHOOK_ENABLED"] == "false"
+    role = one(docs, "ClusterRole")
+    assert not [r for r in role["rules"] if "kopf.dev" in r["apiGroups"]]
+    assert "affinity" not in dep  # no anti-affinity for a single replica
+    assert [v["name"] for v in dep["volumes"]] == ["tmp"]
