@@ -101,14 +101,31 @@ def operator_kubeconfig(*, helm: Path, kubectl: Path, admin_kubeconfig: str | Pa
 
 def can_i(kubectl: Path, kubeconfig: str | Path, verb: str, resource: str, *args: str,
           check_auth: bool = True) -> bool:
-    """`kubectl auth can-i` as the kubeconfig's user: True for yes, False for no.
+    """Whether the kubeconfig's user may ``verb`` ``resource``, in `kubectl auth can-i` syntax:
+    ``resource`` is ``plural[.group][/name]``; args may hold ``-n NS``, ``-A``, ``--subresource=S``.
 
-    An answer that is neither (e.g. the token is rejected) raises, unless ``check_auth`` is False,
-    when it counts as no."""
-    proc = _kubectl(kubectl, kubeconfig, "auth", "can-i", verb, resource, *args, check=False)
-    answer = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-    if answer not in ("yes", "no"):
+    Sent as a SelfSubjectAccessReview with the group spelt out, so it is exact even for API groups
+    the server does not serve (`kubectl auth can-i` would drop the group for those and answer no).
+    A rejected token raises, unless ``check_auth`` is False, when it counts as no."""
+    kind_part, _, name = resource.partition("/")
+    plural, _, group = kind_part.partition(".")
+    attrs: dict[str, str] = {"verb": verb, "resource": plural, "group": group}
+    if name:
+        attrs["name"] = name
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg in ("-n", "--namespace"):
+            attrs["namespace"] = rest.pop(0)
+        elif arg.startswith("--subresource="):
+            attrs["subresource"] = arg.split("=", 1)[1]
+        elif arg not in ("-A", "--all-namespaces"):
+            raise ValueError(f"can_i: unsupported argument {arg!r}")
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+              "spec": {"resourceAttributes": attrs}}
+    proc = _kubectl(kubectl, kubeconfig, "create", "-f", "-", "-o", "json", stdin=json.dumps(review), check=False)
+    if proc.returncode != 0:
         if not check_auth:
             return False
-        raise RuntimeError(f"kubectl auth can-i {verb} {resource}: {proc.stderr.strip() or proc.stdout.strip()}")
-    return answer == "yes"
+        raise RuntimeError(f"access review {attrs} failed: {proc.stderr.strip()}")
+    return bool(json.loads(proc.stdout)["status"].get("allowed"))

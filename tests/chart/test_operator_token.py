@@ -91,6 +91,20 @@ def test_denied(identity: OperatorIdentity, kubectl: Path, check: tuple[str, ...
     assert not can_i(kubectl, identity.kubeconfig, *check)
 
 
+@pytest.mark.parametrize("args, answer", [
+    (["list", "pods", "-A"], "yes"),
+    (["patch", "jobs.batch", "-n", "team-a"], "yes"),
+    (["delete", "secrets", "-n", "team-a"], "no"),
+    (["get", "secrets", "-n", "team-a"], "no"),
+])
+def test_kubectl_auth_can_i(identity: OperatorIdentity, kubectl: Path, args: list[str], answer: str) -> None:
+    """The plain CLI agrees (for API groups the server serves; can_i() above also covers the others)."""
+    proc = subprocess.run([str(kubectl), "--kubeconfig", str(identity.kubeconfig), "auth", "can-i", *args],
+                          capture_output=True, text=True)
+    assert proc.stdout.strip() == answer
+    assert proc.returncode == (0 if answer == "yes" else 1)
+
+
 def test_remove_takes_the_rights_away(cluster: Any, helm: Path, kubectl: Path, tmp_path: Path) -> None:
     ident = operator_kubeconfig(helm=helm, kubectl=kubectl, admin_kubeconfig=cluster.kubeconfig, namespace=NS,
                                 out=tmp_path / "k", release="gs-token-2")
