@@ -73,6 +73,18 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
 
+    # Deployment wiring the Helm chart sets (charts/gpu-steward, docs/install.md).
+    # kopf peering: replicas sharing one ClusterKopfPeering name keep a single active operator;
+    # None = standalone (local demo and tests run one operator).
+    peering_name: str | None = None
+    # kopf's liveness endpoint, e.g. "http://0.0.0.0:8081/healthz"; None serves none.
+    liveness_endpoint: str | None = None
+    # Whether kopf creates and patches the webhook configurations itself (named
+    # webhook_configuration_name). False when the chart renders them (its own or a cert-manager
+    # certificate); then the operator needs, and gets, no RBAC on webhook configurations.
+    webhook_manage_configuration: bool = True
+    webhook_configuration_name: str = "gpusteward.dev"
+
     def redacted(self) -> dict[str, Any]:
         """What is safe to log: every secret replaced by whether it is set."""
         out = self.model_dump(mode="json")
