@@ -16,6 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gpu_steward.workloads.cli import add_resume_command
 
     add_resume_command(sub)
+    from gpu_steward.reports.cli import add_report_commands
+
+    add_report_commands(sub)
     return parser
 
 

@@ -71,7 +71,14 @@ class Kube:
     def list(self, api_version: str, kind: str, namespace: str | None = None,
              label_selector: str | None = None) -> list[JSON]:
         res = self._resource(api_version, kind).get(namespace=namespace, label_selector=label_selector)
-        return [item.to_dict() for item in res.items]
+        out = []
+        for item in res.items:
+            obj = item.to_dict()
+            # Items of built-in lists come without apiVersion/kind; callers build refs and Events from them.
+            obj.setdefault("apiVersion", api_version)
+            obj.setdefault("kind", kind)
+            out.append(obj)
+        return out
 
     def get_optional(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> JSON | None:
         """Like ``get``, and None also when the cluster does not serve the kind (CRD not installed)."""

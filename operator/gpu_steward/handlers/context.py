@@ -1,19 +1,19 @@
-"""Start-up: build the shared context (settings, API client) once and put it in kopf's memo."""
+"""Start-up: configure kopf from the one Settings object (built once, shared by every handler)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import kopf
+import prometheus_client
 
+from gpu_steward.budgets.runtime import get_runtime
 from gpu_steward.handlers import run
-from gpu_steward.kube import Kube, load_api_client
-from gpu_steward.settings import Settings
 
 
-@kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    app: Settings = memo.get("app_settings") or Settings()
-    memo["app_settings"] = app
+@kopf.on.startup(id="gpusteward-configure")
+def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    app = get_runtime().settings
     run.configure_kopf(settings, app)
-    memo["kube"] = Kube(load_api_client())
+    if app.metrics_port:
+        prometheus_client.start_http_server(app.metrics_port)
