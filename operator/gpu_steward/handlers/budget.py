@@ -12,11 +12,10 @@ import structlog
 from gpu_steward.api.common import GROUP, VERSION
 from gpu_steward.budgets.budget import reconcile_budget
 from gpu_steward.budgets.costs import reconcile_pod_costs
-from gpu_steward.budgets.runtime import get_runtime
-from gpu_steward.settings import Settings
+from gpu_steward.budgets.runtime import configured_settings, get_runtime
 
 log = structlog.get_logger(__name__)
-_INTERVAL = Settings().evaluation_interval_seconds
+_INTERVAL = configured_settings().evaluation_interval_seconds
 
 
 def _reconcile(namespace: str, name: str) -> None:
