@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from gpu_steward import cli
 from gpu_steward.kube import Kube
 from gpu_steward.workloads import actions
