@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test venv controlplane lint crds bench
+.PHONY: demo test venv controlplane lint crds bench proto
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,7 @@ test: controlplane lint
 
 bench: controlplane
 	$(BIN)/python -m bench
+
+# Regenerates the kubelet pod-resources gRPC stubs from agent/gpu_steward_agent/podresources/api.proto.
+proto: venv
+	$(BIN)/python -m gpu_steward_agent.podresources.generate

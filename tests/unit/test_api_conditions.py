@@ -6,6 +6,7 @@ import copy
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from gpu_steward.api.conditions import find_condition, is_true, remove_condition, set_condition
 
 T0 = datetime(2026, 11, 26, 21, 0, tzinfo=UTC)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from gpu_steward.api import parse
 from gpu_steward.api.models import ExperimentLeaseSpec, GPUBudgetSpec, IdlePolicySpec
 from gpu_steward.api.parse import Invalid, Valid

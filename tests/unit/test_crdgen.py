@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from gpu_steward.api import crdgen
 from gpu_steward.api.kinds import KINDS
 

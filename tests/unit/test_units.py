@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from gpu_steward import units
 from hypothesis import given
 from hypothesis import strategies as st
+
+from gpu_steward import units
 
 
 @pytest.mark.parametrize(

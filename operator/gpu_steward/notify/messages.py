@@ -1,0 +1,205 @@
+"""What owners read: Slack Block Kit messages and Kubernetes Event texts, as pure builders.
+
+One ``NoticeContext`` describes a notice (stage ``warning`` | ``suspended`` | ``resumed``, the
+workload, idle since when, GPUs, cost, when it will be suspended, dry-run or not); from it:
+
+- ``slack_message(ctx) -> {"text": fallback, "blocks": [...]}`` — ready for ``chat.postMessage`` or an
+  incoming webhook (both take ``text`` + ``blocks``);
+- ``event_for(ctx) -> EventSpec(type, reason, message)`` — for the Event on the workload;
+- ``note_event(...)`` — for engine notes (a snooze cut to the policy maximum, an invalid annotation).
+
+Nothing here knows a secret: channels, URLs and tokens are added by ``notify.slack``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from gpu_steward.policy.timeparse import format_rfc3339
+
+Stage = Literal["warning", "suspended", "resumed"]
+
+# kubectl resource names for the kinds we handle (CRDs need their full plural.group to be unambiguous).
+KUBECTL_RESOURCE = {
+    "Job": "job",
+    "Notebook": "notebooks.kubeflow.org",
+    "StatefulSet": "statefulset",
+    "Deployment": "deployment",
+    "JobSet": "jobsets.jobset.x-k8s.io",
+    "PyTorchJob": "pytorchjobs.kubeflow.org",
+    "RayJob": "rayjobs.ray.io",
+    "RayCluster": "rayclusters.ray.io",
+    "Pod": "pod",
+}
+EVENT_MESSAGE_LIMIT = 1024  # Kubernetes truncates longer Event messages; keep the useful part
+
+
+@dataclass(frozen=True)
+class NoticeContext:
+    stage: Stage
+    kind: str
+    name: str
+    namespace: str
+    now: datetime
+    dry_run: bool = False
+    owner: str | None = None
+    idle_since: datetime | None = None
+    gpus: int = 0
+    gpu_model: str | None = None
+    util_percent: float | None = None
+    threshold_percent: float | None = None
+    cost_so_far: Decimal | None = None
+    cost_per_hour: Decimal | None = None
+    currency: str = "USD"
+    suspend_at: datetime | None = None  # warning: when the suspension is due (None: NotifyOnly)
+    max_snooze: timedelta | None = None
+    policy: str | None = None  # "namespace/name" of the IdlePolicy
+    reason: str | None = None  # e.g. "resumed outside GPU Steward"
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+def _ts(value: datetime | None) -> str:
+    return format_rfc3339(value) if value is not None else "unknown"
+
+
+def _dur(delta: timedelta) -> str:
+    minutes = max(int(delta.total_seconds() // 60), 0)
+    days, rem = divmod(minutes, 1440)
+    hours, mins = divmod(rem, 60)
+    out = (f"{days}d" if days else "") + (f"{hours}h" if hours else "")
+    return out + (f"{mins}m" if mins or not out else "")
+
+
+def _money(value: Decimal | None, currency: str) -> str:
+    return "n/a" if value is None else f"{value.quantize(Decimal('0.01'))} {currency}"
+
+
+def workload_ref(ctx: NoticeContext) -> str:
+    return f"{ctx.kind}/{ctx.name} in namespace {ctx.namespace}"
+
+
+def snooze_command(ctx: NoticeContext, snooze: timedelta | None = None) -> str:
+    """``kubectl annotate`` line that snoozes for ``snooze`` (default: the policy maximum, else 2h)."""
+    span = snooze or ctx.max_snooze or timedelta(hours=2)
+    until = format_rfc3339(ctx.now + span)
+    resource = KUBECTL_RESOURCE.get(ctx.kind, ctx.kind.lower())
+    return f"kubectl annotate {resource}/{ctx.name} -n {ctx.namespace} gpusteward.dev/snooze-until={until} --overwrite"
+
+
+def resume_commands(ctx: NoticeContext) -> tuple[str, str]:
+    resource = KUBECTL_RESOURCE.get(ctx.kind, ctx.kind.lower())
+    return (
+        f"gpu-steward resume {ctx.kind.lower()}/{ctx.name} -n {ctx.namespace}",
+        f"kubectl annotate {resource}/{ctx.name} -n {ctx.namespace} gpusteward.dev/resume=true --overwrite",
+    )
+
+
+def headline(ctx: NoticeContext) -> str:
+    """One line that says what happened; also the Slack fallback text and the Event message's start."""
+    ref = f"{ctx.kind} {ctx.namespace}/{ctx.name}"
+    prefix = "[dry-run] " if ctx.dry_run else ""
+    if ctx.stage == "warning":
+        if ctx.suspend_at is None:
+            return f"{prefix}{ref} is holding {ctx.gpus} idle GPU(s) (no action will be taken)"
+        verb = "would be suspended" if ctx.dry_run else "will be suspended"
+        return f"{prefix}{ref} is idle and {verb} at {_ts(ctx.suspend_at)}"
+    if ctx.stage == "suspended":
+        if ctx.dry_run:
+            return f"[dry-run] would suspend {ref}: idle since {_ts(ctx.idle_since)}"
+        return f"{ref} was suspended: its {ctx.gpus} GPU(s) were idle since {_ts(ctx.idle_since)}"
+    why = f" ({ctx.reason})" if ctx.reason else ""
+    return f"{prefix}{ref} was resumed{why}"
+
+
+def _facts(ctx: NoticeContext) -> list[str]:
+    gpus = f"{ctx.gpus} x {ctx.gpu_model}" if ctx.gpu_model else str(ctx.gpus)
+    util = "n/a" if ctx.util_percent is None else f"{ctx.util_percent:.1f}%"
+    if ctx.threshold_percent is not None:
+        util += f" (threshold {ctx.threshold_percent:g}%)"
+    facts = [
+        f"*Workload*\n{ctx.kind} `{ctx.namespace}/{ctx.name}`",
+        f"*Owner*\n{ctx.owner or 'unknown'}",
+        f"*GPUs*\n{gpus}",
+        f"*GPU utilization*\n{util}",
+        f"*Cost so far*\n{_money(ctx.cost_so_far, ctx.currency)}",
+        f"*Cost per hour*\n{_money(ctx.cost_per_hour, ctx.currency)}",
+    ]
+    if ctx.idle_since is not None and ctx.stage != "resumed":
+        facts.append(f"*Idle since*\n{_ts(ctx.idle_since)} ({_dur(ctx.now - ctx.idle_since)})")
+    if ctx.stage == "warning" and ctx.suspend_at is not None:
+        facts.append(f"*Suspension at*\n{_ts(ctx.suspend_at)} (in {_dur(ctx.suspend_at - ctx.now)})")
+    if ctx.policy:
+        facts.append(f"*Policy*\nIdlePolicy `{ctx.policy}`")
+    return facts
+
+
+def _how_to(ctx: NoticeContext) -> str:
+    resume_cli, resume_annotate = resume_commands(ctx)
+    if ctx.stage == "warning":
+        limit = f" (at most {_dur(ctx.max_snooze)})" if ctx.max_snooze else ""
+        keep = "Still using it? Run something on the GPU, or snooze" + limit + ":"
+        return f"{keep}\n```{snooze_command(ctx)}```"
+    if ctx.stage == "suspended":
+        note = "Nothing was deleted: data and volumes are kept." if not ctx.dry_run else "Nothing was touched."
+        return f"{note} To resume:\n```{resume_cli}```\nor\n```{resume_annotate}```"
+    return "Startup grace applies before idle time counts again."
+
+
+def slack_message(ctx: NoticeContext) -> dict[str, Any]:
+    """Block Kit payload: ``{"text": fallback, "blocks": [...]}`` (header, what/why, facts, how-to, context)."""
+    title = {"warning": "Idle GPUs", "suspended": "Workload suspended", "resumed": "Workload resumed"}[ctx.stage]
+    if ctx.dry_run:
+        title = "[dry-run] " + ("Would suspend" if ctx.stage == "suspended" else title)
+    text = headline(ctx)
+    fields = [{"type": "mrkdwn", "text": f[:2000]} for f in _facts(ctx)][:10]
+    context = "GPU Steward" + (" · dry-run: nothing will be changed" if ctx.dry_run else "")
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": f":zzz: {title}"[:150], "emoji": True}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
+        {"type": "section", "fields": fields},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _how_to(ctx)[:3000]}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
+    ]
+    return {"text": text, "blocks": blocks}
+
+
+EventType = Literal["Normal", "Warning"]
+_REASONS: dict[Stage, tuple[str, EventType]] = {
+    "warning": ("IdleWarning", "Warning"),
+    "suspended": ("IdleSuspended", "Warning"),
+    "resumed": ("IdleResumed", "Normal"),
+}
+
+
+def event_for(ctx: NoticeContext) -> EventSpec:
+    """The Event to record on the workload for this notice (plain text, bounded length)."""
+    reason, etype = _REASONS[ctx.stage]
+    if ctx.dry_run:
+        reason = "IdleWouldSuspend" if ctx.stage == "suspended" else "DryRun" + reason
+    parts = [headline(ctx) + "."]
+    if ctx.stage == "warning":
+        parts.append(f"GPU utilization below threshold since {_ts(ctx.idle_since)}.")
+        if ctx.suspend_at is not None:
+            parts.append(f"Snooze: {snooze_command(ctx)}")
+    elif ctx.stage == "suspended" and not ctx.dry_run:
+        parts.append(f"Nothing was deleted. Resume: {resume_commands(ctx)[0]}")
+    if ctx.cost_per_hour is not None:
+        parts.append(f"Cost {_money(ctx.cost_per_hour, ctx.currency)}/h.")
+    message = " ".join(parts)
+    if len(message) > EVENT_MESSAGE_LIMIT:
+        message = message[: EVENT_MESSAGE_LIMIT - 3] + "..."
+    return EventSpec(type="Normal" if ctx.dry_run else etype, reason=reason, message=message)
+
+
+def note_event(note: str) -> EventSpec:
+    """An engine note (snooze cut, invalid annotation) as an Event on the workload."""
+    return EventSpec(type="Warning", reason="IdlePolicyNote", message=note[:EVENT_MESSAGE_LIMIT])

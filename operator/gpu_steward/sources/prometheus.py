@@ -1,0 +1,133 @@
+"""Utilization from Prometheus (DCGM exporter metrics), through prometheus-api-client.
+
+Per pod over the last ``window_seconds``:
+    mean  = avg by (namespace, pod) (avg_over_time(M{pod!=""}[w]))
+    max   = max by (namespace, pod) (max_over_time(M{pod!=""}[w]))
+    count = sum by (namespace, pod) (count_over_time(M{pod!=""}[w]))
+    last  = max by (namespace, pod) (timestamp(M{pod!=""}))
+with M = ``DCGM_FI_PROF_GR_ENGINE_ACTIVE`` (a 0..1 ratio, times 100 for percent); pods it has nothing for are
+asked again with ``DCGM_FI_DEV_GPU_UTIL`` (already percent), which every dcgm-exporter (and our agent)
+publishes. One query set for all pods, filtered here: no giant regex of pod names.
+Label names are configurable (``exported_pod``/``exported_namespace`` when Prometheus renamed them).
+Any error (connection, HTTP, bad answer) makes every asked pod ``unknown`` — never idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from prometheus_api_client import PrometheusConnect
+
+from gpu_steward.policy.timeparse import as_utc
+from gpu_steward.policy.usage import Usage
+from gpu_steward.sources.base import PodRef, unknown_for
+
+log = structlog.get_logger(__name__)
+
+# (metric, factor to percent)
+METRICS: tuple[tuple[str, float], ...] = (("DCGM_FI_PROF_GR_ENGINE_ACTIVE", 100.0), ("DCGM_FI_DEV_GPU_UTIL", 1.0))
+
+Key = tuple[str, str]  # (namespace, pod)
+
+
+class PrometheusSource:
+    def __init__(
+        self,
+        url: str,
+        *,
+        window_seconds: float = 300.0,
+        max_age_seconds: float = 180.0,
+        timeout_seconds: float = 10.0,
+        pod_label: str = "pod",
+        namespace_label: str = "namespace",
+        client: PrometheusConnect | None = None,
+    ) -> None:
+        self.url = url
+        self.window_seconds = window_seconds
+        self.max_age = timedelta(seconds=max_age_seconds)
+        self.timeout = timeout_seconds
+        self.pod_label = pod_label
+        self.namespace_label = namespace_label
+        self._client = client
+
+    @classmethod
+    def from_settings(cls, settings: Any, **kw: Any) -> PrometheusSource:
+        if not settings.prometheus_url:
+            raise ValueError("utilization_source is prometheus but prometheus_url is not set")
+        return cls(settings.prometheus_url, max_age_seconds=settings.sample_max_age_seconds, **kw)
+
+    def _conn(self) -> PrometheusConnect:
+        if self._client is None:
+            self._client = PrometheusConnect(url=self.url, disable_ssl=True, timeout=int(max(self.timeout, 1)))
+        return self._client
+
+    async def close(self) -> None:
+        self._client = None
+
+    def _queries(self, metric: str) -> dict[str, str]:
+        by = f"{self.namespace_label}, {self.pod_label}"
+        sel = f'{metric}{{{self.pod_label}!=""}}'
+        w = f"{int(self.window_seconds)}s"
+        return {
+            "mean": f"avg by ({by}) (avg_over_time({sel}[{w}]))",
+            "max": f"max by ({by}) (max_over_time({sel}[{w}]))",
+            "count": f"sum by ({by}) (count_over_time({sel}[{w}]))",
+            "last": f"max by ({by}) (timestamp({sel}))",
+        }
+
+    def _series(self, query: str) -> dict[Key, float]:
+        out: dict[Key, float] = {}
+        for item in self._conn().custom_query(query, params={"timeout": f"{int(self.timeout)}s"}):
+            labels, value = item.get("metric") or {}, item.get("value") or [None, None]
+            key = (str(labels.get(self.namespace_label, "")), str(labels.get(self.pod_label, "")))
+            try:
+                out[key] = float(value[1])
+            except (TypeError, ValueError, IndexError):
+                continue
+        return out
+
+    def _metric_usage(self, metric: str, factor: float, wanted: set[Key], now: datetime) -> dict[Key, Usage]:
+        q = {name: self._series(query) for name, query in self._queries(metric).items()}
+        out: dict[Key, Usage] = {}
+        for key in wanted & set(q["mean"]):
+            last_ts = q["last"].get(key)
+            if last_ts is None:
+                continue
+            usage = Usage.ok(
+                util_mean=q["mean"][key] * factor,
+                util_max=q["max"][key] * factor if key in q["max"] else None,
+                samples=int(q["count"].get(key, 0)),
+                last_sample_at=datetime.fromtimestamp(last_ts, tz=UTC),
+                window_seconds=self.window_seconds,
+            )
+            problem = usage.usable(now, self.max_age)
+            out[key] = Usage.unknown(f"{metric}: {problem}") if problem else usage
+        return out
+
+    def _fetch_sync(self, pods: Sequence[PodRef], now: datetime) -> dict[str, Usage]:
+        wanted = {(p.namespace, p.name) for p in pods}
+        found: dict[Key, Usage] = {}
+        for metric, factor in METRICS:
+            missing = wanted - set(found)
+            if not missing:
+                break
+            found.update(self._metric_usage(metric, factor, missing, now))
+        return {
+            p.uid: found.get((p.namespace, p.name)) or Usage.unknown("no DCGM utilization series for the pod")
+            for p in pods
+        }
+
+    async def fetch(self, pods: Sequence[PodRef], now: datetime) -> dict[str, Usage]:
+        """Usage per pod UID; the queries run in a worker thread (the client is synchronous)."""
+        if not pods:
+            return {}
+        try:
+            return await asyncio.to_thread(self._fetch_sync, pods, as_utc(now))
+        except Exception as exc:  # connection refused, HTTP errors, malformed answers: all mean "no data"
+            reason = f"prometheus query failed: {type(exc).__name__}"
+            log.warning("prometheus utilization unavailable", error=reason, pods=len(pods))
+            return unknown_for(pods, reason)
