@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from gpu_steward.localcluster.build import KUBERNETES_VERSION
 
 REPO = Path(__file__).resolve().parents[2]

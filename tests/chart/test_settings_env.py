@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
-from gpu_steward.settings import Settings
 from helmtools import VALUES_FULL, one, template
+
+from gpu_steward.settings import Settings
 
 # Settings fields the chart deliberately does not set: agent_url_override is for the local demo;
 # webhook_listen_addr is set, webhook_cert_dir only when the chart mounts a certificate.
