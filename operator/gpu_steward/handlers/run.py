@@ -86,7 +86,7 @@ def run_operator(settings: Settings | None = None, *, stop_flag: Any = None, rea
     import_handlers()
     namespaces = list(settings.namespaces)
     kwargs: dict[str, Any] = {
-        "clusterwide": not namespaces, "namespaces": namespaces or None,
+        "clusterwide": not namespaces, "namespaces": namespaces,  # kopf iterates it: never None
         "liveness_endpoint": settings.liveness_endpoint,
         "stop_flag": stop_flag, "ready_flag": ready_flag,
     }
