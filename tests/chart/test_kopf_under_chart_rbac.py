@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import subprocess
 import threading
 import time
@@ -38,7 +39,8 @@ class ForbiddenLog(logging.Handler):
         text = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
             text += f" {record.exc_info[1]!r}"
-        if any(word in text for word in ("403", "Forbidden", "forbidden", "RBAC", "permission")):
+        # 403 as a status, not inside a port number or timestamp.
+        if re.search(r"(?<![\d:])403(?!\d)|[Ff]orbidden|RBAC|permission", text):
             self.records.append(text)
 
 
