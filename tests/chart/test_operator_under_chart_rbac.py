@@ -204,6 +204,22 @@ def test_operator_works_with_the_chart_rbac(case: Case, operator: tuple[subproce
                      .get("phase"), 60, proc, log)
     assert lease == "Active"
 
+    # The idle engine: a dry-run IdlePolicy gets its status; a GPU Job's pod is indexed and its owner
+    # chain read (the engine lists the suspendable kinds cluster-wide on every pass).
+    kubectl("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "gpusteward.dev/v1alpha1", "kind": "IdlePolicy",
+        "metadata": {"name": "idle", "namespace": team_ns},
+        "spec": {"selector": {"namespaces": [team_ns]}, "idle": {"gpuUtilPercent": 5, "for": "10m"},
+                 "notice": {"before": "5m", "maxSnooze": "1h"}, "dryRun": True}}))
+    kubectl("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "train", "namespace": team_ns},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{
+            "name": "t", "image": "example.invalid/train",
+            "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}}}))
+    mode = wait_for("policy status", lambda: (get("idlepolicy", "idle", "-n", team_ns) or {}).get("status", {})
+                    .get("mode"), 60, proc, log)
+    assert mode == "DryRun"
+
     time.sleep(3)  # a few evaluation rounds more (interval 2s) before reading the log
     if case.mode != "kopf":
         # The chart owns the webhook configurations in this mode: the operator created none.
