@@ -139,4 +139,9 @@ def format_time(value: datetime) -> str:
     """An aware ``datetime`` -> RFC 3339 in UTC with second precision, ``"2026-11-26T21:00:00Z"``."""
     if value.tzinfo is None:
         raise ValueError(f"timestamp must carry a time zone, got naive {value!r}")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError(f"timestamp {value!r} is out of range in UTC") from exc
+    # Not strftime: glibc writes year 1 as "1", which is not RFC 3339.
+    return f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}Z"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from gpu_steward.localcluster.build import KUBERNETES_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,3 +81,13 @@ def one(docs: Iterable[Doc], kind: str, name_suffix: str = "") -> Doc:
     found = [d for d in by_kind(docs, kind) if d["metadata"]["name"].endswith(name_suffix)]
     assert len(found) == 1, f"expected one {kind} named *{name_suffix}, got {[d['metadata']['name'] for d in found]}"
     return found[0]
+
+
+def operator_env(helm: Path, *, release: str = "gpu-steward", namespace: str = "gpu-steward",
+                 sets: Sequence[str] = ()) -> dict[str, str]:
+    """The operator container's plain environment as the chart renders it (secretKeyRefs left out)."""
+    docs = template(helm, release=release, namespace=namespace, sets=sets,
+                    extra=["--show-only", "templates/operator-deployment.yaml"])
+    dep = one(docs, "Deployment", "-operator")
+    env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+    return {e["name"]: e["value"] for e in env if "value" in e}

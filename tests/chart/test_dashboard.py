@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from pathlib import Path
 from typing import Any
 
-from helmtools import CHART, one, template
+from helmtools import CHART, REPO, one, template
 
 # The metric names the dashboard reads. The operator must expose the gpusteward_* ones (see
 # docs/install.md "Metrics"); DCGM_FI_DEV_GPU_UTIL comes from the agents (DCGM-exporter names).
 METRICS = {
-    "gpusteward_workload_cost_total",         # counter {namespace, team, currency}
-    "gpusteward_budget_spend",                # gauge {namespace, budget, currency}
-    "gpusteward_budget_limit",                # gauge {namespace, budget, currency}
-    "gpusteward_idle_gpus",                   # gauge {namespace}
-    "gpusteward_reclaimed_gpu_hours_total",   # counter {namespace, policy}
+    "gpusteward_workload_cost_total",          # counter {namespace, team, currency} (workload's namespace)
+    "gpusteward_budget_spend",                 # gauge {namespace, budget, currency}
+    "gpusteward_budget_limit",                 # gauge {namespace, budget, currency}
+    "gpusteward_idle_gpus",                    # gauge {namespace, policy} (the policy's namespace)
+    "gpusteward_reclaimed_gpu_hours_total",    # {namespace, policy}
     "gpusteward_policy_would_save_gpu_hours",  # gauge {namespace, policy}, dry-run policies
-    "DCGM_FI_DEV_GPU_UTIL",                   # gauge {gpu, UUID, Hostname, ...} from the agents
+    "gpusteward_policy_watched",               # gauge {namespace, policy}: the policy picker
+    "DCGM_FI_DEV_GPU_UTIL",                    # gauge {gpu, UUID, Hostname, ...} from the agents
 }
 
 
@@ -74,3 +76,35 @@ def test_configmap_for_the_grafana_sidecar(helm: Path) -> None:
     cm = one(template(helm), "ConfigMap", "-dashboard")
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(cm["data"]["gpu-steward.json"]) == _dashboard()
+
+
+def _operator_metrics() -> dict[str, tuple[str, ...]]:
+    """Metric name -> label names, for every metric the operator's code defines (prometheus_client)."""
+    from prometheus_client import REGISTRY
+
+    for path in sorted((REPO / "operator" / "gpu_steward").rglob("*.py")):
+        if "prometheus_client" in path.read_text():
+            module = ".".join(path.relative_to(REPO / "operator").with_suffix("").parts)
+            importlib.import_module(module)
+    collectors = REGISTRY._names_to_collectors  # name (and name_total) -> collector
+    return {name: tuple(getattr(c, "_labelnames", ())) for name, c in collectors.items()
+            if name.startswith("gpusteward_")}
+
+
+def _labels_used(expr: str) -> set[str]:
+    grouped = {label.strip() for group in re.findall(r"by \(([^)]*)\)", expr) for label in group.split(",")}
+    matched = set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*=~?\s*\"", expr))
+    return (grouped | matched) - {""}
+
+
+def test_labels_exist_on_the_operators_metrics() -> None:
+    """Where the operator already defines a metric the dashboard reads, the labels agree."""
+    defined = _operator_metrics()
+    checked = 0
+    for panel in _panels(_dashboard()):
+        for target in panel.get("targets", []):
+            for metric in _metric_names(target["expr"]) & set(defined):
+                unknown = _labels_used(target["expr"]) - set(defined[metric])
+                assert not unknown, f"{panel['title']!r}: {metric} has no label(s) {sorted(unknown)}"
+                checked += 1
+    assert checked >= 5  # the idle metrics exist today; cost and budget metrics are still to come

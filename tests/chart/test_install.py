@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from helmtools import CHART, run_helm
 
+from gpu_steward.localcluster.runner import FAKE_NODE_ANNOTATION
+
 pytestmark = pytest.mark.cluster
 
 NS = "gs-install-test"
@@ -26,8 +28,8 @@ KEPT_CRDS = {"gpubudgets.gpusteward.dev", "experimentleases.gpusteward.dev", "id
 def kubectl(cluster: Any) -> Any:
     binary = Path(cluster.bin_dir) / "kubectl"
 
-    def run(*args: str, check: bool = True) -> str:
-        proc = subprocess.run([str(binary), "--kubeconfig", str(cluster.kubeconfig), *args],
+    def run(*args: str, check: bool = True, input: str | None = None) -> str:
+        proc = subprocess.run([str(binary), "--kubeconfig", str(cluster.kubeconfig), *args], input=input,
                               capture_output=True, text=True, timeout=120)
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)}: {proc.stderr}")
@@ -45,8 +47,26 @@ def labelled_objects(kubectl: Any) -> set[str]:
     return {f"{i['kind']}/{i['metadata'].get('namespace', '')}/{i['metadata']['name']}" for i in items}
 
 
+GPU_NODE, CPU_NODE = "gs-it-gpu", "gs-it-cpu"
+
+
 @pytest.fixture(scope="module")
-def installed(cluster: Any, helm: Path, kubectl: Any) -> Iterator[str]:
+def nodes(cluster: Any, kubectl: Any) -> Iterator[None]:
+    """A tainted GPU node (as GPU pools usually are) and a plain CPU node, both KWOK."""
+    cluster.add_gpu_node(GPU_NODE, gpus=4, taint=True)
+    kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": CPU_NODE, "annotations": {FAKE_NODE_ANNOTATION: "fake"},
+                     "labels": {"kubernetes.io/hostname": CPU_NODE, "kubernetes.io/os": "linux", "type": "kwok"}},
+        "status": {"capacity": {"cpu": "16", "memory": "64Gi", "pods": "110"},
+                   "allocatable": {"cpu": "16", "memory": "64Gi", "pods": "110"}}}))
+    kubectl("wait", "--for=condition=Ready", f"node/{CPU_NODE}", "--timeout=60s")
+    yield
+    kubectl("delete", "node", GPU_NODE, CPU_NODE, "--ignore-not-found")
+
+
+@pytest.fixture(scope="module")
+def installed(cluster: Any, helm: Path, kubectl: Any, nodes: None) -> Iterator[str]:
     assert labelled_objects(kubectl) == set()
     proc = run_helm(helm, "install", RELEASE, str(CHART), "--namespace", NS, "--create-namespace", "--wait=false",
                     "--set", "rbac.budgetSecretNames={team-slack}", kubeconfig=cluster.kubeconfig)
@@ -81,6 +101,24 @@ def test_every_object_is_created(installed: str, kubectl: Any) -> None:
         assert expected in names, f"{expected} missing; have {sorted(names)}"
     crds = set(kubectl("get", "crd", "-o", "name").split())
     assert {f"customresourcedefinition.apiextensions.k8s.io/{c}" for c in KEPT_CRDS} <= crds
+
+
+def test_agents_run_on_gpu_nodes_only(installed: str, kubectl: Any) -> None:
+    """Node affinity and the nvidia.com/gpu toleration, as the scheduler applies them."""
+    def agent_nodes() -> dict[str, str]:
+        pods = json.loads(kubectl("get", "pods", "-n", NS, "-l", f"{INSTANCE},app.kubernetes.io/component=agent",
+                                  "-o", "json"))["items"]
+        return {p["spec"].get("nodeName") or "": p["status"].get("phase", "") for p in pods}
+
+    deadline = time.monotonic() + 90
+    while agent_nodes().get(GPU_NODE) != "Running" and time.monotonic() < deadline:
+        time.sleep(1)
+    placed = agent_nodes()
+    assert placed.get(GPU_NODE) == "Running", placed  # tainted GPU node: tolerated
+    assert CPU_NODE not in placed
+    gpu_nodes = {n["metadata"]["name"] for n in json.loads(kubectl(
+        "get", "nodes", "-l", "nvidia.com/gpu.present=true", "-o", "json"))["items"]}
+    assert set(placed) - {""} <= gpu_nodes
 
 
 def test_policy_stored_in_dry_run(installed: str, kubectl: Any) -> None:

@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 import yaml
-from gpu_steward.settings import Settings
 from helmtools import VALUES_FULL, one, template
 
-# Settings fields the chart deliberately does not set: agent_url_override is for the local demo;
+from gpu_steward.settings import Settings
+
+# Settings fields the chart deliberately does not set: agent_url_override and agent_endpoints are
+# for the local demo (agents on loopback);
 # webhook_listen_addr is set, webhook_cert_dir only when the chart mounts a certificate.
-NOT_FROM_CHART = {"agent_url_override"}
+NOT_FROM_CHART = {"agent_url_override", "agent_endpoints"}
 SECRET_FIELDS = {"slack_webhook_url", "slack_bot_token", "slack_signing_secret"}
 
 

@@ -15,9 +15,10 @@ from kubernetes.client.exceptions import ApiException
 
 from fixtures.budget_cluster import (
     API,
+    NODE,
     apply,
     event_reasons,
-    gpu_job,
+    gpu_deployment,
     gpu_pod,
     install_crds,
     new_namespace,
@@ -43,7 +44,7 @@ SETTINGS = Settings(gpu_hour_prices={A100: Decimal("4.10")}, default_gpu_hour_pr
 @pytest.fixture(scope="module")
 def kube(cluster):
     install_crds(cluster)
-    cluster.add_gpu_node("gpu-budget-a100", gpus=8, product=A100)
+    cluster.add_gpu_node(NODE, gpus=64, product=A100)
     return Kube(cluster.api_client())
 
 
@@ -91,7 +92,7 @@ def test_quota_enforced_lease_raises_it_expiry_suspends_and_releases(cluster, ku
     status = get(kube, "GPUBudget", ns, "main")["status"]
     assert status["effectiveQuota"] == 4
 
-    kube.create(gpu_job(ns, "train", 3, {"gpusteward.dev/lease": "exp1"}), dry_run=False)
+    kube.create(gpu_deployment(ns, "train", 3, {"gpusteward.dev/lease": "exp1"}), dry_run=False)
     pod = running_pod(kube, ns, selector="gpusteward.dev/lease=exp1")
     lease = get(kube, "ExperimentLease", ns, "exp1")
     expires = utc(lease["status"]["expiresAt"])
@@ -128,14 +129,14 @@ def test_quota_enforced_lease_raises_it_expiry_suspends_and_releases(cluster, ku
     # At expiry: workloads suspended through the Job adapter, quota released.
     res = reconcile_lease(kube, SETTINGS, get(kube, "ExperimentLease", ns, "exp1"), new_end + dt.timedelta(seconds=1),
                           notifier)
-    assert res.phase == "Expired" and any("suspended Job/train" in a for a in res.actions), res.actions
-    assert kube.get("batch/v1", "Job", "train", ns)["spec"]["suspend"] is True
+    assert res.phase == "Expired" and any("suspended Deployment/train" in a for a in res.actions), res.actions
+    assert kube.get("apps/v1", "Deployment", "train", ns)["spec"]["replicas"] == 0
     wait_quota(kube, ns, "main", 2)
     lease = get(kube, "ExperimentLease", ns, "exp1")
     assert lease["status"]["phase"] == "Expired"
-    assert lease["status"]["workloads"] == [{"apiVersion": "batch/v1", "kind": "Job", "name": "train"}]
+    assert lease["status"]["workloads"] == [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "train"}]
     assert Decimal(lease["status"]["gpuHours"]) > 0 and Decimal(lease["status"]["spend"]) > 0
-    # The suspended Job's pod goes away; then the lease is Released.
+    # The suspended Deployment's pod goes away; then the lease is Released.
     wait_for(lambda: not [p for p in kube.list("v1", "Pod", ns, label_selector="gpusteward.dev/lease=exp1")
                           if not p["metadata"].get("deletionTimestamp")], 60, what="job pods gone")
     res = reconcile_lease(kube, SETTINGS, get(kube, "ExperimentLease", ns, "exp1"), new_end + dt.timedelta(minutes=1),
@@ -232,8 +233,8 @@ def test_block_new_shrinks_quota_to_use_and_new_period_restores_it(cluster, kube
 def test_suspend_idle_first_suspends_idle_workloads_only(cluster, kube):
     ns = new_namespace(cluster, "idlefirst")
     apply(cluster, budget_obj(ns, quota=8, limit="1", on_exceeded="SuspendIdleFirst"))
-    kube.create(gpu_job(ns, "idle-job", 1, {"app": "idle"}), dry_run=False)
-    kube.create(gpu_job(ns, "busy-job", 1, {"app": "busy"}), dry_run=False)
+    kube.create(gpu_deployment(ns, "idle", 1), dry_run=False)
+    kube.create(gpu_deployment(ns, "busy", 1), dry_run=False)
     idle = running_pod(kube, ns, selector="app=idle")
     busy = running_pod(kube, ns, selector="app=busy")
     util = {idle["metadata"]["name"]: 0.0, busy["metadata"]["name"]: 95.0}
@@ -241,9 +242,9 @@ def test_suspend_idle_first_suspends_idle_workloads_only(cluster, kube):
     notes = RecordingNotifier()
     res = reconcile_budget(kube, SETTINGS, get(kube, "GPUBudget", ns, "main"), now, notes,
                            utilization=lambda _ns, name: util.get(name))
-    assert len(res.suspended) == 1 and "Job/idle-job" in res.suspended[0]
-    assert kube.get("batch/v1", "Job", "idle-job", ns)["spec"]["suspend"] is True
-    assert not kube.get("batch/v1", "Job", "busy-job", ns)["spec"].get("suspend")
+    assert len(res.suspended) == 1 and "Deployment/idle" in res.suspended[0]
+    assert kube.get("apps/v1", "Deployment", "idle", ns)["spec"]["replicas"] == 0
+    assert kube.get("apps/v1", "Deployment", "busy", ns)["spec"]["replicas"] == 1
     assert "BudgetSuspendedIdle" in [n.reason for n in notes.sent]
     assert res.status["effectiveQuota"] == 2  # blocked at what was in use
 

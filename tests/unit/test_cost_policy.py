@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+
 from gpu_steward.policy import cost as c
 
 T0 = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)

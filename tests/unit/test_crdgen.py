@@ -75,7 +75,7 @@ def test_schema_is_structural_and_closed(crd: dict[str, Any]) -> None:
 
 def test_names_status_and_category(crd: dict[str, Any]) -> None:
     names = crd["spec"]["names"]
-    expected = {"GPUBudget": ["gb"], "ExperimentLease": ["lease"], "IdlePolicy": ["idlepol"]}
+    expected = {"GPUBudget": ["gb"], "ExperimentLease": ["lease", "explease"], "IdlePolicy": ["idlepol"]}
     assert names["shortNames"] == expected[names["kind"]]
     assert names["categories"] == ["gpusteward"]
     version = crd["spec"]["versions"][0]

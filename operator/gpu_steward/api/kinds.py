@@ -75,7 +75,9 @@ EXPERIMENTLEASE = Kind(
     kind="ExperimentLease",
     plural="experimentleases",
     singular="experimentlease",
-    short_names=("lease",),
+    # "lease" alone resolves to the built-in coordination.k8s.io Lease in kubectl (built-in names win over
+    # CRD short names), so it works only qualified as `lease.gpusteward.dev`; "explease" works everywhere.
+    short_names=("lease", "explease"),
     description="A time-boxed grant of GPUs for one experiment.",
     spec_model=ExperimentLeaseSpec,
     status_model=ExperimentLeaseStatus,

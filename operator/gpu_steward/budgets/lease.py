@@ -91,6 +91,10 @@ def reconcile_lease(
         written = _write_status(kube, lease, status, invalid, dry_run)
         return LeaseResult(str(status.get("phase")), {**status, **invalid}, written)
 
+    if status.get("phase") in pl.TERMINAL_PHASES and status.get("observedGeneration") == generation:
+        # Released / Rejected leases are history: nothing to measure, nothing to write.
+        return LeaseResult(status["phase"], status, False)
+
     budget = namespace_budget(kube, ns)
     bparsed = _budget_parsed(budget)
     lane = bparsed.fast_lane if bparsed else None

@@ -52,6 +52,13 @@ def get_runtime() -> Runtime:
         return _runtime
 
 
+def configured_settings() -> Settings:
+    """The running operator's settings (run.py sets the runtime before importing handlers), else the
+    environment's: handler modules decide at import what to register (timer intervals, webhooks)."""
+    with _lock:
+        return _runtime.settings if _runtime is not None else Settings()
+
+
 def set_runtime(runtime: Runtime | None) -> None:
     global _runtime
     with _lock:

@@ -12,11 +12,11 @@ from typing import Any
 import kopf
 
 from gpu_steward.api.common import GROUP, VERSION
+from gpu_steward.budgets.runtime import configured_settings
 from gpu_steward.policy.lease import APPROVED_BY_ANNOTATION, approval_denial
 from gpu_steward.policy.ownership import admission_verdict
-from gpu_steward.settings import Settings
 
-_SETTINGS = Settings()
+_SETTINGS = configured_settings()
 
 
 def _user(userinfo: Any) -> tuple[str, list[str]]:
@@ -24,9 +24,6 @@ def _user(userinfo: Any) -> tuple[str, list[str]]:
     return str(info.get("username") or ""), list(info.get("groups") or [])
 
 
-# persistent: the webhook stays registered while the operator is down, so approvals fail closed.
-@kopf.on.validate(GROUP, VERSION, "experimentleases", id="lease-approval", operations=["CREATE", "UPDATE"],
-                  persistent=True)
 def validate_lease_approval(body: Any, old: Any, userinfo: Any, **_: Any) -> None:
     username, groups = _user(userinfo)
     reason = approval_denial(old, body, username, groups, _SETTINGS.approver_groups)
@@ -34,7 +31,6 @@ def validate_lease_approval(body: Any, old: Any, userinfo: Any, **_: Any) -> Non
         raise kopf.AdmissionError(reason, code=403)
 
 
-@kopf.on.mutate(GROUP, VERSION, "experimentleases", id="lease-approved-by", operations=["CREATE", "UPDATE"])
 def stamp_lease_approver(body: Any, old: Any, userinfo: Any, patch: kopf.Patch, **_: Any) -> None:
     """Record who approved (status.approvedBy comes from it); validation then checks the stamp."""
     username, groups = _user(userinfo)
@@ -44,12 +40,22 @@ def stamp_lease_approver(body: Any, old: Any, userinfo: Any, patch: kopf.Patch, 
         patch.setdefault("metadata", {}).setdefault("annotations", {})[APPROVED_BY_ANNOTATION] = username
 
 
-if _SETTINGS.ownership_admission != "off":
+def validate_pod_ownership(body: Any, warnings: list[str], **_: Any) -> None:
+    verdict, message = admission_verdict(body, _SETTINGS.required_pod_labels, _SETTINGS.ownership_admission)
+    if verdict == "reject":
+        raise kopf.AdmissionError(message or "missing ownership labels", code=403)
+    if verdict == "warn" and message:
+        warnings.append(message)
 
-    @kopf.on.validate("", "v1", "pods", id="gpu-pod-ownership", operations=["CREATE"], ignore_failures=True)
-    def validate_pod_ownership(body: Any, warnings: list[str], **_: Any) -> None:
-        verdict, message = admission_verdict(body, _SETTINGS.required_pod_labels, _SETTINGS.ownership_admission)
-        if verdict == "reject":
-            raise kopf.AdmissionError(message or "missing ownership labels", code=403)
-        if verdict == "warn" and message:
-            warnings.append(message)
+
+# kopf refuses to start when admission handlers exist but no webhook server is configured, so they
+# are registered only with webhooks enabled. The lease check is persistent: it stays registered
+# while the operator is down, so approvals fail closed; the pod check fails open (ignore_failures).
+if _SETTINGS.webhook_enabled:
+    kopf.on.validate(GROUP, VERSION, "experimentleases", id="lease-approval", operations=["CREATE", "UPDATE"],
+                     persistent=True)(validate_lease_approval)
+    kopf.on.mutate(GROUP, VERSION, "experimentleases", id="lease-approved-by",
+                   operations=["CREATE", "UPDATE"])(stamp_lease_approver)
+    if _SETTINGS.ownership_admission != "off":
+        kopf.on.validate("", "v1", "pods", id="gpu-pod-ownership", operations=["CREATE"],
+                         ignore_failures=True)(validate_pod_ownership)

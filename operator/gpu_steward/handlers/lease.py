@@ -9,10 +9,9 @@ import kopf
 
 from gpu_steward.api.common import GROUP, VERSION
 from gpu_steward.budgets.lease import reconcile_lease
-from gpu_steward.budgets.runtime import get_runtime
-from gpu_steward.settings import Settings
+from gpu_steward.budgets.runtime import configured_settings, get_runtime
 
-_INTERVAL = Settings().evaluation_interval_seconds
+_INTERVAL = configured_settings().evaluation_interval_seconds
 
 
 @kopf.on.create(GROUP, VERSION, "experimentleases")

@@ -70,6 +70,9 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> 
     kopf_settings.posting.level = logging.WARNING  # our Events are deliberate (notify/), not a log mirror
     kopf_settings.watching.server_timeout = 300
     kopf_settings.networking.request_timeout = 30
+    # One ClusterKopfPeering (the Helm chart creates it) also when only some namespaces are
+    # watched; kopf would otherwise look for a KopfPeering in each of them.
+    kopf_settings.peering.clusterwide = True
     server = webhook_server(settings)
     if server is not None:
         kopf_settings.admission.server = server

@@ -26,7 +26,7 @@ def add_report_commands(sub: Any) -> None:
     rep = sub.add_parser("report", help="showback: GPU-hours, idle GPU-hours, cost, budget and forecast")
     _common(rep)
     rep.add_argument("--by", choices=["namespace", "team", "lease"], default="namespace")
-    rep.add_argument("-o", "--format", dest="fmt", choices=["table", "json", "csv"], default="table")
+    rep.add_argument("-o", "--output", "--format", dest="fmt", choices=["table", "json", "csv"], default="table")
     rep.set_defaults(func=run_report)
     exp = sub.add_parser("export", help="cost export in the FinOps FOCUS format (CSV)")
     _common(exp)
