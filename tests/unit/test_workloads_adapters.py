@@ -8,6 +8,9 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from gpu_steward.workloads import adapters
 from gpu_steward.workloads.adapters import (
     ADAPTERS,
@@ -20,8 +23,6 @@ from gpu_steward.workloads.adapters import (
     suspend_patch,
 )
 from gpu_steward.workloads.model import SUSPENDED_STATE_ANNOTATION
-from hypothesis import given
-from hypothesis import strategies as st
 
 NOW = dt.datetime(2026, 11, 26, 21, 0, 5, tzinfo=dt.UTC)
 LATER = NOW + dt.timedelta(hours=3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from gpu_steward import cli
 from gpu_steward.workloads.cli import parse_target
 

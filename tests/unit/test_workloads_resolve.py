@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from gpu_steward.settings import Settings
 from gpu_steward.workloads.model import WorkloadRef
 from gpu_steward.workloads.resolve import owner_of, resolve
