@@ -64,7 +64,7 @@ def crds(cluster: Any, kube: Kube, upstream_crds: Path) -> None:
 
 @pytest.fixture(scope="module")
 def gpu_node(cluster: Any) -> str:
-    cluster.add_gpu_node(GPU_NODE, gpus=8)
+    cluster.add_gpu_node(GPU_NODE, gpus=16)
     return GPU_NODE
 
 
@@ -80,6 +80,8 @@ def gpu_pod_spec(gpus: int = 1, restart: str = "Never") -> dict[str, Any]:
     return {
         "restartPolicy": restart,
         "tolerations": TOLERATE_ALL,
+        # our own node: other test files add GPU nodes to the same session cluster
+        "nodeSelector": {"kubernetes.io/hostname": GPU_NODE},
         "containers": [{"name": "train", "image": "example.com/train:1",
                         "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}],
     }

@@ -4,12 +4,14 @@
 recorded to restore): the ``Result`` carries ``error`` so the evaluation loop marks it and carries on.
 The patch carries ``metadata.resourceVersion``, so a write that raced another writer (someone
 scaling the StatefulSet between our read and our patch) fails with 409 instead of recording a stale
-replica count; we then read again and rebuild once.
+replica count; we then read again and rebuild (a few times, with a short backoff: status writes by
+the workload's own controller conflict too). Calls block: async callers use ``asyncio.to_thread``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,7 +24,10 @@ from gpu_steward.workloads.resolve import find_kueue_workload, kueue_queue
 
 log = structlog.get_logger(__name__)
 
-_ATTEMPTS = 2
+# A 409 also comes from status writes of the workload's controller (they bump resourceVersion too),
+# so allow a few quick re-reads before giving up.
+_ATTEMPTS = 5
+_BACKOFF_SECONDS = 0.1
 
 
 @dataclass
@@ -121,8 +126,9 @@ def _act(kube: Kube, ref: WorkloadRef, action: Literal["suspend", "resume"], dry
                        target["metadata"].get("namespace"), body, dry_run=dry_run)
         except Exception as exc:  # the client's ApiException / DynamicApiError both carry .status
             if _status(exc) == 409 and attempt + 1 < _ATTEMPTS:
-                log.info("conflict, reading again", action=action, workload=str(ref))
+                log.info("conflict, reading again", action=action, workload=str(ref), attempt=attempt + 1)
                 result.changed = False
+                time.sleep(_BACKOFF_SECONDS * 2**attempt)
                 continue
             result.changed = False
             result.error = f"{action} of {result.target} failed: HTTP {_status(exc)} {getattr(exc, 'reason', exc)}"
