@@ -77,7 +77,7 @@ def _notebook_objects(use_crd: bool) -> tuple[list[dict[str, Any]], str, str]:
 def _busy_job() -> dict[str, Any]:
     return {"apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": "resnet-train", "annotations": {"gpusteward.dev/owner": "ada@example.com"}},
-            "spec": {"template": {"metadata": {"annotations": {"pod-complete.stage.kwok.x-k8s.io/delay": "24h"}},
+            "spec": {"template": {"metadata": {"annotations": {"gpusteward.dev/simulate-running": "true"}},
                                   "spec": {"restartPolicy": "Never",
                                            "nodeSelector": {"kubernetes.io/hostname": "gpu-node-b"},
                                            "containers": [{"name": "train", "image": "pytorch/pytorch:2.9",

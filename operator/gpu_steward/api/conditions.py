@@ -99,3 +99,10 @@ def _build(
     if observed_generation is not None:
         entry["observedGeneration"] = observed_generation
     return entry
+
+
+def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of ``desired`` whose value differs from ``current``: empty means write nothing
+    (status is written only when it changed)."""
+    current = current or {}
+    return {k: v for k, v in desired.items() if current.get(k) != v}

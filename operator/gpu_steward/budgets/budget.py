@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from gpu_steward.api.common import API_VERSION
-from gpu_steward.budgets.conditions import set_condition, status_patch
+from gpu_steward.api.conditions import set_condition, status_patch
 from gpu_steward.budgets.costs import CostLedger, Prices, UtilizationLookup, holds_gpus, list_gpu_pods
 from gpu_steward.budgets.notifier import Notice, Notifier
 from gpu_steward.budgets.parse import ParsedBudget, parse_budget

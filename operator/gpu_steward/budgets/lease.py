@@ -15,8 +15,9 @@ from typing import Any
 import structlog
 
 from gpu_steward.api.common import API_VERSION
+from gpu_steward.api.conditions import find_condition as get_condition
+from gpu_steward.api.conditions import set_condition
 from gpu_steward.budgets.budget import _write_status, reconcile_budget
-from gpu_steward.budgets.conditions import get_condition, set_condition
 from gpu_steward.budgets.costs import Prices, gpu_pods, holds_gpus
 from gpu_steward.budgets.notifier import Notice, Notifier
 from gpu_steward.budgets.parse import ParsedBudget, parse_budget, parse_lease

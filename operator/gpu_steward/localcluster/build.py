@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 KUBERNETES_VERSION = "v1.34.4"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
@@ -160,15 +162,16 @@ KWOK_STAGES = (
     "node/fast/node-initialize.yaml",
     "node/heartbeat/node-heartbeat.yaml",
     "pod/fast/pod-ready.yaml",
-    # the general variant honours pod-complete.stage.kwok.x-k8s.io/delay, so a test can keep a Job's
-    # pod running (a training job) instead of completing it at once
-    "pod/general/pod-complete.yaml",
+    "pod/fast/pod-complete.yaml",
     "pod/fast/pod-delete.yaml",
 )
 
 
+RUN_FOREVER_ANNOTATION = "gpusteward.dev/simulate-running"
+
+
 def stages_file() -> Path:
-    tag = hashlib.sha256("\n".join(KWOK_STAGES).encode()).hexdigest()[:8]
+    tag = hashlib.sha256("\n".join([*KWOK_STAGES, RUN_FOREVER_ANNOTATION]).encode()).hexdigest()[:8]
     return bin_dir() / f"kwok-stages-{tag}.yaml"
 
 
@@ -183,9 +186,15 @@ def ensure_kwok_stages(go: str) -> Path:
     if info.returncode != 0:
         raise BuildError(f"cannot download the KWOK module for its stages: {info.stderr.strip()}")
     root = Path(json.loads(info.stdout)["Dir"]) / "kustomize" / "stage"
-    docs = [(root / rel).read_text().strip() for rel in KWOK_STAGES]
+    docs = [yaml.safe_load((root / rel).read_text()) for rel in KWOK_STAGES]
+    for doc in docs:
+        if doc["metadata"]["name"] == "pod-complete":
+            # KWOK completes every Job pod at once; a pod annotated RUN_FOREVER_ANNOTATION keeps
+            # running, like a long training run (tests and the demo need those).
+            doc["spec"]["selector"]["matchExpressions"].append(
+                {"key": f'.metadata.annotations["{RUN_FOREVER_ANNOTATION}"]', "operator": "DoesNotExist"})
     tmp = out.with_suffix(".tmp")
-    tmp.write_text("\n---\n".join(docs) + "\n")
+    tmp.write_text(yaml.safe_dump_all(docs, sort_keys=False))
     tmp.rename(out)
     return out
 
@@ -198,7 +207,8 @@ def ensure_built(only: list[str] | None = None) -> Path:
     if not todo and stages_file().exists():
         return out
     go = _check_go()
-    _say(f"building {len(todo)} binaries into {out} (first time only; this takes minutes)")
+    if todo:
+        _say(f"building {len(todo)} binaries into {out} (first time only; this takes minutes)")
     for i, b in enumerate(todo, 1):
         _say(f"[{i}/{len(todo)}] {b.name} ...")
         secs = build_one(b, out, go)
