@@ -21,6 +21,7 @@ import yaml
 
 from gpu_steward import cli
 from gpu_steward.kube import Kube
+from gpu_steward.localcluster.build import RUN_FOREVER_ANNOTATION
 from gpu_steward.settings import Settings
 from gpu_steward.workloads import actions
 from gpu_steward.workloads.model import RESUME_ANNOTATION, SUSPENDED_STATE_ANNOTATION, WorkloadRef
@@ -120,17 +121,18 @@ def test_job_pod_on_gpu_node_resolves_to_the_job(kube: Kube, gpu_node: str, ns: 
     assert owner_of(res.objects, Settings()).name == "alice"
 
 
-def test_job_is_suspended_its_pods_deleted_and_resumed(kube: Kube, ns: str) -> None:
-    # pods wait for a GPU model no node has, so they stay active (Pending) until the Job is suspended
-    spec = gpu_pod_spec() | {"nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-B200"}}
+def test_job_is_suspended_its_pods_deleted_and_resumed(kube: Kube, gpu_node: str, ns: str) -> None:
+    # KWOK keeps pods with this annotation Running, like a long training run
+    template = {"metadata": {"labels": {"app": "train"}, "annotations": {RUN_FOREVER_ANNOTATION: "true"}},
+                "spec": gpu_pod_spec()}
     job = {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "train", "namespace": ns},
-        "spec": {"parallelism": 2, "completions": 4, "template": {"metadata": {"labels": {"app": "train"}},
-                                                                   "spec": spec}},
+        "spec": {"parallelism": 2, "completions": 4, "template": template},
     }
     kube.create(job, dry_run=False)
-    pods = wait_for("2 active pods", lambda: len(live(pods_of(kube, ns, "app=train"))) == 2
-                    and live(pods_of(kube, ns, "app=train")))
+    pods = wait_for("2 running GPU pods", lambda: len(running(pods_of(kube, ns, "app=train"))) == 2
+                    and running(pods_of(kube, ns, "app=train")))
+    assert {p["spec"]["nodeName"] for p in pods} == {gpu_node}
     lookup = actions.KubeLookup(kube)
     res = resolve(pods[0], lookup, lookup.owned)
     assert res.suspendable and res.workload is not None and res.workload.kind == "Job"
@@ -146,7 +148,7 @@ def test_job_is_suspended_its_pods_deleted_and_resumed(kube: Kube, ns: str) -> N
     assert got["spec"]["suspend"] is True
     record = json.loads(got["metadata"]["annotations"][SUSPENDED_STATE_ANNOTATION])
     assert record["previous"] is False and record["present"] is True
-    # the Job controller really removes the pods of a suspended Job and says so
+    # the Job controller really deletes the running pods of a suspended Job and says so
     wait_for("the suspended Job's pods to go", lambda: not pods_of(kube, ns, "app=train"))
     wait_for("condition Suspended=True", lambda: any(
         c["type"] == "Suspended" and c["status"] == "True"
@@ -160,7 +162,7 @@ def test_job_is_suspended_its_pods_deleted_and_resumed(kube: Kube, ns: str) -> N
     got = kube.get("batch/v1", "Job", "train", ns)
     assert got["spec"]["suspend"] is False
     assert SUSPENDED_STATE_ANNOTATION not in (got["metadata"].get("annotations") or {})
-    wait_for("the pods back after resume", lambda: len(live(pods_of(kube, ns, "app=train"))) == 2)
+    wait_for("2 pods running again after resume", lambda: len(running(pods_of(kube, ns, "app=train"))) == 2)
 
 
 # ---- StatefulSet ------------------------------------------------------------------------------------
