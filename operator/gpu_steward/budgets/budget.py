@@ -16,6 +16,7 @@ import structlog
 from gpu_steward.api.common import API_VERSION
 from gpu_steward.api.conditions import set_condition, status_patch
 from gpu_steward.budgets.costs import CostLedger, Prices, UtilizationLookup, holds_gpus, list_gpu_pods
+from gpu_steward.budgets.metrics import record_budget
 from gpu_steward.budgets.notifier import Notice, Notifier
 from gpu_steward.budgets.parse import ParsedBudget, parse_budget
 from gpu_steward.kube import Kube
@@ -146,6 +147,7 @@ def reconcile_budget(
         "conditions": conds,
     }
     written = _write_status(kube, budget, status, desired, dry_run)
+    record_budget(ns, name, currency, desired, terms.spend.limit if terms.spend else None)
     return BudgetResult({**status, **desired}, written, quota, decision.announce, suspended)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from gpu_steward.budgets.metrics import record_costs
 from gpu_steward.kube import Kube
 from gpu_steward.policy import cost as c
 from gpu_steward.settings import Settings
@@ -116,6 +117,7 @@ def reconcile_pod_costs(
     minimum = dt.timedelta(seconds=settings.cost_annotation_min_interval_seconds)
     result = PassResult()
     seen: set[str] = set()
+    costs: list[tuple[str, str, str, Decimal]] = []
     for pod in pods:
         meta = pod["metadata"]
         uid = meta.get("uid")
@@ -126,6 +128,9 @@ def reconcile_pod_costs(
         util = utilization(meta.get("namespace", ""), meta["name"]) if utilization else None
         ledger.observe(pod, util, now)
         desired = desired_annotations(pod, prices.for_pod(pod), ledger.ledger_for(pod), now)
+        labels = meta.get("labels") or {}
+        team = next((labels[k] for k in settings.team_keys if labels.get(k)), "")
+        costs.append((meta.get("namespace", ""), team, settings.currency, Decimal(desired.get(c.ANN_COST, "0"))))
         current = meta.get("annotations") or {}
         if all(current.get(k) == v for k, v in desired.items()):
             result.unchanged += 1
@@ -143,6 +148,7 @@ def reconcile_pod_costs(
         ledger.written(uid)
         result.written += 1
     ledger.forget_except(seen)
+    record_costs(costs)
     return result
 
 
