@@ -23,6 +23,7 @@ import yaml
 from gpu_steward.idle.controller import IdleController
 from gpu_steward.idle.index import Registry
 from gpu_steward.kube import Kube
+from gpu_steward.localcluster.build import RUN_FOREVER_ANNOTATION
 from gpu_steward.localcluster.runner import ControlPlane, gpu_node
 from gpu_steward.policy.usage import Usage
 from gpu_steward.settings import Settings
@@ -68,7 +69,8 @@ def main() -> None:
         jobs = "\n---\n".join(yaml.safe_dump({
             "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": f"train-{j:03d}"},
             "spec": {"parallelism": args.pods_per_job, "completions": args.pods_per_job, "backoffLimit": 0,
-                     "template": {"spec": {"restartPolicy": "Never", "containers": [{
+                     "template": {"metadata": {"annotations": {RUN_FOREVER_ANNOTATION: "true"}},
+                                  "spec": {"restartPolicy": "Never", "containers": [{
                          "name": "m", "image": "train:1", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}}})
             for j in range(args.jobs))
         cp.kubectl("apply", "-n", NS, "-f", "-", input=jobs)

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import yaml
 from gpu_steward.localcluster.deviceplugin import DevicePluginLoop
 from gpu_steward.localcluster.gpunode import SimulatedGpuNode
 from gpu_steward.localcluster.operator_process import OperatorProcess
+from gpu_steward.localcluster.processes import wait_for
 from gpu_steward.localcluster.runner import ControlPlane
 from gpu_steward.localcluster.slackreceiver import SlackReceiver
 
@@ -38,16 +38,6 @@ def say(msg: str, *, style: str = "") -> None:
     on = colors.get(style, "") if sys.stdout.isatty() else ""
     off = "\033[0m" if on else ""
     print(f"{on}{time.strftime('%H:%M:%S')}  {msg}{off}", flush=True)
-
-
-def _wait(fn: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(1)
-    raise RuntimeError(f"demo stalled waiting for {what}")
 
 
 def _policy() -> dict[str, Any]:
@@ -136,10 +126,10 @@ def run_demo(keep: bool = False) -> int:
             raw = (json.loads(out)["metadata"].get("annotations") or {}).get(STATE)
             return json.loads(raw) if raw else {}
 
-        _wait(lambda: state().get("idleSince"), 90, "the notebook to be seen idle")
+        wait_for(lambda: state().get("idleSince"), 90, 1.0, "the notebook to be seen idle")
         say(f"agent says: {ref} is at 0% GPU -> idle since {state()['idleSince']}", style="warn")
-        msg = _wait(lambda: next((m for m in slack.messages if "lin-notebook" in json.dumps(m.payload)), None), 150,
-                    "the Slack warning")
+        msg = wait_for(lambda: next((m for m in slack.messages if "lin-notebook" in json.dumps(m.payload)), None),
+                       150, 1.0, "the Slack warning")
         say("Slack message received by the owner:", style="head")
         for line in str(msg.payload.get("text", "")).splitlines():
             say("   | " + line, style="warn")
@@ -147,7 +137,7 @@ def run_demo(keep: bool = False) -> int:
             text = (block.get("text") or {}).get("text") or ""
             for line in text.splitlines():
                 say("   | " + line, style="dim")
-        _wait(lambda: state().get("phase") == "Suspended", 90, "the suspension")
+        wait_for(lambda: state().get("phase") == "Suspended", 90, 1.0, "the suspension")
         body = json.loads(cp.kubectl("get", ref, "-n", NS, "-o", "json").stdout)
         if kind == "Notebook":
             stopped = body["metadata"]["annotations"]["kubeflow-resource-stopped"]
@@ -161,7 +151,7 @@ def run_demo(keep: bool = False) -> int:
                               "--kubeconfig", str(cp.kubeconfig)], capture_output=True, text=True, timeout=60)
         for line in (res.stdout + res.stderr).strip().splitlines():
             say("   " + line)
-        _wait(lambda: state().get("phase") == "Active", 60, "the operator to see the workload running again")
+        wait_for(lambda: state().get("phase") == "Active", 60, 1.0, "the operator to see the workload running again")
         say("resumed; the operator's state for it is Active again", style="ok")
         status = cp.kubectl("get", "idlepolicies", "-n", NS).stdout
         say("kubectl get idlepolicies -n ml-team:")

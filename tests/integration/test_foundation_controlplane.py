@@ -7,27 +7,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from gpu_steward.localcluster import build
+from gpu_steward.localcluster.processes import wait_for
 from gpu_steward.localcluster.runner import ControlPlane
 
 pytestmark = pytest.mark.cluster
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-
-
-def _wait(predicate, timeout: float = 60, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _pod(name: str, gpus: int, labels: dict[str, str] | None = None) -> dict:  # type: ignore[type-arg]
@@ -56,7 +46,7 @@ def test_gpu_pod_is_scheduled_on_fake_gpu_node_and_runs(cluster: ControlPlane) -
         pod = json.loads(cluster.kubectl("get", "pod", "trainer", "-n", "fnd-gpu", "-o", "json").stdout)
         return pod if pod["status"].get("phase") == "Running" else None
 
-    pod = _wait(running, what="GPU pod Running")
+    pod = wait_for(running, what="GPU pod Running")
     assert pod["spec"]["nodeName"] == "fnd-gpu-node"
     node = json.loads(cluster.kubectl("get", "node", "fnd-gpu-node", "-o", "json").stdout)
     assert node["status"]["allocatable"]["nvidia.com/gpu"] == "4"
@@ -73,7 +63,7 @@ def test_pod_asking_for_more_gpus_than_any_node_has_stays_pending(cluster: Contr
         conds = pod["status"].get("conditions", [])
         return any(c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable" for c in conds)
 
-    _wait(unschedulable, what="scheduler to report Unschedulable")
+    wait_for(unschedulable, what="scheduler to report Unschedulable")
 
 
 def test_job_controller_creates_the_jobs_pod(cluster: ControlPlane) -> None:
@@ -91,7 +81,7 @@ def test_job_controller_creates_the_jobs_pod(cluster: ControlPlane) -> None:
         out = cluster.kubectl("get", "pods", "-n", "fnd-job", "-l", "job-name=train", "-o", "json").stdout
         return json.loads(out)["items"]
 
-    items = _wait(pods, what="the Job controller to create a pod")
+    items = wait_for(pods, what="the Job controller to create a pod")
     assert items[0]["metadata"]["ownerReferences"][0]["kind"] == "Job"
 
 
@@ -100,7 +90,7 @@ def test_resource_quota_on_gpus_rejects_over_quota_pod(cluster: ControlPlane) ->
     quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "gpus"},
              "spec": {"hard": {"requests.nvidia.com/gpu": "1"}}}
     cluster.kubectl("apply", "-n", "fnd-quota", "-f", "-", input=yaml.safe_dump(quota))
-    _wait(lambda: json.loads(cluster.kubectl("get", "resourcequota", "gpus", "-n", "fnd-quota", "-o", "json")
+    wait_for(lambda: json.loads(cluster.kubectl("get", "resourcequota", "gpus", "-n", "fnd-quota", "-o", "json")
                              .stdout).get("status", {}).get("hard"), what="quota status")
     res = cluster.kubectl("apply", "-n", "fnd-quota", "-f", "-", input=yaml.safe_dump(_pod("two", 2)), check=False)
     assert res.returncode != 0
@@ -149,7 +139,7 @@ def test_no_process_outlives_an_interrupted_control_plane(tmp_path: Path) -> Non
     assert len(pids) == 5 and all(_alive(p) for p in pids)
     child.send_signal(signal.SIGINT)
     assert child.wait(timeout=60) == 0
-    _wait(lambda: not any(_alive(p) for p in pids), timeout=20, what="all control-plane processes to exit")
+    wait_for(lambda: not any(_alive(p) for p in pids), timeout=20, what="all control-plane processes to exit")
 
 
 def test_no_process_outlives_a_killed_parent(tmp_path: Path) -> None:
@@ -163,7 +153,7 @@ def test_no_process_outlives_a_killed_parent(tmp_path: Path) -> None:
     pids = [int(p) for p in pids_file.read_text().split()]
     child.kill()
     child.wait(timeout=10)
-    _wait(lambda: not any(_alive(p) for p in pids), timeout=20, what="orphans to die with their parent")
+    wait_for(lambda: not any(_alive(p) for p in pids), timeout=20, what="orphans to die with their parent")
 
 
 def _alive(pid: int) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ import yaml
 
 from gpu_steward import cli
 from gpu_steward.kube import Kube
+from gpu_steward.localcluster import processes
 from gpu_steward.localcluster.build import RUN_FOREVER_ANNOTATION
 from gpu_steward.settings import Settings
 from gpu_steward.workloads import actions
@@ -35,14 +35,7 @@ TOLERATE_ALL = [{"operator": "Exists"}]
 
 
 def wait_for(what: str, fn: Callable[[], Any], timeout: float = 60.0, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    return processes.wait_for(fn, timeout, interval, what)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from gpu_steward.localcluster.fakekubelet import FakeKubelet
-from gpu_steward.localcluster.runner import GPU_RESOURCE, _die_with_parent, free_port
+from gpu_steward.localcluster.processes import die_with_parent, free_port, stop_process
+from gpu_steward.localcluster.runner import GPU_RESOURCE
 from gpu_steward_agent import fakenvml
 
 GPU_MODEL_NAMES = {"NVIDIA-A100-SXM4-80GB": "NVIDIA A100-SXM4-80GB", "NVIDIA-H100-80GB-HBM3": "NVIDIA H100 80GB HBM3"}
@@ -72,18 +73,12 @@ class SimulatedGpuNode:
         self.log = open(self.dir / "agent.log", "ab")  # noqa: SIM115 - closed in stop()
         self.agent = subprocess.Popen([sys.executable, "-m", "gpu_steward_agent"], env=env, stdout=self.log,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      preexec_fn=_die_with_parent)
+                                      preexec_fn=die_with_parent)
         self._wait_ready()
         return self
 
     def stop(self) -> None:
-        if getattr(self, "agent", None) is not None and self.agent.poll() is None:
-            self.agent.terminate()
-            try:
-                self.agent.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.agent.kill()
-                self.agent.wait(timeout=5)
+        stop_process(getattr(self, "agent", None), timeout=10)
         if getattr(self, "kubelet", None) is not None:
             self.kubelet.stop()
         if getattr(self, "log", None) is not None:

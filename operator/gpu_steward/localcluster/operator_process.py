@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpu_steward.localcluster.runner import _die_with_parent
+from gpu_steward.localcluster.processes import die_with_parent, stop_process
 
 
 @dataclass
@@ -34,7 +33,7 @@ class OperatorProcess:
     def start(self) -> OperatorProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.popen = subprocess.Popen([sys.executable, "-m", "gpu_steward.cli", "run"], env=self.env(), stdout=log,
-                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
         log.close()
         return self
 
@@ -49,13 +48,7 @@ class OperatorProcess:
             self.popen.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.alive():
-            assert self.popen is not None
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.popen)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

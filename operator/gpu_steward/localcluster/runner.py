@@ -9,11 +9,9 @@ when a test run is interrupted or killed; ``stop()`` also terminates the process
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -29,25 +27,11 @@ import yaml
 
 from gpu_steward.localcluster import build
 from gpu_steward.localcluster.pki import Pki, make_pki
+from gpu_steward.localcluster.processes import die_with_parent, free_port
 
 GPU_RESOURCE = "nvidia.com/gpu"
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 DEFAULT_GPU_PRODUCT = "NVIDIA-A100-SXM4-80GB"
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    os.setsid()
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @dataclass
 class Proc:
@@ -133,7 +117,7 @@ class ControlPlane:
         log = self.workdir / f"{name}.log"
         out = open(log, "ab")  # noqa: SIM115 - the child owns it for its lifetime
         popen = subprocess.Popen([str(self.bin_dir / args[0]), *args[1:]], stdout=out, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent, cwd=self.workdir)
+                                 stdin=subprocess.DEVNULL, preexec_fn=die_with_parent, cwd=self.workdir)
         out.close()
         proc = Proc(name, popen, log)
         self.procs.append(proc)
