@@ -110,8 +110,10 @@ class Agent:
                 log.error("nvml_unavailable", kind=exc.kind, error=str(exc))
             self.nvml_ok = False
             self.counters.source("nvml", exc.kind)
-            for info in self.gpu_info.values():  # every GPU is unknown while NVML is down
+            for info in self.gpu_info.values():  # every GPU, and so every pod on one, is unknown while NVML is down
                 info.ok, info.error_kind = False, exc.kind
+            for sample in self.pod_info.values():
+                sample.unknown = True
             self.last_loop_at = now
 
     def _assignments(self) -> Any:
@@ -137,6 +139,10 @@ class Agent:
 
     def _record(self, now: float, reading: NodeReading, result: attribution.Attribution) -> None:
         self.nvml_ok = True
+        seen = {gpu_key(g) for g in reading.gpus}
+        for key, info in self.gpu_info.items():
+            if key not in seen:  # fell off the bus or was removed: unknown until it ages out of the window
+                info.ok, info.error_kind = False, "GPU_NOT_FOUND"
         for gpu in reading.gpus:
             key = gpu_key(gpu)
             self.gpu_window.add(key, now, gpu.util if gpu.ok else None, gpu.mem_used if gpu.ok else None)

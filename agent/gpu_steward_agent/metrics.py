@@ -7,7 +7,7 @@ figures (including the per-process split on shared GPUs) are in gpu_steward_agen
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -32,7 +32,7 @@ DCGM_LABELS = [
 MIB = 1024 * 1024
 
 # (metric, help, value from a GpuReading) — units as dcgm-exporter publishes them.
-_DEVICE_FIELDS = (
+_DEVICE_FIELDS: tuple[tuple[str, str, Callable[[GpuReading], float | None]], ...] = (
     ("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", lambda g: g.util),
     ("DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %).", lambda g: g.mem_util),
     (

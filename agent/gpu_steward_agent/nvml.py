@@ -104,7 +104,7 @@ class NvmlReader:
             reading.uuid = self._uuids[index] = str(uuid)
         util = call("utilization", pynvml.nvmlDeviceGetUtilizationRates, handle) if reading.ok else None
         mem = call("memory", pynvml.nvmlDeviceGetMemoryInfo, handle) if reading.ok else None
-        if not reading.ok or not reading.uuid:
+        if not reading.ok or not reading.uuid or util is None or mem is None:
             reading.ok = False
             reading.error_kind = reading.error_kind or "NO_UUID"
             return reading

@@ -72,23 +72,23 @@ def build(agent: Agent, now: float) -> dict[str, Any]:
             }
         )
     pods = []
-    for holder, info in agent.pod_info.items():
+    for holder, sample in agent.pod_info.items():
         stats = agent.pod_window.stats(holder, now)
         if stats is None:
             continue
         pods.append(
             {
                 **_holder(holder),
-                "gpus": info.gpus,
+                "gpus": sample.gpus,
                 "util": _util(stats),
                 "memUsedBytes": stats.mem_last,
                 "memUsedBytesMax": stats.mem_max,
                 "samples": stats.samples,
                 "utilSamples": stats.util_samples,
                 "lastSampleAt": iso(stats.last_at),
-                "attribution": info.attribution,
-                "shared": info.shared,
-                "status": "unknown" if info.unknown else "ok",
+                "attribution": sample.attribution,
+                "shared": sample.shared,
+                "status": "unknown" if sample.unknown else "ok",
             }
         )
     pods.sort(key=lambda p: (p["namespace"], p["name"], p["container"], p["uid"]))

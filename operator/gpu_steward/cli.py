@@ -13,6 +13,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="run the operator against the configured cluster")
     crds = sub.add_parser("crds", help="CRD generation")
     crds.add_argument("action", choices=["generate", "check"])
+    from gpu_steward.workloads.cli import add_resume_command
+
+    add_resume_command(sub)
+    from gpu_steward.reports.cli import add_report_commands
+
+    add_report_commands(sub)
     return parser
 
 
@@ -22,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         # The README's first command: with no cluster configured, the demo is the main job.
         args.command = "demo"
+    if getattr(args, "func", None) is not None:  # subcommands that register their own handler
+        return int(args.func(args))
     if args.command == "demo":
         from gpu_steward.demo import run_demo
 

@@ -9,6 +9,7 @@ Calls are synchronous (the official client); async callers wrap them in ``asynci
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ import structlog
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
 log = structlog.get_logger(__name__)
 
@@ -70,12 +71,35 @@ class Kube:
     def list(self, api_version: str, kind: str, namespace: str | None = None,
              label_selector: str | None = None) -> list[JSON]:
         res = self._resource(api_version, kind).get(namespace=namespace, label_selector=label_selector)
-        return [item.to_dict() for item in res.items]
+        out = []
+        for item in res.items:
+            obj = item.to_dict()
+            # Items of built-in lists come without apiVersion/kind; callers build refs and Events from them.
+            obj.setdefault("apiVersion", api_version)
+            obj.setdefault("kind", kind)
+            out.append(obj)
+        return out
+
+    def get_optional(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> JSON | None:
+        """Like ``get``, and None also when the cluster does not serve the kind (CRD not installed)."""
+        try:
+            return self.get(api_version, kind, name, namespace)
+        except ResourceNotFoundError:
+            return None
+
+    def list_optional(self, api_version: str, kind: str, namespace: str | None = None,
+                      label_selector: str | None = None) -> builtins.list[JSON]:
+        """Like ``list``, and empty when the cluster does not serve the kind."""
+        try:
+            return self.list(api_version, kind, namespace, label_selector)
+        except ResourceNotFoundError:
+            return []
 
     # ---- writes ------------------------------------------------------------------------------
     def patch(self, api_version: str, kind: str, name: str, namespace: str | None, body: JSON,
               *, dry_run: bool, subresource: str | None = None) -> JSON | None:
-        """JSON merge patch with the smallest body that says the change."""
+        """JSON merge patch (RFC 7396) with the smallest body that says the change; a ``None`` value
+        deletes that key. A ``metadata.resourceVersion`` in the body makes it conditional (409 if stale)."""
         if dry_run:
             log.info("dry-run: would patch", kind=kind, name=name, namespace=namespace, subresource=subresource)
             return None

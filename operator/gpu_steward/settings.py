@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     gpu_hour_prices: dict[str, Decimal] = Field(default_factory=dict)
     price_override_label: str = "gpusteward.dev/gpu-hour-price"
     cost_annotation_min_interval_seconds: float = Field(300.0, gt=0)
+    # Cost ledger and SuspendIdleFirst: a GPU sample below this utilization counts as idle time.
+    cost_idle_util_percent: float = Field(5.0, ge=0, le=100)
 
     # Who owns a workload: the first of these labels/annotations that is set.
     owner_keys: tuple[str, ...] = ("gpusteward.dev/owner", "owner", "app.kubernetes.io/managed-by-user")
@@ -60,9 +62,28 @@ class Settings(BaseSettings):
     ownership_admission: Literal["off", "warn", "enforce"] = "off"
     required_pod_labels: tuple[str, ...] = ("gpusteward.dev/owner", "gpusteward.dev/team")
 
+    # Admission webhooks (lease approvals, pod ownership), served by the operator over HTTPS.
+    webhook_enabled: bool = False
+    webhook_listen_addr: str = "0.0.0.0"
+    webhook_port: int = 9443
+    webhook_host: str | None = None  # host name/IP the apiserver uses in the webhook URL
+    webhook_cert_dir: str | None = None  # tls.crt/tls.key(/ca.crt) mounted; None: generate a self-signed pair
+
     metrics_port: int = 8080
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
+
+    # Deployment wiring the Helm chart sets (charts/gpu-steward, docs/install.md).
+    # kopf peering: replicas sharing one ClusterKopfPeering name keep a single active operator;
+    # None = standalone (local demo and tests run one operator).
+    peering_name: str | None = None
+    # kopf's liveness endpoint, e.g. "http://0.0.0.0:8081/healthz"; None serves none.
+    liveness_endpoint: str | None = None
+    # Whether kopf creates and patches the webhook configurations itself (named
+    # webhook_configuration_name). False when the chart renders them (its own or a cert-manager
+    # certificate); then the operator needs, and gets, no RBAC on webhook configurations.
+    webhook_manage_configuration: bool = True
+    webhook_configuration_name: str = "gpusteward.dev"
 
     def redacted(self) -> dict[str, Any]:
         """What is safe to log: every secret replaced by whether it is set."""

@@ -167,3 +167,27 @@ def test_mig_instances_are_listed_with_their_memory(fake_nvml: FakeNvml, agent: 
     assert pod["memUsedBytes"] == 3 * 2**30 and pod["util"] == {"mean": None, "max": None}
     fb = {lbl["GPU_I_ID"]: v for lbl, v in samples_of(agent, "DCGM_FI_DEV_FB_USED") if lbl["gpu"] == "0"}
     assert fb == {"1": 3072.0, "2": 0.0}
+
+
+def test_a_gpu_that_disappears_becomes_unknown(fake_nvml: FakeNvml, agent: Agent) -> None:  # noqa: F811
+    gpus = [fakenvml.gpu(0, util=10), fakenvml.gpu(1, util=20)]
+    fake_nvml.write({"gpus": gpus})
+    agent.sample_once(T0)
+    fake_nvml.write({"gpus": gpus[:1]})
+    agent.sample_once(T0 + 1)
+    g = {x["index"]: x for x in summary_at(agent, T0 + 1)["gpus"]}
+    assert g[0]["status"] == "ok"
+    assert (g[1]["status"], g[1]["error"], g[1]["samples"]) == ("unknown", "GPU_NOT_FOUND", 1)
+
+
+def test_pods_turn_unknown_while_nvml_is_down(fake_nvml: FakeNvml, agent: Agent, tmp_path: Path) -> None:  # noqa: F811
+    write_proc(tmp_path / "proc", {100: (UID_A, "a" * 64)})
+    fake_nvml.write({"gpus": [fakenvml.gpu(0, util=50, processes=[{"pid": 100, "usedMemory": 1, "smUtil": 50}])]})
+    agent.sample_once(T0)
+    assert summary_at(agent, T0)["pods"][0]["status"] == "ok"
+    agent.reader.shutdown()  # as after a driver reload: the next init fails
+    fake_nvml.write({"initError": "DRIVER_NOT_LOADED", "gpus": []})
+    agent.sample_once(T0 + 1)
+    s = summary_at(agent, T0 + 1)
+    assert s["pods"][0]["status"] == "unknown" and s["gpus"][0]["status"] == "unknown"
+    assert s["gpus"][0]["error"] == "DRIVER_NOT_LOADED"

@@ -182,6 +182,6 @@ def test_a_broken_socket_is_counted_and_falls_back(fake_nvml: FakeNvml, tmp_path
         assert agent.attribution_source == "cgroup" and agent.ready()
         errs = samples_of(agent, "gpu_steward_agent_source_errors_total")
         assert [(lbl["source"], v) for lbl, v in errs] == [("podresources", 1.0)]
-        assert errs[0][0]["kind"] == "UNAVAILABLE"
+        assert errs[0][0]["kind"] == "CONNECT_FAILED"
     finally:
         agent.close()

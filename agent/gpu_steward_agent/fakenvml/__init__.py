@@ -74,7 +74,10 @@ def build(out_dir: str | os.PathLike[str], cc: str | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     lib = out / LIB_NAME
     cmd = [compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-o", str(lib), str(source_path()), "-lpthread"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise RuntimeError(f"cannot run the C compiler {compiler!r}: {exc}") from exc
     if proc.returncode != 0:
         raise RuntimeError(f"building the fake NVML library failed: {' '.join(cmd)}\n{proc.stderr}")
     return lib

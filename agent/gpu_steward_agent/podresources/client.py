@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 
-import grpc
-
 from ..model import Assignment
-from . import api_pb2, api_pb2_grpc
+from . import api_pb2
+from .unary import UnaryCallError, unary_call
 
 DEFAULT_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
-# The kubelet caps pod-resources responses at 16 MiB (podresources.DefaultMaxMsgSize); so do we.
-_MAX_MSG = 16 * 1024 * 1024
+LIST_PATH = "/v1.PodResourcesLister/List"
 
 
 class PodResourcesUnavailable(RuntimeError):
@@ -25,42 +23,31 @@ def is_gpu_resource(name: str, prefixes: tuple[str, ...]) -> bool:
 
 
 class PodResourcesClient:
-    """Keeps one channel to the socket; List() returns the GPU assignments or raises PodResourcesUnavailable."""
+    """list_assignments() returns the GPU assignments or raises PodResourcesUnavailable (kind says why)."""
 
     def __init__(self, socket_path: str, resource_prefixes: tuple[str, ...], timeout_s: float = 5.0) -> None:
         self.socket_path = socket_path
         self.resource_prefixes = resource_prefixes
         self.timeout_s = timeout_s
-        self._channel: grpc.Channel | None = None
-        self._stub: api_pb2_grpc.PodResourcesListerStub | None = None
 
     def available(self) -> bool:
         return os.path.exists(self.socket_path)
 
-    def _connect(self) -> api_pb2_grpc.PodResourcesListerStub:
-        if self._stub is None:
-            self._channel = grpc.insecure_channel(
-                f"unix://{self.socket_path}", options=[("grpc.max_receive_message_length", _MAX_MSG)]
-            )
-            self._stub = api_pb2_grpc.PodResourcesListerStub(self._channel)
-        return self._stub
-
     def list_assignments(self) -> list[Assignment]:
         if not self.available():
             raise PodResourcesUnavailable("NO_SOCKET", self.socket_path)
+        request = api_pb2.ListPodResourcesRequest().SerializeToString()
         try:
-            response = self._connect().List(api_pb2.ListPodResourcesRequest(), timeout=self.timeout_s)
-        except grpc.RpcError as exc:
-            self.close()  # reconnect next round: the kubelet may have restarted and recreated its socket
-            code = exc.code() if hasattr(exc, "code") else None
-            raise PodResourcesUnavailable(code.name if code else "RPC_ERROR", str(exc)) from exc
+            raw = unary_call(self.socket_path, LIST_PATH, request, self.timeout_s)
+            response = api_pb2.ListPodResourcesResponse.FromString(raw)
+        except UnaryCallError as exc:
+            raise PodResourcesUnavailable(exc.kind, str(exc)) from exc
+        except Exception as exc:  # protobuf DecodeError: not a pod-resources answer
+            raise PodResourcesUnavailable("BAD_RESPONSE", str(exc)) from exc
         return assignments_from(response, self.resource_prefixes)
 
     def close(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
-        self._channel = None
-        self._stub = None
+        """Nothing held between calls (one connection per call); kept for the agent's shutdown path."""
 
 
 def assignments_from(response: api_pb2.ListPodResourcesResponse, prefixes: tuple[str, ...]) -> list[Assignment]:

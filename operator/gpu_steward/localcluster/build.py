@@ -14,6 +14,7 @@ matching published version, then ``go build`` the command packages from inside i
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -121,7 +122,7 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], what: str) -> None:
     last_beat = started
     assert proc.stdout is not None
     for line in proc.stdout:
-        tail = (tail + [line.rstrip()])[-30:]
+        tail = [*tail, line.rstrip()][-30:]
         if line.startswith("go: downloading"):
             _say(f"{what}: {line.strip()}")
         now = time.monotonic()
@@ -145,12 +146,44 @@ def build_one(b: Binary, out: Path, go: str) -> float:
         (work / "go.mod").write_text(b.module_text)
         (work / "tools.go").write_text(f'//go:build tools\n\npackage tools\n\nimport _ "{b.package}"\n')
         _run([go, "mod", "tidy", "-e"], work, env, f"{b.name}: resolving modules")
-        _run([go, "build", "-trimpath", "-ldflags", b.ldflags, "-o", str(out / b.name), b.package],
-             work, env, b.name)
+        tmp = out / f".{b.name}.partial"
+        _run([go, "build", "-trimpath", "-ldflags", b.ldflags, "-o", str(tmp), b.package], work, env, b.name)
+        tmp.rename(out / b.name)
     else:
         env["GOBIN"] = str(out)
         _run([go, "install", "-trimpath", "-ldflags", b.ldflags, b.package], work, env, b.name)
     return time.monotonic() - started
+
+
+KWOK_STAGES = (
+    "node/fast/node-initialize.yaml",
+    "node/heartbeat/node-heartbeat.yaml",
+    "pod/fast/pod-ready.yaml",
+    "pod/fast/pod-complete.yaml",
+    "pod/fast/pod-delete.yaml",
+)
+
+
+def stages_file() -> Path:
+    return bin_dir() / "kwok-stages.yaml"
+
+
+def ensure_kwok_stages(go: str) -> Path:
+    """KWOK >= 0.8 ships no built-in stages: collect the ones in its module into one file."""
+    out = stages_file()
+    if out.exists():
+        return out
+    env = dict(os.environ, GOFLAGS="-mod=mod", GOWORK="off")
+    info = subprocess.run([go, "mod", "download", "-json", f"sigs.k8s.io/kwok@{KWOK_VERSION}"],
+                          cwd=cache_root(), env=env, capture_output=True, text=True, check=False)
+    if info.returncode != 0:
+        raise BuildError(f"cannot download the KWOK module for its stages: {info.stderr.strip()}")
+    root = Path(json.loads(info.stdout)["Dir"]) / "kustomize" / "stage"
+    docs = [(root / rel).read_text().strip() for rel in KWOK_STAGES]
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text("\n---\n".join(docs) + "\n")
+    tmp.rename(out)
+    return out
 
 
 def ensure_built(only: list[str] | None = None) -> Path:
@@ -158,7 +191,7 @@ def ensure_built(only: list[str] | None = None) -> Path:
     out = bin_dir()
     out.mkdir(parents=True, exist_ok=True)
     todo = [b for b in binaries() if (only is None or b.name in only) and not (out / b.name).exists()]
-    if not todo:
+    if not todo and stages_file().exists():
         return out
     go = _check_go()
     _say(f"building {len(todo)} binaries into {out} (first time only; this takes minutes)")
@@ -166,6 +199,7 @@ def ensure_built(only: list[str] | None = None) -> Path:
         _say(f"[{i}/{len(todo)}] {b.name} ...")
         secs = build_one(b, out, go)
         _say(f"[{i}/{len(todo)}] {b.name} built in {secs:.0f}s")
+    ensure_kwok_stages(go)
     return out
 
 

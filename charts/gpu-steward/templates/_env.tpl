@@ -1,0 +1,107 @@
+{{/*
+The operator's environment: Helm values -> GPU_STEWARD_<FIELD> for each field of
+operator/gpu_steward/settings.py (tests/chart/test_settings_env.py loads Settings from exactly
+this list). Lists and maps are JSON, which pydantic-settings parses for complex fields.
+Secrets only arrive through secretKeyRef.
+*/}}
+{{- define "gpu-steward.operatorEnv" -}}
+{{- $c := .Values.config -}}
+- name: GPU_STEWARD_DRY_RUN
+  value: {{ $c.dryRun | toString | quote }}
+- name: GPU_STEWARD_NAMESPACES
+  value: {{ $c.namespaces | toJson | quote }}
+- name: GPU_STEWARD_EVALUATION_INTERVAL_SECONDS
+  value: {{ $c.evaluationIntervalSeconds | toString | quote }}
+- name: GPU_STEWARD_SAMPLE_MAX_AGE_SECONDS
+  value: {{ $c.sampleMaxAgeSeconds | toString | quote }}
+- name: GPU_STEWARD_UTILIZATION_SOURCE
+  value: {{ $c.utilizationSource | quote }}
+- name: GPU_STEWARD_AGENT_NAMESPACE
+  value: {{ .Release.Namespace | quote }}
+- name: GPU_STEWARD_AGENT_LABEL_SELECTOR
+  value: {{ printf "app.kubernetes.io/component=agent,app.kubernetes.io/instance=%s" .Release.Name | quote }}
+- name: GPU_STEWARD_AGENT_PORT
+  value: {{ .Values.agent.port | toString | quote }}
+- name: GPU_STEWARD_AGENT_TIMEOUT_SECONDS
+  value: {{ $c.agentTimeoutSeconds | toString | quote }}
+{{- with $c.prometheusUrl }}
+- name: GPU_STEWARD_PROMETHEUS_URL
+  value: {{ . | quote }}
+{{- end }}
+- name: GPU_STEWARD_CURRENCY
+  value: {{ .Values.prices.currency | quote }}
+- name: GPU_STEWARD_DEFAULT_GPU_HOUR_PRICE
+  value: {{ .Values.prices.default | quote }}
+- name: GPU_STEWARD_GPU_HOUR_PRICES
+  value: {{ .Values.prices.perModel | toJson | quote }}
+- name: GPU_STEWARD_PRICE_OVERRIDE_LABEL
+  value: {{ .Values.prices.overrideLabel | quote }}
+- name: GPU_STEWARD_COST_ANNOTATION_MIN_INTERVAL_SECONDS
+  value: {{ $c.costAnnotationMinIntervalSeconds | toString | quote }}
+- name: GPU_STEWARD_COST_IDLE_UTIL_PERCENT
+  value: {{ $c.costIdleUtilPercent | toString | quote }}
+- name: GPU_STEWARD_OWNER_KEYS
+  value: {{ $c.ownerKeys | toJson | quote }}
+- name: GPU_STEWARD_OWNER_EMAIL_KEYS
+  value: {{ $c.ownerEmailKeys | toJson | quote }}
+- name: GPU_STEWARD_TEAM_KEYS
+  value: {{ $c.teamKeys | toJson | quote }}
+- name: GPU_STEWARD_COST_CENTER_KEYS
+  value: {{ $c.costCenterKeys | toJson | quote }}
+- name: GPU_STEWARD_APPROVER_GROUPS
+  value: {{ $c.approverGroups | toJson | quote }}
+- name: GPU_STEWARD_OWNERSHIP_ADMISSION
+  value: {{ $c.ownershipAdmission | quote }}
+- name: GPU_STEWARD_REQUIRED_POD_LABELS
+  value: {{ $c.requiredPodLabels | toJson | quote }}
+{{- with .Values.slack }}
+{{- if .existingSecret }}
+{{- range $key, $field := dict "webhookUrlKey" "SLACK_WEBHOOK_URL" "botTokenKey" "SLACK_BOT_TOKEN" "signingSecretKey" "SLACK_SIGNING_SECRET" }}
+{{- with (get $.Values.slack $key) }}
+- name: GPU_STEWARD_{{ $field }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $.Values.slack.existingSecret | quote }}
+      key: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+- name: GPU_STEWARD_SLACK_API_URL
+  value: {{ .apiUrl | quote }}
+{{- with .defaultChannel }}
+- name: GPU_STEWARD_SLACK_DEFAULT_CHANNEL
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+- name: GPU_STEWARD_METRICS_PORT
+  value: {{ .Values.operator.metricsPort | toString | quote }}
+- name: GPU_STEWARD_LOG_FORMAT
+  value: {{ .Values.operator.logFormat | quote }}
+- name: GPU_STEWARD_LOG_LEVEL
+  value: {{ .Values.operator.logLevel | quote }}
+{{- if .Values.operator.peering.enabled }}
+- name: GPU_STEWARD_PEERING_NAME
+  value: {{ include "gpu-steward.peeringName" . | quote }}
+{{- end }}
+- name: GPU_STEWARD_LIVENESS_ENDPOINT
+  value: {{ printf "http://0.0.0.0:%v/healthz" .Values.operator.livenessPort | quote }}
+- name: GPU_STEWARD_WEBHOOK_ENABLED
+  value: {{ .Values.webhook.enabled | toString | quote }}
+{{- if .Values.webhook.enabled }}
+{{- $kopfManaged := eq .Values.webhook.certificates "kopf" }}
+- name: GPU_STEWARD_WEBHOOK_LISTEN_ADDR
+  value: "0.0.0.0"
+- name: GPU_STEWARD_WEBHOOK_PORT
+  value: {{ .Values.webhook.port | toString | quote }}
+- name: GPU_STEWARD_WEBHOOK_HOST
+  value: {{ printf "%s.%s.svc" (include "gpu-steward.webhookService" .) .Release.Namespace | quote }}
+{{- if not $kopfManaged }}
+- name: GPU_STEWARD_WEBHOOK_CERT_DIR
+  value: {{ include "gpu-steward.webhookCertDir" . | quote }}
+{{- end }}
+- name: GPU_STEWARD_WEBHOOK_MANAGE_CONFIGURATION
+  value: {{ $kopfManaged | toString | quote }}
+- name: GPU_STEWARD_WEBHOOK_CONFIGURATION_NAME
+  value: {{ include "gpu-steward.webhookConfigurationName" . | quote }}
+{{- end }}
+{{- end -}}

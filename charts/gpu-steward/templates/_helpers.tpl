@@ -1,0 +1,89 @@
+{{/* Names, labels and images shared by every template. */}}
+
+{{- define "gpu-steward.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "gpu-steward.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains (include "gpu-steward.name" .) .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "gpu-steward.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels for every object; pass a dict {root: $, component: "operator"}. */}}
+{{- define "gpu-steward.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: gpu-steward
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+{{ include "gpu-steward.selectorLabels" . }}
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "gpu-steward.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "gpu-steward.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/* Image reference; pass a dict {image: .Values.x.image, root: $}. A digest wins over a tag. */}}
+{{- define "gpu-steward.image" -}}
+{{- if .image.digest -}}
+{{ .image.repository }}@{{ .image.digest }}
+{{- else -}}
+{{ .image.repository }}:{{ default .root.Chart.AppVersion .image.tag }}
+{{- end -}}
+{{- end -}}
+
+{{- define "gpu-steward.operatorServiceAccount" -}}
+{{- default (printf "%s-operator" (include "gpu-steward.fullname" .)) .Values.serviceAccount.operator.name -}}
+{{- end -}}
+
+{{- define "gpu-steward.agentServiceAccount" -}}
+{{- default (printf "%s-agent" (include "gpu-steward.fullname" .)) .Values.serviceAccount.agent.name -}}
+{{- end -}}
+
+{{- define "gpu-steward.peeringName" -}}
+{{- default (include "gpu-steward.fullname" .) .Values.operator.peering.name -}}
+{{- end -}}
+
+{{- define "gpu-steward.webhookService" -}}
+{{- printf "%s-webhook" (include "gpu-steward.fullname" .) -}}
+{{- end -}}
+
+{{- define "gpu-steward.webhookSecret" -}}
+{{- printf "%s-webhook-tls" (include "gpu-steward.fullname" .) -}}
+{{- end -}}
+
+{{- define "gpu-steward.webhookConfigurationName" -}}
+{{- printf "%s.gpusteward.dev" (include "gpu-steward.fullname" .) -}}
+{{- end -}}
+
+{{/* The webhook serving certificate's files are mounted here (certificates: helm | certManager). */}}
+{{- define "gpu-steward.webhookCertDir" -}}
+/etc/gpu-steward/webhook-tls
+{{- end -}}
+
+{{/* Checks that span several values, which a JSON schema cannot express. */}}
+{{- define "gpu-steward.validate" -}}
+{{- if and .Values.webhook.enabled (eq .Values.webhook.certificates "kopf") (gt (int .Values.operator.replicas) 1) -}}
+{{- fail "webhook.certificates=kopf makes one self-signed certificate per replica: set operator.replicas: 1, or use certificates: helm or certManager" -}}
+{{- end -}}
+{{- if and (gt (int .Values.operator.replicas) 1) (not .Values.operator.peering.enabled) -}}
+{{- fail "operator.replicas > 1 needs operator.peering.enabled: without peering every replica would act" -}}
+{{- end -}}
+{{- if and (eq .Values.config.utilizationSource "prometheus") (not .Values.config.prometheusUrl) -}}
+{{- fail "config.utilizationSource=prometheus needs config.prometheusUrl" -}}
+{{- end -}}
+{{- if and (ne .Values.config.ownershipAdmission "off") (not .Values.webhook.enabled) -}}
+{{- fail "config.ownershipAdmission needs webhook.enabled" -}}
+{{- end -}}
+{{- end -}}

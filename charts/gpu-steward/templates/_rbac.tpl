@@ -1,0 +1,92 @@
+{{/*
+The operator's RBAC rules: the ONE place to adjust them. Every verb here is one the code uses
+(operator/gpu_steward/kube.py callers, the workload adapters, and kopf itself); no wildcards
+(tests/chart/test_rbac.py fails on one). The agent gets no rules at all: it reads NVML and the
+kubelet's pod-resources socket, and its ServiceAccount token is not even mounted.
+*/}}
+{{- define "gpu-steward.operatorRules" -}}
+# GPU pods: indexed (kopf list/watch), owner chain read, cost and idle-state annotations patched.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch, patch]
+# Node labels give the GPU model (price) and the per-node price override.
+- apiGroups: [""]
+  resources: [nodes]
+  verbs: [get, list, watch]
+# IdlePolicy namespaceSelector and kopf's namespace tracking.
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [get, list, watch]
+# Notices and actions as Events on the workload (ours and kopf's). Events are only ever created.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+# The ResourceQuota each GPUBudget owns in its namespace: create-if-absent, patch-if-different.
+# Never deleted by the operator: its ownerReference to the budget lets the garbage collector do it.
+- apiGroups: [""]
+  resources: [resourcequotas]
+  verbs: [get, create, patch]
+# Owner walk from a GPU pod (Pod -> ReplicaSet -> Deployment; DaemonSet pods end there): read one by one.
+- apiGroups: [apps]
+  resources: [replicasets, daemonsets]
+  verbs: [get]
+# Suspend/resume adapters: replicas to 0 and back, spec.suspend, their own suspend fields.
+- apiGroups: [apps]
+  resources: [deployments, statefulsets]
+  verbs: [get, list, watch, patch]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, patch]
+- apiGroups: [kubeflow.org]
+  resources: [notebooks, pytorchjobs]
+  verbs: [get, list, watch, patch]
+- apiGroups: [jobset.x-k8s.io]
+  resources: [jobsets]
+  verbs: [get, list, watch, patch]
+- apiGroups: [ray.io]
+  resources: [rayjobs, rayclusters]
+  verbs: [get, list, watch, patch]
+# Workloads managed by Kueue are suspended by deactivating their Kueue Workload (spec.active).
+- apiGroups: [kueue.x-k8s.io]
+  resources: [workloads]
+  verbs: [get, list, watch, patch]
+# Our own resources: kopf handlers (finalizers, progress annotations) and status writes.
+- apiGroups: [gpusteward.dev]
+  resources: [gpubudgets, experimentleases, idlepolicies]
+  verbs: [get, list, watch, patch]
+- apiGroups: [gpusteward.dev]
+  resources: [gpubudgets/status, experimentleases/status, idlepolicies/status]
+  verbs: [get, patch]
+# kopf scans CRDs to discover resources as they appear.
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- if .Values.operator.peering.enabled }}
+# kopf peering: replicas write keep-alives into the ClusterKopfPeering object the chart creates.
+- apiGroups: [kopf.dev]
+  resources: [clusterkopfpeerings]
+  verbs: [list, watch]
+- apiGroups: [kopf.dev]
+  resources: [clusterkopfpeerings]
+  resourceNames: [{{ include "gpu-steward.peeringName" . | quote }}]
+  verbs: [get, patch]
+{{- end }}
+{{- if and .Values.webhook.enabled (eq .Values.webhook.certificates "kopf") }}
+# kopf-managed admission: kopf creates its webhook configurations (create cannot be limited by
+# name) and then reads and patches only those.
+- apiGroups: [admissionregistration.k8s.io]
+  resources: [validatingwebhookconfigurations, mutatingwebhookconfigurations]
+  verbs: [create]
+- apiGroups: [admissionregistration.k8s.io]
+  resources: [validatingwebhookconfigurations, mutatingwebhookconfigurations]
+  resourceNames: [{{ include "gpu-steward.webhookConfigurationName" . | quote }}]
+  verbs: [get, patch]
+{{- end }}
+{{- with .Values.rbac.budgetSecretNames }}
+# GPUBudget spec.notify.webhookSecretRef: only Secrets with these names, read-only.
+- apiGroups: [""]
+  resources: [secrets]
+  resourceNames: {{ toJson . }}
+  verbs: [get]
+{{- end }}
+{{- end -}}

@@ -1,0 +1,188 @@
+"""Reconcile one GPUBudget: measure the namespace, decide, write quota / status, send notices, act.
+
+Order matters for restart safety: notices first, then the status that records them
+(``announcedThresholds``). A crash in between can repeat a notice, never lose one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from gpu_steward.api.common import API_VERSION
+from gpu_steward.budgets.conditions import set_condition, status_patch
+from gpu_steward.budgets.costs import CostLedger, Prices, UtilizationLookup, holds_gpus, list_gpu_pods
+from gpu_steward.budgets.notifier import Notice, Notifier
+from gpu_steward.budgets.parse import ParsedBudget, parse_budget
+from gpu_steward.kube import Kube
+from gpu_steward.policy import budget as pb
+from gpu_steward.policy import cost as c
+from gpu_steward.policy.lease import QUOTA_PHASES
+from gpu_steward.settings import Settings
+from gpu_steward.units import format_money
+
+log = structlog.get_logger(__name__)
+
+JSON = dict[str, Any]
+
+
+@dataclass
+class BudgetResult:
+    status: JSON
+    status_written: bool
+    quota: str  # created / patched / unchanged / skipped
+    announced: list[int] = field(default_factory=list)
+    suspended: list[str] = field(default_factory=list)
+
+
+def lease_gpus(kube: Kube, namespace: str) -> int:
+    leases = kube.list_optional(API_VERSION, "ExperimentLease", namespace)
+    return sum(int((lease.get("spec") or {}).get("gpus") or 0) for lease in leases
+               if ((lease.get("status") or {}).get("phase")) in QUOTA_PHASES)
+
+
+def measure(pods: list[JSON], prices: Prices, window: tuple[dt.datetime, dt.datetime], now: dt.datetime,
+            ledger: CostLedger | None = None) -> tuple[dict[str, Decimal], Decimal, int]:
+    """(cost inside window per pod uid, hourly burn of running pods, GPUs held)."""
+    costs: dict[str, Decimal] = {}
+    burn = Decimal(0)
+    in_use = 0
+    for pod in pods:
+        price = prices.for_pod(pod)
+        util = ledger.ledger_for(pod) if ledger else None
+        pc = c.pod_cost(pod, price, now, util, window=window)
+        if pc.gpu_hours > 0:
+            costs[pod["metadata"]["uid"]] = pc.cost
+        if holds_gpus(pod):
+            in_use += pc.gpus
+        if c.is_running(pod):
+            burn += pc.hourly_rate
+    return costs, burn, in_use
+
+
+def _notice(budget: JSON, parsed: ParsedBudget, reason: str, message: str, type_: str = "Warning") -> Notice:
+    return Notice(subject=budget, reason=reason, message=message, type=type_,  # type: ignore[arg-type]
+                  owners=parsed.owners, slack_channel=parsed.slack_channel,
+                  webhook_secret_ref=parsed.webhook_secret_ref)
+
+
+def reconcile_budget(
+    kube: Kube, settings: Settings, budget: JSON, now: dt.datetime, notifier: Notifier,
+    *, utilization: UtilizationLookup | None = None, ledger: CostLedger | None = None,
+    suspend_workload: Any = None,
+) -> BudgetResult:
+    """``suspend_workload(kube, pod, now, dry_run) -> str | None`` suspends the workload behind an idle
+    pod (default: ``gpu_steward.budgets.suspend.suspend_pod_workload``)."""
+    meta = budget["metadata"]
+    ns, name, generation = meta["namespace"], meta["name"], meta.get("generation")
+    status = dict(budget.get("status") or {})
+    dry_run = settings.dry_run
+    try:
+        parsed = parse_budget(budget)
+    except ValueError as exc:
+        desired = {"conditions": set_condition(status.get("conditions") or [], "Ready", "False", "Invalid", str(exc),
+                                               generation, now), "observedGeneration": generation}
+        written = _write_status(kube, budget, status, desired, dry_run)
+        return BudgetResult({**status, **desired}, written, "skipped")
+
+    terms = parsed.terms
+    period = terms.spend.period if terms.spend else "Monthly"
+    start, end = c.period_bounds(period, now)
+    pods = list_gpu_pods(kube, settings, ns)
+    prices = Prices.load(kube, settings)
+    costs, burn, in_use = measure(pods, prices, (start, end), now, ledger)
+    annotations = meta.get("annotations") or {}
+    spend_ledger = pb.roll_ledger(pb.SpendLedger.from_json(annotations.get(pb.SPEND_LEDGER_ANNOTATION)),
+                                  c.format_time(start), costs)
+    obs = pb.BudgetObservation(spend_ledger.spend, burn, in_use, lease_gpus(kube, ns))
+    decision = pb.decide(terms, obs, status.get("announcedThresholds") or [], status.get("periodStart"), now)
+    currency = terms.spend.currency if terms.spend else settings.currency
+
+    quota = kube.apply(pb.desired_quota(ns, name, meta.get("uid"), decision.effective_quota), dry_run=dry_run)
+
+    suspended: list[str] = []
+    if decision.suspend_idle:
+        suspended = _suspend_idle(kube, settings, budget, parsed, pods, now, notifier, utilization, ledger,
+                                  suspend_workload)
+
+    for threshold in decision.announce:
+        assert terms.spend is not None
+        msg = pb.threshold_message(ns, name, threshold, spend_ledger.spend, terms.spend.limit, currency,
+                                   decision.forecast, decision.period_end)
+        if threshold >= 100 and terms.on_exceeded != "Notify":
+            msg += (" New GPU pods are blocked (quota shrunk to the GPUs in use)." if terms.on_exceeded == "BlockNew"
+                    else " Idle GPU workloads are being suspended and new GPU pods blocked.")
+            if suspended:
+                msg += " " + "; ".join(suspended) + "."
+        notifier.send(_notice(budget, parsed, "BudgetThreshold", msg, "Warning" if threshold >= 80 else "Normal"),
+                      now=now, dry_run=dry_run)
+
+    if annotations.get(pb.SPEND_LEDGER_ANNOTATION) != spend_ledger.to_json():
+        kube.patch(API_VERSION, "GPUBudget", name, ns,
+                   {"metadata": {"annotations": {pb.SPEND_LEDGER_ANNOTATION: spend_ledger.to_json()}}}, dry_run=dry_run)
+
+    conds = status.get("conditions") or []
+    conds = set_condition(conds, "Ready", "True", "Reconciled", "quota and spend are up to date", generation, now)
+    if decision.exceeded and terms.spend is not None:
+        conds = set_condition(conds, "Exceeded", "True", f"OnExceeded{terms.on_exceeded}",
+                              f"spend {format_money(spend_ledger.spend)} >= limit {format_money(terms.spend.limit)} "
+                              f"{currency}; action: {terms.on_exceeded}", generation, now)
+    else:
+        conds = set_condition(conds, "Exceeded", "False", "WithinLimit", "spend is within the limit", generation, now)
+    desired = {
+        "gpusInUse": in_use,
+        "effectiveQuota": decision.effective_quota,
+        "spend": format_money(spend_ledger.spend),
+        "forecast": format_money(decision.forecast),
+        "currency": currency,
+        "periodStart": c.format_time(decision.period_start),
+        "periodEnd": c.format_time(decision.period_end),
+        "announcedThresholds": decision.announced,
+        "observedGeneration": generation,
+        "conditions": conds,
+    }
+    written = _write_status(kube, budget, status, desired, dry_run)
+    return BudgetResult({**status, **desired}, written, quota, decision.announce, suspended)
+
+
+def _write_status(kube: Kube, obj: JSON, current: JSON, desired: JSON, dry_run: bool) -> bool:
+    patch = status_patch(current, desired)
+    if not patch:
+        return False
+    meta = obj["metadata"]
+    kube.patch(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"), {"status": patch},
+               dry_run=dry_run, subresource="status")
+    return True
+
+
+def is_idle(pod: JSON, settings: Settings, utilization: UtilizationLookup | None, ledger: CostLedger | None) -> bool:
+    """Idle for the budget's purpose: the current sample is below the idle threshold. No sample, no idle."""
+    if not c.is_running(pod) or utilization is None:
+        return False
+    util = utilization(pod["metadata"].get("namespace", ""), pod["metadata"]["name"])
+    return util is not None and util < settings.cost_idle_util_percent
+
+
+def _suspend_idle(kube: Kube, settings: Settings, budget: JSON, parsed: ParsedBudget, pods: list[JSON],
+                  now: dt.datetime, notifier: Notifier, utilization: UtilizationLookup | None,
+                  ledger: CostLedger | None, suspend_workload: Any) -> list[str]:
+    from gpu_steward.budgets.suspend import suspend_pod_workload
+
+    act = suspend_workload or suspend_pod_workload
+    done: list[str] = []
+    for pod in pods:
+        if not is_idle(pod, settings, utilization, ledger):
+            continue
+        outcome = act(kube, pod, now, settings.dry_run)
+        if outcome is None or (outcome.suspendable and not outcome.changed):
+            continue  # already suspended: nothing new to say
+        done.append(outcome.message)
+        if outcome.changed:
+            notifier.send(_notice(pod, parsed, "BudgetSuspendedIdle",
+                                  f"GPU budget {budget['metadata']['name']} is exceeded: {outcome.message}"),
+                          now=now, dry_run=settings.dry_run)
+    return done

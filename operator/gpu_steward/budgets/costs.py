@@ -1,0 +1,154 @@
+"""The cost ledger's edge: price every GPU pod from its node, write rate-limited cost annotations.
+
+The durable ledger is the cluster itself: pod timestamps give GPU-hours and cost at any moment, and
+the idle GPU-hours / utilization average carried in the pod's annotations survive restarts. Between
+annotation writes the utilization observed by this process accumulates in ``CostLedger`` (memory);
+a restart loses at most that short stretch of *utilization* samples, never cost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from gpu_steward.kube import Kube
+from gpu_steward.policy import cost as c
+from gpu_steward.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+JSON = dict[str, Any]
+# (namespace, pod name) -> the pod's current GPU utilization in percent, or None when unknown.
+UtilizationLookup = Callable[[str, str], "float | None"]
+
+
+def price_table(settings: Settings) -> c.PriceTable:
+    return c.PriceTable(settings.currency, settings.default_gpu_hour_price, dict(settings.gpu_hour_prices),
+                        settings.price_override_label)
+
+
+def gpu_pods(pods: Iterable[JSON]) -> list[JSON]:
+    return [p for p in pods if c.pod_gpus(p) > 0]
+
+
+def holds_gpus(pod: Mapping[str, Any]) -> bool:
+    """Counted by the apiserver's quota: not finished and not being deleted."""
+    status = pod.get("status") or {}
+    meta = pod.get("metadata") or {}
+    return status.get("phase") not in ("Succeeded", "Failed") and not meta.get("deletionTimestamp")
+
+
+class Prices:
+    """Price per GPU-hour of each pod, from its node (nodes listed once per pass)."""
+
+    def __init__(self, table: c.PriceTable, nodes: Iterable[JSON]) -> None:
+        self.table = table
+        self.nodes = {n["metadata"]["name"]: n for n in nodes}
+
+    @classmethod
+    def load(cls, kube: Kube, settings: Settings) -> Prices:
+        return cls(price_table(settings), kube.list("v1", "Node"))
+
+    def for_pod(self, pod: Mapping[str, Any]) -> Decimal:
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        return c.gpu_hour_price(self.table, self.nodes.get(node_name) if node_name else None)
+
+
+@dataclass
+class PassResult:
+    pods: int = 0
+    written: int = 0
+    skipped_rate_limited: int = 0
+    unchanged: int = 0
+
+
+@dataclass
+class CostLedger:
+    """Utilization observed since each pod's last annotation write, keyed by pod uid."""
+
+    idle_below_percent: float = 5.0
+    pending: dict[str, c.UtilLedger] = field(default_factory=dict)
+    last_sample: dict[str, dt.datetime] = field(default_factory=dict)
+
+    def observe(self, pod: Mapping[str, Any], util_percent: float | None, now: dt.datetime) -> None:
+        uid = pod["metadata"]["uid"]
+        last = self.last_sample.get(uid)
+        self.last_sample[uid] = now
+        if util_percent is None or last is None or not c.is_running(pod):
+            return  # no data is not idle; the first sample only starts the clock
+        seconds = (now - last).total_seconds()
+        self.pending[uid] = self.pending.get(uid, c.UtilLedger()).observe(
+            c.pod_gpus(pod), seconds, util_percent, self.idle_below_percent)
+
+    def ledger_for(self, pod: Mapping[str, Any]) -> c.UtilLedger:
+        base = c.ledger_from_annotations(pod)
+        extra = self.pending.get(pod["metadata"]["uid"])
+        return base.plus(extra) if extra else base
+
+    def written(self, uid: str) -> None:
+        self.pending.pop(uid, None)
+
+    def forget_except(self, uids: set[str]) -> None:
+        for uid in list(self.last_sample):
+            if uid not in uids:
+                self.last_sample.pop(uid, None)
+                self.pending.pop(uid, None)
+
+
+def desired_annotations(pod: Mapping[str, Any], price: Decimal, ledger: c.UtilLedger,
+                        now: dt.datetime) -> dict[str, str]:
+    return c.pod_cost(pod, price, now, ledger).annotations()
+
+
+def reconcile_pod_costs(
+    kube: Kube, settings: Settings, now: dt.datetime, ledger: CostLedger,
+    utilization: UtilizationLookup | None = None, pods: list[JSON] | None = None, prices: Prices | None = None,
+) -> PassResult:
+    """One pass over all GPU pods: sample utilization, write cost annotations where due."""
+    if pods is None:
+        pods = list_gpu_pods(kube, settings)
+    prices = prices or Prices.load(kube, settings)
+    minimum = dt.timedelta(seconds=settings.cost_annotation_min_interval_seconds)
+    result = PassResult()
+    seen: set[str] = set()
+    for pod in pods:
+        meta = pod["metadata"]
+        uid = meta.get("uid")
+        if not uid or c.pod_gpus(pod) <= 0:
+            continue
+        seen.add(uid)
+        result.pods += 1
+        util = utilization(meta.get("namespace", ""), meta["name"]) if utilization else None
+        ledger.observe(pod, util, now)
+        desired = desired_annotations(pod, prices.for_pod(pod), ledger.ledger_for(pod), now)
+        current = meta.get("annotations") or {}
+        if all(current.get(k) == v for k, v in desired.items()):
+            result.unchanged += 1
+            continue
+        if not c.annotations_due(current, desired, now, minimum):
+            result.skipped_rate_limited += 1
+            continue
+        body = {"metadata": {"annotations": {**desired, c.ANN_COST_UPDATED_AT: c.format_time(now)}}}
+        try:
+            kube.patch("v1", "Pod", meta["name"], meta.get("namespace"), body, dry_run=settings.dry_run)
+        except Exception as exc:  # a vanished pod or a conflict: try again next pass
+            log.info("cost annotation not written", pod=meta["name"], namespace=meta.get("namespace"),
+                     error=getattr(exc, "status", type(exc).__name__))
+            continue
+        ledger.written(uid)
+        result.written += 1
+    ledger.forget_except(seen)
+    return result
+
+
+def list_gpu_pods(kube: Kube, settings: Settings, namespace: str | None = None) -> list[JSON]:
+    if namespace is not None:
+        return gpu_pods(kube.list("v1", "Pod", namespace))
+    if settings.namespaces:
+        return [p for ns in settings.namespaces for p in gpu_pods(kube.list("v1", "Pod", ns))]
+    return gpu_pods(kube.list("v1", "Pod"))

@@ -1,0 +1,58 @@
+"""The operator process's shared parts for budgets, leases and costs: settings, Kube, notifier,
+cost ledger, utilization lookup. Built once (lazily, or by ``set_runtime`` in run.py / tests)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from gpu_steward.budgets.costs import CostLedger, UtilizationLookup
+from gpu_steward.budgets.notifier import EventNotifier, FanOut, Notifier, SlackBridge
+from gpu_steward.kube import Kube, load_api_client
+from gpu_steward.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    kube: Kube
+    notifier: Notifier
+    ledger: CostLedger
+    utilization: UtilizationLookup | None = None
+    _locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def serialized(self, uid: str) -> Iterator[None]:
+        """One reconcile per object at a time (a timer and a spec change may fire together)."""
+        with self._guard:
+            lock = self._locks.setdefault(uid, threading.Lock())
+        with lock:
+            yield
+
+
+_runtime: Runtime | None = None
+_lock = threading.Lock()
+
+
+def build_runtime(settings: Settings | None = None, kubeconfig: str | None = None) -> Runtime:
+    settings = settings or Settings()
+    kube = Kube(load_api_client(kubeconfig))
+    notifier = FanOut([EventNotifier(kube), SlackBridge(kube, settings)])
+    return Runtime(settings, kube, notifier, CostLedger(settings.cost_idle_util_percent))
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            _runtime = build_runtime()
+        return _runtime
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    global _runtime
+    with _lock:
+        _runtime = runtime

@@ -1,0 +1,27 @@
+"""kopf decorators for ExperimentLeases — thin: they call gpu_steward.budgets.lease."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import kopf
+
+from gpu_steward.api.common import GROUP, VERSION
+from gpu_steward.budgets.lease import reconcile_lease
+from gpu_steward.budgets.runtime import get_runtime
+from gpu_steward.settings import Settings
+
+_INTERVAL = Settings().evaluation_interval_seconds
+
+
+@kopf.on.create(GROUP, VERSION, "experimentleases")
+@kopf.on.update(GROUP, VERSION, "experimentleases", field="spec")
+@kopf.timer(GROUP, VERSION, "experimentleases", interval=_INTERVAL, initial_delay=1.0)
+def lease_reconcile(namespace: str, name: str, **_: Any) -> None:
+    rt = get_runtime()
+    lease = rt.kube.get(f"{GROUP}/{VERSION}", "ExperimentLease", name, namespace)
+    if lease is None:
+        return
+    with rt.serialized(lease["metadata"]["uid"]):
+        reconcile_lease(rt.kube, rt.settings, lease, dt.datetime.now(dt.UTC), rt.notifier)

@@ -1,0 +1,102 @@
+"""Operator entry point: one Settings object, logged once, then kopf with our own storage keys.
+
+``gpu-steward run`` calls ``run_operator()``. Tests and the demo start it as a subprocess with
+``KUBECONFIG`` pointing at the local control plane, so killing it is a real operator restart.
+kopf's bookkeeping uses keys under ``gpusteward.dev/`` (never colliding with another kopf operator
+on the same objects), and admission webhooks are served over HTTPS when ``webhook_enabled``
+(self-signed for local runs, a mounted certificate in a cluster).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import importlib
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import kopf
+import structlog
+
+from gpu_steward import logs
+from gpu_steward.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+# Modules whose import registers kopf handlers. Each is a thin layer over orchestration code.
+HANDLER_MODULES: tuple[str, ...] = (
+    "gpu_steward.handlers.context",
+    "gpu_steward.handlers.budget",
+    "gpu_steward.handlers.lease",
+    "gpu_steward.handlers.admission",
+)
+STORAGE_PREFIX = "gpusteward.dev"
+
+
+def import_handlers(extra: tuple[str, ...] = ()) -> None:
+    for module in (*HANDLER_MODULES, *extra):
+        importlib.import_module(module)
+
+
+def webhook_server(settings: Settings) -> kopf.WebhookServer | None:
+    if not settings.webhook_enabled:
+        return None
+    host = settings.webhook_host or ("127.0.0.1" if settings.webhook_listen_addr in ("0.0.0.0", "") else
+                                     settings.webhook_listen_addr)
+    if settings.webhook_cert_dir:
+        d = Path(settings.webhook_cert_dir)
+        ca = d / "ca.crt" if (d / "ca.crt").exists() else d / "tls.crt"
+        return kopf.WebhookServer(addr=settings.webhook_listen_addr, port=settings.webhook_port, host=host,
+                                  certfile=str(d / "tls.crt"), pkeyfile=str(d / "tls.key"), cafile=str(ca))
+    from gpu_steward.tls import self_signed
+
+    d = Path(tempfile.mkdtemp(prefix="gpu-steward-webhook-"))
+    certfile, keyfile = self_signed(d, [host, "localhost", "127.0.0.1"], dt.datetime.now(dt.UTC))
+    return kopf.WebhookServer(addr=settings.webhook_listen_addr, port=settings.webhook_port, host=host,
+                              certfile=str(certfile), pkeyfile=str(keyfile), cafile=str(certfile))
+
+
+def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> None:
+    # Change-detection handlers run only on our own three resources; their diff base and progress
+    # live under our prefix.
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=STORAGE_PREFIX)
+    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=STORAGE_PREFIX, key="last-handled-configuration")
+    kopf_settings.persistence.finalizer = f"{STORAGE_PREFIX}/kopf-finalizer"
+    kopf_settings.posting.level = logging.WARNING  # our Events are deliberate (notify/), not a log mirror
+    kopf_settings.watching.server_timeout = 300
+    kopf_settings.networking.request_timeout = 30
+    server = webhook_server(settings)
+    if server is not None:
+        kopf_settings.admission.server = server
+        if settings.webhook_manage_configuration:
+            kopf_settings.admission.managed = settings.webhook_configuration_name
+
+
+def run_operator(settings: Settings | None = None, *, stop_flag: Any = None, ready_flag: Any = None) -> int:
+    """Run until stopped (blocking). ``stop_flag``/``ready_flag`` as in ``kopf.operator`` (tests)."""
+    from gpu_steward.budgets.runtime import build_runtime, set_runtime
+
+    settings = settings or Settings()
+    logs.configure(settings.log_format, settings.log_level)
+    set_runtime(build_runtime(settings))
+    log.info("settings", **settings.redacted())
+    import_handlers()
+    namespaces = list(settings.namespaces)
+    kwargs: dict[str, Any] = {
+        "clusterwide": not namespaces, "namespaces": namespaces or None,
+        "liveness_endpoint": settings.liveness_endpoint,
+        "stop_flag": stop_flag, "ready_flag": ready_flag,
+    }
+    if settings.peering_name:
+        kwargs["peering_name"] = settings.peering_name
+    else:
+        kwargs["standalone"] = True
+    asyncio.run(kopf.operator(**kwargs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_operator())

@@ -1,0 +1,91 @@
+"""``gpu-steward resume <kind>/<name> -n <namespace>``: the owner's one-command resume.
+
+It does two things, in this order, and prints both:
+1. sets ``gpusteward.dev/resume: "true"`` on the workload — the operator's idle engine reads it,
+   ends the idle episode (so the workload is not suspended again straight away) and clears it;
+2. restores the workload right now through its adapter, from the ``gpusteward.dev/suspended-state``
+   record (exact replica count, previous ``suspend`` value, Notebook annotation removed; for a
+   Kueue-managed Job/JobSet its Kueue Workload gets ``spec.active: true``).
+With ``--dry-run`` nothing is sent and the output says what would change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+# lower-case kind or alias -> (kind, API versions to try, newest first)
+KINDS: dict[str, tuple[str, tuple[str, ...]]] = {}
+for _aliases, _kind, _versions in (
+    (("job", "jobs"), "Job", ("batch/v1",)),
+    (("statefulset", "statefulsets", "sts"), "StatefulSet", ("apps/v1",)),
+    (("deployment", "deployments", "deploy"), "Deployment", ("apps/v1",)),
+    (("notebook", "notebooks"), "Notebook", ("kubeflow.org/v1", "kubeflow.org/v1beta1", "kubeflow.org/v1alpha1")),
+    (("jobset", "jobsets"), "JobSet", ("jobset.x-k8s.io/v1alpha2",)),
+    (("pytorchjob", "pytorchjobs"), "PyTorchJob", ("kubeflow.org/v1",)),
+    (("rayjob", "rayjobs"), "RayJob", ("ray.io/v1",)),
+    (("raycluster", "rayclusters"), "RayCluster", ("ray.io/v1",)),
+    (("workload", "workloads"), "Workload", ("kueue.x-k8s.io/v1beta2", "kueue.x-k8s.io/v1beta1")),
+):
+    for _alias in _aliases:
+        KINDS[_alias] = (_kind, _versions)
+
+
+def parse_target(text: str) -> tuple[str, tuple[str, ...], str]:
+    """'statefulset/train' -> ('StatefulSet', ('apps/v1',), 'train'); also 'sts/train', 'notebooks.kubeflow.org/nb'."""
+    kind_part, sep, name = text.partition("/")
+    if not sep or not name or "/" in name:
+        raise ValueError(f"expected <kind>/<name>, got {text!r}")
+    alias = kind_part.lower().split(".", 1)[0]
+    if alias not in KINDS:
+        raise ValueError(f"unknown kind {kind_part!r}; one of: {', '.join(sorted({k for k, _ in KINDS.values()}))}")
+    kind, versions = KINDS[alias]
+    return kind, versions, name
+
+
+def add_resume_command(sub: Any) -> None:
+    """Register ``resume`` on the top-level subparsers (cli.py calls this)."""
+    p = sub.add_parser("resume", help="resume a workload GPU Steward suspended (restores it exactly)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", metavar="KIND/NAME", help="e.g. job/train, statefulset/web, notebook/alice-nb, jobset/x")
+    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("--kubeconfig", default=None, help="path to a kubeconfig (default: in-cluster, then ~/.kube/config)")
+    p.add_argument("--dry-run", action="store_true", help="send nothing; print what would change")
+    p.set_defaults(func=run_resume)
+
+
+def run_resume(args: argparse.Namespace) -> int:
+    from gpu_steward.kube import Kube, load_api_client
+    from gpu_steward.workloads import actions
+    from gpu_steward.workloads.model import RESUME_ANNOTATION, WorkloadRef
+
+    try:
+        kind, versions, name = parse_target(args.target)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    kube = Kube(load_api_client(args.kubeconfig))
+    obj = None
+    for api_version in versions:
+        obj = kube.get_optional(api_version, kind, name, args.namespace)
+        if obj is not None:
+            break
+    if obj is None:
+        print(f"error: {kind}/{name} not found in namespace {args.namespace}", file=sys.stderr)
+        return 1
+    ref = WorkloadRef.of(obj)
+    prefix = "[dry-run] would " if args.dry_run else ""
+    if (obj["metadata"].get("annotations") or {}).get(RESUME_ANNOTATION) != "true":
+        kube.patch(ref.api_version, kind, name, args.namespace,
+                   {"metadata": {"annotations": {RESUME_ANNOTATION: "true"}}}, dry_run=args.dry_run)
+    print(f"{prefix}set {RESUME_ANNOTATION}=true on {ref}")
+    result = actions.resume(kube, ref, dry_run=args.dry_run)
+    if result.error:
+        print(f"error: {result.error}", file=sys.stderr)
+        return 1
+    if not result.changed:
+        print(result.message)
+        return 0
+    print(result.message if not args.dry_run else f"[dry-run] {result.message}")
+    return 0

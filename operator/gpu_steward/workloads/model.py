@@ -1,0 +1,87 @@
+"""Plain values shared by workload resolution, the adapters and the orchestration: no I/O here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+JSON = dict[str, Any]
+
+# lookup(api_version, kind, namespace, name) -> the object as a dict, or None when it does not exist
+# (or its kind is not served by this cluster). Tests pass a dict-backed function; the operator passes
+# a cached getter over gpu_steward.kube.Kube.
+Lookup = Callable[[str, str, "str | None", str], "JSON | None"]
+# owned(api_version, kind, namespace, owner_uid) -> objects of that kind in that namespace whose
+# ownerReferences name owner_uid. Only needed to find a Kueue Workload, whose name Kueue generates.
+Owned = Callable[[str, str, "str | None", str], "list[JSON]"]
+
+# Our deliberate annotations (the shared vocabulary in DESIGN.md / common.md).
+SUSPENDED_STATE_ANNOTATION = "gpusteward.dev/suspended-state"
+RESUME_ANNOTATION = "gpusteward.dev/resume"
+
+# Conventions of other projects.
+NOTEBOOK_STOPPED_ANNOTATION = "kubeflow-resource-stopped"
+NOTEBOOK_CREATOR_ANNOTATION = "notebooks.kubeflow.org/creator"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_WORKLOAD_ANNOTATION = "kueue.x-k8s.io/workload"  # set by Kueue on admitted pods
+KUEUE_GROUP = "kueue.x-k8s.io"
+# Served versions of the Kueue Workload CRD, newest first (v1beta2 is the storage version upstream).
+KUEUE_WORKLOAD_VERSIONS = ("kueue.x-k8s.io/v1beta2", "kueue.x-k8s.io/v1beta1")
+
+
+def group_of(api_version: str) -> str:
+    """'batch/v1' -> 'batch'; 'v1' (the core group) -> ''."""
+    return api_version.split("/", 1)[0] if "/" in api_version else ""
+
+
+@dataclass(frozen=True)
+class WorkloadRef:
+    api_version: str
+    kind: str
+    namespace: str | None
+    name: str
+    uid: str | None = None
+
+    @property
+    def group(self) -> str:
+        return group_of(self.api_version)
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name}" + (f" -n {self.namespace}" if self.namespace else "")
+
+    @classmethod
+    def of(cls, obj: JSON) -> WorkloadRef:
+        meta = obj.get("metadata") or {}
+        return cls(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"], meta.get("uid"))
+
+
+@dataclass(frozen=True)
+class Owner:
+    name: str | None = None
+    email: str | None = None
+    team: str | None = None
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a GPU pod belongs to.
+
+    ``workload`` is what people see and name (the Job, the Notebook); ``target`` is the object an
+    adapter patches — the same object, except for Kueue-managed workloads, where it is Kueue's
+    ``Workload``. ``chain`` runs from the pod up to ``workload`` (``target`` appended when it differs);
+    ``objects`` holds the same objects as dicts, for owner lookup. When ``suspendable`` is false,
+    ``reason`` says why (bare pod, unknown controller, missing owner, ...) and the pod can only be
+    notified about.
+    """
+
+    workload: WorkloadRef | None
+    target: WorkloadRef | None
+    chain: tuple[WorkloadRef, ...]
+    suspendable: bool
+    reason: str = ""
+    objects: tuple[JSON, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def kueue_managed(self) -> bool:
+        return self.target is not None and self.target.group == KUEUE_GROUP

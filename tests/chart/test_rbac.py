@@ -1,0 +1,112 @@
+"""The chart's RBAC, read from `helm template`: no wildcards, exactly the rules the code needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helmtools import VALUES_FULL, by_kind, one, template
+
+Rule = tuple[str, str, str, str]  # (apiGroup, resource, verb, resourceName or "")
+
+# What the operator does with each resource (see templates/_rbac.tpl for why). A change to the
+# chart's rules must change this table too, so a widened role never slips in unreviewed.
+READ = ("get", "list", "watch")
+EXPECTED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("", "pods"): (*READ, "patch"),
+    ("", "nodes"): READ,
+    ("", "namespaces"): READ,
+    ("", "events"): ("create",),
+    ("", "resourcequotas"): ("get", "create", "patch"),
+    ("apps", "replicasets"): ("get",),
+    ("apps", "daemonsets"): ("get",),
+    ("apps", "deployments"): (*READ, "patch"),
+    ("apps", "statefulsets"): (*READ, "patch"),
+    ("batch", "jobs"): (*READ, "patch"),
+    ("kubeflow.org", "notebooks"): (*READ, "patch"),
+    ("kubeflow.org", "pytorchjobs"): (*READ, "patch"),
+    ("jobset.x-k8s.io", "jobsets"): (*READ, "patch"),
+    ("ray.io", "rayjobs"): (*READ, "patch"),
+    ("ray.io", "rayclusters"): (*READ, "patch"),
+    ("kueue.x-k8s.io", "workloads"): (*READ, "patch"),
+    ("gpusteward.dev", "gpubudgets"): (*READ, "patch"),
+    ("gpusteward.dev", "experimentleases"): (*READ, "patch"),
+    ("gpusteward.dev", "idlepolicies"): (*READ, "patch"),
+    ("gpusteward.dev", "gpubudgets/status"): ("get", "patch"),
+    ("gpusteward.dev", "experimentleases/status"): ("get", "patch"),
+    ("gpusteward.dev", "idlepolicies/status"): ("get", "patch"),
+    ("apiextensions.k8s.io", "customresourcedefinitions"): ("list", "watch"),
+    ("kopf.dev", "clusterkopfpeerings"): ("list", "watch"),
+}
+
+
+def flatten(role: dict[str, Any]) -> set[Rule]:
+    out: set[Rule] = set()
+    for rule in role["rules"]:
+        assert not rule.get("nonResourceURLs"), rule
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    for name in rule.get("resourceNames") or [""]:
+                        out.add((group, resource, verb, name))
+    return out
+
+
+def all_roles(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return by_kind(docs, "ClusterRole") + by_kind(docs, "Role")
+
+
+@pytest.mark.parametrize("values", [[], [VALUES_FULL]], ids=["defaults", "full"])
+def test_no_wildcards(helm: Path, values: list[Path]) -> None:
+    roles = all_roles(template(helm, values_files=values))
+    assert roles
+    for role in roles:
+        for group, resource, verb, _ in flatten(role):
+            assert "*" not in (group, resource, verb), (role["metadata"]["name"], group, resource, verb)
+
+
+def test_default_rules_exactly(helm: Path) -> None:
+    docs = template(helm)
+    roles = all_roles(docs)
+    assert len(roles) == 1, "one ClusterRole for the operator; the agent has none"
+    got = flatten(roles[0])
+    unnamed = {(g, r, v) for g, r, v, n in got if not n}
+    expected = {(g, r, v) for (g, r), verbs in EXPECTED.items() for v in verbs}
+    assert unnamed == expected
+    named = {(g, r, v, n) for g, r, v, n in got if n}
+    # The peering object is only patched by name; nothing may touch Secrets by default.
+    assert named == {("kopf.dev", "clusterkopfpeerings", "get", "gpu-steward"),
+                     ("kopf.dev", "clusterkopfpeerings", "patch", "gpu-steward")}
+    assert not any(r == "secrets" for _, r, _, _ in got)
+
+
+def test_secrets_only_by_name(helm: Path) -> None:
+    got = flatten(all_roles(template(helm, values_files=[VALUES_FULL]))[0])
+    secrets = {(v, n) for g, r, v, n in got if r == "secrets"}
+    assert secrets == {("get", "gpu-budget-slack"), ("get", "team-slack-webhook")}
+
+
+def test_kopf_managed_webhook_rules(helm: Path) -> None:
+    got = flatten(all_roles(template(helm, sets=["webhook.certificates=kopf", "operator.replicas=1"]))[0])
+    for kind in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+        rules = {(v, n) for g, r, v, n in got if r == kind}
+        assert rules == {("create", ""), ("get", "gpu-steward.gpusteward.dev"),
+                         ("patch", "gpu-steward.gpusteward.dev")}
+    # With the chart's certificates (default) the chart owns the configurations: no rights on them.
+    assert not any(r.endswith("webhookconfigurations") for _, r, _, _ in flatten(all_roles(template(helm))[0]))
+
+
+def test_binding_targets_the_operator_only(helm: Path) -> None:
+    docs = template(helm)
+    binding = one(docs, "ClusterRoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gpu-steward-operator",
+                                    "namespace": "gpu-steward"}]
+    assert binding["roleRef"]["name"] == all_roles(docs)[0]["metadata"]["name"]
+    dep = one(docs, "Deployment")
+    assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "gpu-steward-operator"
+
+
+def test_rbac_can_be_left_to_the_platform(helm: Path) -> None:
+    docs = template(helm, sets=["rbac.create=false"])
+    assert not all_roles(docs) and not by_kind(docs, "ClusterRoleBinding")
