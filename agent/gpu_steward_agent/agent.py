@@ -44,6 +44,14 @@ def gpu_key(gpu: GpuReading) -> str:
     return gpu.uuid or f"index-{gpu.index}"
 
 
+def series_key(holder: Holder) -> Holder:
+    """A container's window key: by name when the kubelet named it (the UID may be learned only later,
+    when a process runs), by UID when only the cgroup fallback knows it."""
+    if holder.pod:
+        return Holder(namespace=holder.namespace, pod=holder.pod, container=holder.container)
+    return holder
+
+
 class Agent:
     def __init__(
         self, config: AgentConfig, reader: NvmlReader | None = None, podresources: PodResourcesClient | None = None
@@ -150,8 +158,12 @@ class Agent:
         for err in reading.errors:
             self.counters.nvml(err.index, err.uuid, err.kind)
         for sample in result.samples:
-            self.pod_window.add(sample.holder, now, sample.util, sample.mem_used)
-            self.pod_info[sample.holder] = sample
+            key = series_key(sample.holder)
+            previous = self.pod_info.get(key)
+            if previous is not None and previous.holder.uid and not sample.holder.uid:
+                sample.holder = previous.holder  # keep the UID learned earlier for this container
+            self.pod_window.add(key, now, sample.util, sample.mem_used)
+            self.pod_info[key] = sample
         for key in self.gpu_window.prune(now):
             self.gpu_info.pop(key, None)
         for holder in self.pod_window.prune(now):

@@ -144,19 +144,27 @@ def attribute(
             per_gpu.extend(_attribute_mig(g, holders))
         elif holders.get(g.uuid):
             per_gpu.extend(_attribute_gpu(g, holders[g.uuid], pid_pods, uid_names))
+    # Name-only holders get the UID learned in earlier rounds, so series keep one identity.
+    uid_of = {(h.namespace, h.pod, h.container): uid for uid, h in uid_names.items()}
+    for s in per_gpu:
+        if s.holder.pod and not s.holder.uid:
+            s.holder = _with_uid(s.holder, uid_of.get((s.holder.namespace, s.holder.pod, s.holder.container), ""))
     return Attribution(samples=merge_by_holder(per_gpu), holders=dict(holders))
 
 
 def merge_by_holder(samples: list[PodSample]) -> list[PodSample]:
     """One sample per container: utilization is the mean over its GPUs (unknown if any is), memory the sum."""
-    merged: dict[Holder, list[PodSample]] = {}
+    merged: dict[tuple[str, ...], list[PodSample]] = {}
     for s in samples:
-        merged.setdefault(s.holder, []).append(s)
+        h = s.holder
+        key = (h.namespace, h.pod, h.container) if h.pod else (h.uid,)
+        merged.setdefault(key, []).append(s)
     out = []
-    for holder, parts in merged.items():
+    for parts in merged.values():
         if len(parts) == 1:
             out.append(parts[0])
             continue
+        holder = next((p.holder for p in parts if p.holder.uid), parts[0].holder)
         utils = [p.util for p in parts]
         mems = [p.mem_used for p in parts if p.mem_used is not None]
         kinds = {p.attribution for p in parts}

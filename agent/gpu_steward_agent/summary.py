@@ -72,13 +72,13 @@ def build(agent: Agent, now: float) -> dict[str, Any]:
             }
         )
     pods = []
-    for holder, sample in agent.pod_info.items():
-        stats = agent.pod_window.stats(holder, now)
+    for key, sample in agent.pod_info.items():
+        stats = agent.pod_window.stats(key, now)
         if stats is None:
             continue
         pods.append(
             {
-                **_holder(holder),
+                **_holder(sample.holder),
                 "gpus": sample.gpus,
                 "util": _util(stats),
                 "memUsedBytes": stats.mem_last,

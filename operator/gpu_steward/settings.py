@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     agent_label_selector: str = "app.kubernetes.io/component=agent"
     agent_port: int = 9400
     agent_timeout_seconds: float = Field(2.0, gt=0)
-    agent_url_override: str | None = None  # local demo/tests: agent reachable on loopback
+    agent_url_override: str | None = None
+    # node name -> agent base URL, replacing discovery (local demo/tests: agents on loopback)
+    agent_endpoints: dict[str, str] = Field(default_factory=dict)  # local demo/tests: agent reachable on loopback
     prometheus_url: str | None = None
 
     # Prices: per GPU model (node label nvidia.com/gpu.product), a default, a currency.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from fixtures.agent_helpers import T0, UID_A, UID_B, make_agent, samples_of, summary_at
 from fixtures.fake_nvml import FakeNvml, fake_nvml, fake_nvml_lib  # noqa: F401 - fixtures
 from fixtures.fake_proc import write_proc
+from fixtures.podresources import FakeKubelet, gpu_pod
 from gpu_steward_agent import fakenvml, summary
 from gpu_steward_agent.agent import Agent
 
@@ -191,3 +193,29 @@ def test_pods_turn_unknown_while_nvml_is_down(fake_nvml: FakeNvml, agent: Agent,
     s = summary_at(agent, T0 + 1)
     assert s["pods"][0]["status"] == "unknown" and s["gpus"][0]["status"] == "unknown"
     assert s["gpus"][0]["error"] == "DRIVER_NOT_LOADED"
+
+
+def test_one_series_per_container_across_idle_and_busy_rounds(
+    fake_nvml: FakeNvml,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+
+    folder = Path(tempfile.mkdtemp(prefix="kl-"))
+    kubelet = FakeKubelet(folder / "kubelet.sock").start()
+    agent = make_agent(fake_nvml.lib, tmp_path, socket=str(kubelet.socket_path))
+    try:
+        write_proc(tmp_path / "proc", {100: (UID_A, "a" * 64)})
+        uuid = fakenvml.gpu(0)["uuid"]
+        kubelet.set([gpu_pod("ml", "notebook", [uuid])])
+        fake_nvml.write({"gpus": [fakenvml.gpu(0, util=0)]})  # idle: no process, the UID is not known yet
+        agent.sample_once(T0)
+        fake_nvml.write({"gpus": [fakenvml.gpu(0, util=80, processes=[{"pid": 100, "usedMemory": 1}])]})
+        agent.sample_once(T0 + 1)
+        fake_nvml.write({"gpus": [fakenvml.gpu(0, util=0)]})
+        agent.sample_once(T0 + 2)
+        [pod] = summary_at(agent, T0 + 2)["pods"]
+        assert (pod["name"], pod["uid"], pod["samples"]) == ("notebook", UID_A, 3)
+        assert pod["util"] == {"mean": pytest.approx(80 / 3, abs=1e-3), "max": 80.0}
+    finally:
+        agent.close()
+        kubelet.stop()

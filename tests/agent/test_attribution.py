@@ -156,3 +156,17 @@ def test_process_sum_is_capped_at_100(util: float) -> None:
     pid_pods = {10: PodRef(UID_A), 11: PodRef(UID_A), 20: PodRef(UID_B)}
     result = attribute(gpus, None, pid_pods)
     assert by_pod(result.samples)[("", "", UID_A)].util == 100.0
+
+
+def test_a_container_keeps_one_identity_when_only_one_of_its_gpus_runs_processes() -> None:
+    gpus = [gpu(0, G0, 60.0, [proc(10, 60.0)]), gpu(1, G1, 0.0)]
+    [s] = attribute(gpus, [assign("ml", "big", G0, G1)], {10: PodRef(UID_A)}).samples
+    assert (s.holder.pod, s.holder.uid, s.util, sorted(s.gpus)) == ("big", UID_A, 30.0, sorted([G0, G1]))
+
+
+def test_a_learned_uid_stays_with_the_container_when_its_processes_stop() -> None:
+    known: dict[str, Holder] = {}
+    first = attribute([gpu(0, G0, 50.0, [proc(10, 50.0)])], [assign("ml", "nb", G0)], {10: PodRef(UID_A)}, known)
+    learn_uid_names(first, known)
+    [later] = attribute([gpu(0, G0, 0.0)], [assign("ml", "nb", G0)], {}, known).samples
+    assert (later.holder.pod, later.holder.uid, later.util) == ("nb", UID_A, 0.0)

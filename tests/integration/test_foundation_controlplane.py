@@ -110,10 +110,8 @@ def test_resource_quota_on_gpus_rejects_over_quota_pod(cluster: ControlPlane) ->
 
 
 def test_upstream_crds_apply_and_accept_one_object_each(cluster: ControlPlane, upstream_crds: Path) -> None:
-    for crd in sorted(upstream_crds.glob("*.yaml")):
-        cluster.kubectl("apply", "--server-side", "-f", str(crd))
-    for name in ("notebooks.kubeflow.org", "jobsets.jobset.x-k8s.io", "workloads.kueue.x-k8s.io"):
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    names = cluster.apply_crds(*sorted(upstream_crds.glob("*.yaml")))
+    assert sorted(names) == ["jobsets.jobset.x-k8s.io", "notebooks.kubeflow.org", "workloads.kueue.x-k8s.io"]
     cluster.create_namespace("fnd-crds")
     container = {"name": "main", "image": "registry.example/nb:1", "resources": {"limits": {"nvidia.com/gpu": "1"}}}
     notebook = {"apiVersion": "kubeflow.org/v1", "kind": "Notebook", "metadata": {"name": "nb"},

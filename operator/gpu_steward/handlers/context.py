@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
+import prometheus_client
 
 from gpu_steward.budgets.runtime import get_runtime
 from gpu_steward.handlers import run
@@ -12,4 +13,7 @@ from gpu_steward.handlers import run
 
 @kopf.on.startup(id="gpusteward-configure")
 def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    run.configure_kopf(settings, get_runtime().settings)
+    app = get_runtime().settings
+    run.configure_kopf(settings, app)
+    if app.metrics_port:
+        prometheus_client.start_http_server(app.metrics_port)

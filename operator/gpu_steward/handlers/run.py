@@ -30,8 +30,10 @@ HANDLER_MODULES: tuple[str, ...] = (
     "gpu_steward.handlers.context",
     "gpu_steward.handlers.budget",
     "gpu_steward.handlers.lease",
-    "gpu_steward.handlers.admission",
+    "gpu_steward.handlers.idle",
 )
+# Admission handlers need a webhook server; they are registered only when one is configured.
+ADMISSION_MODULES: tuple[str, ...] = ("gpu_steward.handlers.admission",)
 STORAGE_PREFIX = "gpusteward.dev"
 
 
@@ -83,10 +85,10 @@ def run_operator(settings: Settings | None = None, *, stop_flag: Any = None, rea
     logs.configure(settings.log_format, settings.log_level)
     set_runtime(build_runtime(settings))
     log.info("settings", **settings.redacted())
-    import_handlers()
+    import_handlers(ADMISSION_MODULES if settings.webhook_enabled else ())
     namespaces = list(settings.namespaces)
     kwargs: dict[str, Any] = {
-        "clusterwide": not namespaces, "namespaces": namespaces or None,
+        "clusterwide": not namespaces, "namespaces": namespaces,
         "liveness_endpoint": settings.liveness_endpoint,
         "stop_flag": stop_flag, "ready_flag": ready_flag,
     }

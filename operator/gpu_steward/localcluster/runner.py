@@ -287,6 +287,26 @@ class ControlPlane:
         os.environ.setdefault("HELM_DATA_HOME", str(helm_home / "data"))
         return self.run_tool("helm", *args, check=check, timeout=300)
 
+    def apply_crds(self, *paths: Path, timeout: float = 60) -> list[str]:
+        """Server-side apply CRD files and wait until each CRD is Established (served)."""
+        names = []
+        for path in paths:
+            for doc in yaml.safe_load_all(Path(path).read_text()):
+                if doc and doc.get("kind") == "CustomResourceDefinition":
+                    names.append(doc["metadata"]["name"])
+            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+        deadline = time.monotonic() + timeout
+        for name in names:
+            while True:
+                crd = self.get_json(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}") or {}
+                conds = (crd.get("status") or {}).get("conditions") or []
+                if any(c["type"] == "Established" and c["status"] == "True" for c in conds):
+                    break
+                if time.monotonic() > deadline:
+                    raise ControlPlaneError(f"CRD {name} was not established in {timeout}s")
+                time.sleep(0.2)
+        return names
+
     def create_namespace(self, name: str, labels: dict[str, str] | None = None, timeout: float = 30) -> None:
         body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}}}
         self.kubectl("apply", "-f", "-", input=yaml.safe_dump(body))

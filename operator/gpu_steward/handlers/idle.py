@@ -1,0 +1,74 @@
+"""kopf wiring for idle policies — thin: watch events feed the index, one loop runs the passes.
+
+Pods and other projects' workloads are only *watched* (``on.event``: kopf writes nothing on them);
+our deliberate annotations are the only writes. One evaluation loop per operator, never a timer per
+pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import kopf
+import structlog
+
+from gpu_steward.api.common import GROUP, VERSION
+from gpu_steward.budgets.runtime import get_runtime
+from gpu_steward.idle.controller import IdleController
+from gpu_steward.idle.index import Registry
+from gpu_steward.idle.metrics import record_pass
+from gpu_steward.notify.slack import SlackNotifier
+from gpu_steward.sources.factory import make_source
+
+log = structlog.get_logger(__name__)
+registry = Registry()
+
+
+def _wants_gpu(spec: Any, **_: Any) -> bool:
+    for c in (spec or {}).get("containers") or []:
+        res = c.get("resources") or {}
+        if "nvidia.com/gpu" in (res.get("limits") or {}) or "nvidia.com/gpu" in (res.get("requests") or {}):
+            return True
+    return False
+
+
+@kopf.on.event("", "v1", "pods", when=_wants_gpu)
+def gpu_pod_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+    registry.pod_event(event.get("type"), body)
+
+
+@kopf.on.event(GROUP, VERSION, "idlepolicies")
+def idle_policy_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+    registry.policy_event(event.get("type"), body)
+
+
+async def _loop(controller: IdleController, interval: float) -> None:
+    await asyncio.sleep(min(interval, 2.0))  # let the first watch lists fill the index
+    while True:
+        try:
+            result = await controller.run_pass()
+            record_pass(result)
+            log.info("idle pass", workloads=result.workloads, writes=result.writes,
+                     actions=dict(result.actions), seconds=round(result.seconds, 3))
+        except Exception:  # one failed pass (apiserver blip) must not end the loop
+            log.exception("idle pass failed")
+        await asyncio.sleep(interval)
+
+
+@kopf.on.startup()
+async def start_idle_loop(memo: kopf.Memo, **_: Any) -> None:
+    rt = get_runtime()
+    source = make_source(rt.kube, rt.settings)
+    controller = IdleController(rt.kube, rt.settings, source, registry, SlackNotifier.from_settings(rt.settings))
+    memo["gpusteward_idle"] = (asyncio.create_task(_loop(controller, rt.settings.evaluation_interval_seconds)),
+                               source)
+
+
+@kopf.on.cleanup()
+async def stop_idle_loop(memo: kopf.Memo, **_: Any) -> None:
+    task, source = memo.get("gpusteward_idle", (None, None))
+    if task is not None:
+        task.cancel()
+    if source is not None:
+        await source.close()

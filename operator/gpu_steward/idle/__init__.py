@@ -1,0 +1,1 @@
+"""Idle policies end to end: the in-memory index, the per-pass evaluation, and its side effects."""

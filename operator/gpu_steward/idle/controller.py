@@ -1,0 +1,357 @@
+"""One evaluation pass over every GPU workload: resolve, measure, decide, act, report.
+
+The pass is the only place where the pure engine (``policy.idle.decide``) meets the cluster. Per
+workload it follows the engine's protocol: persist the intent, carry out the action (a notice or an
+adapter call), then confirm — so a crash anywhere costs at most one repeated notice, never an action
+without notice. Reads per pass: one LIST per workload kind seen, one of namespaces, one of suspended
+workloads per kind, and the agents' summaries. Writes happen only when a state changes, so a steady
+cluster costs zero writes per pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from gpu_steward.api.common import GROUP, VERSION
+from gpu_steward.api.conditions import set_condition
+from gpu_steward.api.parse import Valid, parse_idle_policy
+from gpu_steward.idle.index import GpuPod, Registry
+from gpu_steward.idle.metrics import record_policy
+from gpu_steward.idle.rules import rules_from_spec, windows_from_spec
+from gpu_steward.kube import Kube
+from gpu_steward.notify.messages import NoticeContext, event_for, note_event, slack_message
+from gpu_steward.notify.slack import SlackNotifier
+from gpu_steward.policy import idle as engine
+from gpu_steward.policy.idle_model import ActionKind, Decision, IdleRules, IdleState, WorkloadFacts
+from gpu_steward.policy.idle_summary import summarize
+from gpu_steward.policy.schedule import in_window
+from gpu_steward.policy.selection import PolicyCandidate, choose_policy, exempt_by_selectors, policy_applies
+from gpu_steward.policy.usage import Usage, merge_usages
+from gpu_steward.settings import Settings
+from gpu_steward.sources.base import PodRef, UtilizationSource
+from gpu_steward.workloads import actions, adapters
+from gpu_steward.workloads.model import RESUME_ANNOTATION, Owner, WorkloadRef
+from gpu_steward.workloads.resolve import owner_of, resolve
+
+log = structlog.get_logger(__name__)
+
+STATE_ANNOTATION = "gpusteward.dev/idle-state"
+SNOOZE_ANNOTATION = "gpusteward.dev/snooze-until"
+EXEMPT_ANNOTATION = "gpusteward.dev/exempt-until"
+SUSPENDED_LABEL = "gpusteward.dev/suspended"  # lets a pass find suspended workloads (they have no pods)
+
+# Kinds an adapter can suspend; suspended ones are listed by label each pass.
+SUSPENDABLE = (("batch/v1", "Job"), ("apps/v1", "StatefulSet"), ("apps/v1", "Deployment"),
+               ("kubeflow.org/v1", "Notebook"), ("jobset.x-k8s.io/v1alpha2", "JobSet"),
+               ("kubeflow.org/v1", "PyTorchJob"), ("ray.io/v1", "RayJob"), ("ray.io/v1", "RayCluster"))
+
+
+@dataclass
+class Workload:
+    ref: WorkloadRef
+    target: WorkloadRef | None
+    suspendable: bool
+    objects: tuple[dict[str, Any], ...]
+    pods: list[GpuPod] = field(default_factory=list)
+
+
+@dataclass
+class PassResult:
+    workloads: int = 0
+    decisions: int = 0
+    writes: int = 0
+    actions: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    seconds: float = 0.0
+
+
+class IdleController:
+    def __init__(self, kube: Kube, settings: Settings, source: UtilizationSource, registry: Registry,
+                 slack: SlackNotifier | None = None, clock: Callable[[], dt.datetime] | None = None) -> None:
+        self.kube, self.settings, self.source, self.registry = kube, settings, source, registry
+        self.slack = slack
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._resolved: dict[str, tuple[WorkloadRef | None, WorkloadRef | None, bool, tuple[Any, ...]]] = {}
+        self._node_products: dict[str, str] = {}
+
+    # ---- the pass ------------------------------------------------------------------------------
+    async def run_pass(self, now: dt.datetime | None = None) -> PassResult:
+        started = self.clock()
+        now = now or started
+        result = PassResult()
+        policies = await asyncio.to_thread(self._valid_policies, now)
+        pods = [p for p in self.registry.pods() if p.running]
+        workloads = await asyncio.to_thread(self._group, pods)
+        objects, namespaces = await asyncio.to_thread(self._read_cluster, workloads)
+        usages = await self.source.fetch([PodRef(p.namespace, p.name, p.uid, p.node) for p in pods], now)
+        decisions: dict[tuple[str, str], list[Decision]] = defaultdict(list)
+        for wl in workloads.values():
+            obj = objects.get(_key(wl.ref))
+            if obj is None:
+                continue
+            chosen = self._policy_for(wl, obj, policies, namespaces)
+            if chosen is None:
+                continue
+            pkey, rules, windows, tz, exemptions = chosen
+            usage = merge_usages([usages.get(p.uid, Usage.unknown("not measured")) for p in wl.pods]) \
+                if wl.pods else Usage.unknown("no running pods")
+            target = objects.get(_key(wl.target)) if wl.target else obj
+            facts = self._facts(wl, obj, target, rules, windows, tz, exemptions, now)
+            decision = await asyncio.to_thread(self._evaluate, wl, obj, facts, usage, rules, pkey, now, result)
+            decisions[pkey].append(decision)
+            result.decisions += 1
+        result.workloads = len(workloads)
+        await asyncio.to_thread(self._write_policy_status, policies, decisions, now, result)
+        result.seconds = (self.clock() - started).total_seconds()
+        return result
+
+    # ---- inputs --------------------------------------------------------------------------------
+    def _valid_policies(self, now: dt.datetime) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
+        out = {}
+        for body in self.registry.policies():
+            meta = body["metadata"]
+            parsed = parse_idle_policy(body)
+            if isinstance(parsed, Valid):
+                out[(meta["namespace"], meta["name"])] = (body, parsed.value)
+            else:
+                self._set_status(body, {}, now, ok=False, reason="Invalid", message=str(parsed))
+        return out
+
+    def _group(self, pods: list[GpuPod]) -> dict[tuple[str, str, str, str], Workload]:
+        """Pods → the workloads they belong to (resolution cached per pod: owner chains do not change)."""
+        lookup = actions.KubeLookup(self.kube)
+        groups: dict[tuple[str, str, str, str], Workload] = {}
+        live = set()
+        for pod in pods:
+            live.add(pod.uid)
+            cached = self._resolved.get(pod.uid)
+            if cached is None:
+                res = resolve(pod.as_object(), lookup, lookup.owned)
+                cached = (res.workload, res.target, res.suspendable, res.objects)
+                self._resolved[pod.uid] = cached
+            ref, target, suspendable, objs = cached
+            if ref is None:  # a bare pod: notify-only, it is its own workload
+                ref, objs = WorkloadRef("v1", "Pod", pod.namespace, pod.name, pod.uid), (pod.as_object(),)
+            wl = groups.setdefault(_key(ref), Workload(ref, target, suspendable, objs))
+            wl.pods.append(pod)
+        for uid in set(self._resolved) - live:
+            del self._resolved[uid]
+        return groups
+
+    def _read_cluster(self, workloads: dict[tuple[str, str, str, str], Workload]
+                      ) -> tuple[dict[tuple[str, str, str, str], dict[str, Any]], dict[str, dict[str, str]]]:
+        kinds = {(w.ref.api_version, w.ref.kind) for w in workloads.values()}
+        kinds |= {(w.target.api_version, w.target.kind) for w in workloads.values() if w.target}
+        objects: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        for api_version, kind in sorted(kinds):
+            if kind == "Pod":
+                continue
+            for obj in self.kube.list_optional(api_version, kind, None):
+                objects[_key(WorkloadRef.of(obj))] = obj
+        for wl in workloads.values():
+            if wl.ref.kind == "Pod":
+                objects[_key(wl.ref)] = wl.objects[0]
+        # Suspended workloads have no GPU pods left, but their state still needs evaluating (resume).
+        for api_version, kind in SUSPENDABLE:
+            for obj in self.kube.list_optional(api_version, kind, None, label_selector=f"{SUSPENDED_LABEL}=true"):
+                ref = WorkloadRef.of(obj)
+                objects[_key(ref)] = obj
+                if _key(ref) not in workloads:
+                    workloads[_key(ref)] = Workload(ref, ref, True, (obj,))
+        namespaces = {n["metadata"]["name"]: n["metadata"].get("labels") or {}
+                      for n in self.kube.list("v1", "Namespace")}
+        return objects, namespaces
+
+    def _policy_for(self, wl: Workload, obj: dict[str, Any], policies: dict[tuple[str, str], Any],
+                    namespaces: dict[str, dict[str, str]]) -> tuple[Any, ...] | None:
+        ns = wl.ref.namespace or ""
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        candidates = []
+        for (pns, pname), (body, spec) in policies.items():
+            selector = body["spec"].get("selector")
+            if policy_applies(selector, ns, namespaces.get(ns), wl.ref.kind, labels, policy_namespace=pns):
+                candidates.append(PolicyCandidate(pns, pname, selector, spec.dry_run))
+        chosen = choose_policy(candidates, ns)
+        if chosen is None:
+            return None
+        body, spec = policies[(chosen.namespace, chosen.name)]
+        rules = rules_from_spec(spec, global_dry_run=self.settings.dry_run,
+                                max_sample_age=dt.timedelta(seconds=self.settings.sample_max_age_seconds),
+                                max_gap=dt.timedelta(seconds=max(120.0, 4 * self.settings.evaluation_interval_seconds)))
+        if not wl.suspendable:
+            rules = replace(rules, action="NotifyOnly")
+        windows, tz = windows_from_spec(spec)
+        exemptions = body["spec"].get("exemptions", {}).get("selectors") or []
+        return (chosen.namespace, chosen.name), rules, windows, tz, exemptions
+
+    def _facts(self, wl: Workload, obj: dict[str, Any], target: dict[str, Any] | None, rules: IdleRules,
+               windows: Any, tz: str | None, exemptions: list[Any], now: dt.datetime) -> WorkloadFacts:
+        meta = obj.get("metadata") or {}
+        ann, labels = meta.get("annotations") or {}, meta.get("labels") or {}
+        starts = [p.started_at for p in wl.pods if p.started_at]
+        suspended = None
+        if target is not None and wl.suspendable:
+            try:
+                suspended = adapters.is_suspended(target)
+            except adapters.UnsupportedKind:
+                suspended = None
+        return WorkloadFacts(
+            started_at=max(starts) if starts else None,
+            gpus=sum(p.gpus for p in wl.pods) or _recorded_gpus(ann),
+            in_window=in_window(windows, tz, now) if windows else True,
+            exempt_by_selector=exempt_by_selectors(exemptions, labels),
+            exempt_until=ann.get(EXEMPT_ANNOTATION), snooze_until=ann.get(SNOOZE_ANNOTATION),
+            resume_requested=str(ann.get(RESUME_ANNOTATION, "")).lower() == "true",
+            suspended=suspended, gpu_hour_price=self._price(wl),
+        )
+
+    def _price(self, wl: Workload) -> Decimal:
+        node = next((p.node for p in wl.pods if p.node), None)
+        product = self._node_product(node) if node else None
+        prices = self.settings.gpu_hour_prices
+        return Decimal(prices.get(product, self.settings.default_gpu_hour_price)) if product else \
+            Decimal(self.settings.default_gpu_hour_price)
+
+    def _node_product(self, node: str) -> str | None:
+        if node not in self._node_products:
+            body = self.kube.get_optional("v1", "Node", node, None) or {}
+            self._node_products[node] = ((body.get("metadata") or {}).get("labels") or {}).get(
+                "nvidia.com/gpu.product", "")
+        return self._node_products[node] or None
+
+    # ---- one workload ------------------------------------------------------------------------
+    def _evaluate(self, wl: Workload, obj: dict[str, Any], facts: WorkloadFacts, usage: Usage, rules: IdleRules,
+                  pkey: tuple[str, str], now: dt.datetime, result: PassResult) -> Decision:
+        ann = (obj.get("metadata") or {}).get("annotations") or {}
+        stored = ann.get(STATE_ANNOTATION)
+        state, problem = engine.state_from_annotation(stored)
+        if problem:
+            log.warning("idle state unreadable, starting over", workload=str(wl.ref), problem=problem)
+        decision = engine.decide(state, usage, facts, rules, now)
+        state = decision.state
+        self._persist(wl, obj, stored, state, decision.clear_resume_request, result)  # 1. intent
+        stored = engine.state_to_annotation(state)
+        owner = owner_of(wl.objects, self.settings)
+        for note in decision.notes:
+            spec = note_event(note)
+            self.kube.event(obj, spec.reason, spec.message, type_=spec.type, now=now)
+        for action in decision.actions:
+            result.actions[("would-" if action.would_only else "") + action.kind.value] += 1
+            if action.would_only:
+                log.info("dry-run", action=action.kind.value, workload=str(wl.ref), reason=action.reason)
+                continue
+            if self._perform(wl, obj, action, decision, usage, rules, owner, pkey, now):  # 2. act
+                state = engine.confirm(state, action, self.clock())  # 3. confirm
+                if action.kind in (ActionKind.SUSPEND, ActionKind.RESUME):
+                    self._persist(wl, obj, stored, state, False, result,
+                                  suspended=action.kind is ActionKind.SUSPEND)
+                    stored = engine.state_to_annotation(state)
+        self._persist(wl, obj, stored, state, False, result)
+        return replace(decision, state=state)
+
+    def _persist(self, wl: Workload, obj: dict[str, Any], stored: str | None, state: IdleState,
+                 clear_resume: bool, result: PassResult, suspended: bool | None = None) -> None:
+        text = engine.state_to_annotation(state)
+        if text == stored and not clear_resume and suspended is None:
+            return
+        patch: dict[str, Any] = {"metadata": {"annotations": {STATE_ANNOTATION: text}}}
+        if clear_resume:
+            patch["metadata"]["annotations"][RESUME_ANNOTATION] = None
+        if suspended is not None:
+            patch["metadata"]["labels"] = {SUSPENDED_LABEL: "true" if suspended else None}
+        if wl.ref.kind == "Pod" and state == IdleState():
+            return
+        self.kube.patch(wl.ref.api_version, wl.ref.kind, wl.ref.name, wl.ref.namespace, patch, dry_run=False)
+        result.writes += 1
+
+    def _perform(self, wl: Workload, obj: dict[str, Any], action: engine.Action, decision: Decision, usage: Usage,
+                 rules: IdleRules, owner: Owner, pkey: tuple[str, str], now: dt.datetime) -> bool:
+        if action.kind is ActionKind.SUSPEND:
+            res = actions.suspend(self.kube, wl.ref, now, dry_run=False)
+            if not res.ok:
+                self.kube.event(obj, "SuspendFailed", res.error or "suspend failed", type_="Warning", now=now)
+            return res.ok
+        if action.kind is ActionKind.RESUME:
+            res = actions.resume(self.kube, wl.ref, dry_run=False)
+            if not res.ok:
+                self.kube.event(obj, "ResumeFailed", res.error or "resume failed", type_="Warning", now=now)
+            return res.ok
+        ctx = self._notice(wl, action, decision, usage, rules, owner, pkey, now)
+        if "Event" in rules.channels:
+            spec = event_for(ctx)
+            self.kube.event(obj, spec.reason, spec.message, type_=spec.type, now=now)
+        if "Slack" in rules.channels and self.slack is not None and self.slack.configured:
+            sent = self.slack.send(slack_message(ctx), owner_email=owner.email)
+            if not sent.ok:
+                log.warning("slack notice failed", workload=str(wl.ref), errors=list(sent.errors))
+                # The Event was recorded: the owner was told through the cluster. Slack gets retried
+                # only if no other channel carried the notice.
+                return "Event" in rules.channels
+        return True
+
+    def _notice(self, wl: Workload, action: engine.Action, decision: Decision, usage: Usage, rules: IdleRules,
+                owner: Owner, pkey: tuple[str, str], now: dt.datetime) -> NoticeContext:
+        price = decision.gpu_hour_price or Decimal(self.settings.default_gpu_hour_price)
+        gpus = decision.gpus or sum(p.gpus for p in wl.pods)
+        starts = [p.started_at for p in wl.pods if p.started_at]
+        hours = Decimal(str((now - min(starts)).total_seconds() / 3600)) if starts else Decimal(0)
+        stage = {ActionKind.WARN: "warning", ActionKind.NOTIFY_SUSPENDED: "suspended",
+                 ActionKind.NOTIFY_RESUMED: "resumed"}[action.kind]
+        node = next((p.node for p in wl.pods if p.node), None)
+        return NoticeContext(
+            stage=stage, kind=wl.ref.kind, name=wl.ref.name, namespace=wl.ref.namespace or "", now=now,  # type: ignore[arg-type]
+            dry_run=action.would_only, owner=owner.name, idle_since=action.idle_since or decision.state.idle_since,
+            gpus=gpus, gpu_model=self._node_product(node) if node else None, util_percent=usage.util_mean,
+            threshold_percent=rules.util_threshold_percent,
+            cost_so_far=(price * gpus * hours).quantize(Decimal("0.01")),
+            cost_per_hour=price * gpus, currency=self.settings.currency,
+            suspend_at=action.suspend_at if rules.action == "Suspend" else None, max_snooze=rules.max_snooze,
+            policy=f"{pkey[0]}/{pkey[1]}", reason=action.reason,
+        )
+
+    # ---- policy status -------------------------------------------------------------------------
+    def _write_policy_status(self, policies: dict[tuple[str, str], Any],
+                             decisions: dict[tuple[str, str], list[Decision]], now: dt.datetime,
+                             result: PassResult) -> None:
+        for key, (body, spec) in policies.items():
+            summary = summarize(decisions.get(key, []), now, Decimal(self.settings.default_gpu_hour_price))
+            record_policy(key[0], key[1], summary)
+            fields = summary.as_status(spec.dry_run or self.settings.dry_run)
+            fields["currency"] = self.settings.currency
+            if self._set_status(body, fields, now, ok=True, reason="Evaluated",
+                                message=f"{summary.watched} GPU workloads watched"):
+                result.writes += 1
+
+    def _set_status(self, body: dict[str, Any], fields: dict[str, Any], now: dt.datetime, *, ok: bool,
+                    reason: str, message: str) -> bool:
+        meta, current = body["metadata"], body.get("status") or {}
+        gen = meta.get("generation")
+        conditions = set_condition(current.get("conditions") or [], "Ready", "True" if ok else "False", reason,
+                                   message, gen, now)
+        if not ok:
+            conditions = set_condition(conditions, "Invalid", "True", "InvalidSpec", message, gen, now)
+        else:
+            conditions = set_condition(conditions, "Invalid", "False", "Valid", "spec is valid", gen, now)
+        desired = {**fields, "observedGeneration": gen, "conditions": conditions}
+        if all(current.get(k) == v for k, v in desired.items()):
+            return False  # write status only when it changed
+        self.kube.patch(f"{GROUP}/{VERSION}", "IdlePolicy", meta["name"], meta["namespace"], {"status": desired},
+                        dry_run=False, subresource="status")
+        body["status"] = {**current, **desired}
+        return True
+
+
+def _key(ref: WorkloadRef) -> tuple[str, str, str, str]:
+    return (ref.api_version.split("/")[0] if "/" in ref.api_version else "", ref.kind, ref.namespace or "", ref.name)
+
+
+def _recorded_gpus(annotations: dict[str, str]) -> int:
+    state, _ = engine.state_from_annotation(annotations.get(STATE_ANNOTATION))
+    return state.suspended_gpus

@@ -1,0 +1,106 @@
+"""The in-memory index the evaluation loop runs over: GPU pods and IdlePolicies (no I/O, no kopf).
+
+Watch events feed it (handlers/idle.py); one evaluation pass reads a snapshot. Entries keep only the
+few fields a decision needs, never whole bodies: at 10k GPU pods the index stays a few MB.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gpu_steward.policy.cost import parse_time, pod_gpus
+
+
+@dataclass(frozen=True)
+class GpuPod:
+    namespace: str
+    name: str
+    uid: str
+    node: str | None
+    gpus: int
+    phase: str
+    started_at: datetime | None
+    labels: tuple[tuple[str, str], ...]
+    annotations: tuple[tuple[str, str], ...]  # only ours and the owner keys (see OWN_PREFIXES)
+    owner_refs: tuple[tuple[tuple[str, Any], ...], ...]
+
+    @property
+    def running(self) -> bool:
+        return self.phase == "Running" and bool(self.node)
+
+    def as_object(self) -> dict[str, Any]:
+        """The slim pod dict that workload resolution and owner lookup read."""
+        return {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": self.name, "namespace": self.namespace, "uid": self.uid,
+                         "labels": dict(self.labels), "annotations": dict(self.annotations),
+                         "ownerReferences": [dict(r) for r in self.owner_refs]},
+        }
+
+
+# Pod annotations worth keeping: ours, and the usual owner hints.
+OWN_PREFIXES = ("gpusteward.dev/", "owner", "team")
+
+
+def gpu_pod_entry(body: Mapping[str, Any]) -> GpuPod | None:
+    """The index entry for a pod, or None when it asks for no GPU."""
+    gpus = pod_gpus(body)
+    if gpus <= 0:
+        return None
+    meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
+    started = parse_time(status.get("startTime"))
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(OWN_PREFIXES)}
+    refs = tuple(tuple(sorted((k, v) for k, v in r.items() if k in ("apiVersion", "kind", "name", "uid",
+                                                                     "controller")))
+                 for r in meta.get("ownerReferences") or [])
+    return GpuPod(
+        namespace=meta.get("namespace", ""), name=meta.get("name", ""), uid=meta.get("uid", ""),
+        node=spec.get("nodeName"), gpus=gpus, phase=status.get("phase", "Pending"), started_at=started,
+        labels=tuple(sorted((meta.get("labels") or {}).items())), annotations=tuple(sorted(annotations.items())),
+        owner_refs=refs,
+    )
+
+
+class Registry:
+    """Thread-safe: watch handlers write, the evaluation pass takes snapshots."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pods: dict[str, GpuPod] = {}
+        self._policies: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def pod_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        uid = (body.get("metadata") or {}).get("uid")
+        if not uid:
+            return
+        entry = None if event_type == "DELETED" else gpu_pod_entry(body)
+        with self._lock:
+            if entry is None:
+                self._pods.pop(uid, None)
+            else:
+                self._pods[uid] = entry
+
+    def policy_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        with self._lock:
+            if event_type == "DELETED":
+                self._policies.pop(key, None)
+            else:
+                # Policies are few and small; keep spec + metadata needed for status writes.
+                self._policies[key] = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+                                       "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid",
+                                                                             "generation")},
+                                       "spec": body.get("spec") or {}, "status": body.get("status") or {}}
+
+    def pods(self) -> list[GpuPod]:
+        with self._lock:
+            return list(self._pods.values())
+
+    def policies(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._policies.values())

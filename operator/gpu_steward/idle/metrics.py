@@ -1,0 +1,36 @@
+"""The operator's Prometheus metrics for idle policies (names the chart's dashboard reads)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PASS_SECONDS = Histogram("gpusteward_idle_pass_seconds", "Duration of one idle evaluation pass",
+                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+PASS_WRITES = Counter("gpusteward_idle_api_writes_total", "API writes made by idle evaluation passes")
+ACTIONS = Counter("gpusteward_idle_actions_total", "Idle actions taken (would-* in dry-run)", ["action"])
+WORKLOADS = Gauge("gpusteward_idle_workloads", "GPU workloads seen in the last pass")
+POLICY_WATCHED = Gauge("gpusteward_policy_watched", "Workloads governed by a policy", ["namespace", "policy"])
+IDLE_GPUS = Gauge("gpusteward_idle_gpus", "GPUs held by idle workloads", ["namespace", "policy"])
+SUSPENDED = Gauge("gpusteward_policy_suspended", "Workloads suspended by a policy", ["namespace", "policy"])
+RECLAIMED = Gauge("gpusteward_reclaimed_gpu_hours_total", "GPU-hours given back by suspensions",
+                  ["namespace", "policy"])
+WOULD_SAVE = Gauge("gpusteward_policy_would_save_gpu_hours", "GPU-hours a dry-run policy would have saved",
+                   ["namespace", "policy"])
+
+
+def record_pass(result: Any) -> None:
+    PASS_SECONDS.observe(result.seconds)
+    PASS_WRITES.inc(result.writes)
+    WORKLOADS.set(result.workloads)
+    for action, n in result.actions.items():
+        ACTIONS.labels(action).inc(n)
+
+
+def record_policy(namespace: str, name: str, summary: Any) -> None:
+    POLICY_WATCHED.labels(namespace, name).set(summary.watched)
+    IDLE_GPUS.labels(namespace, name).set(summary.idle_gpus)
+    SUSPENDED.labels(namespace, name).set(summary.suspended)
+    RECLAIMED.labels(namespace, name).set(float(summary.reclaimed_gpu_hours))
+    WOULD_SAVE.labels(namespace, name).set(float(summary.would_save_gpu_hours))

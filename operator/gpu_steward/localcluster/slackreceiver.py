@@ -1,0 +1,260 @@
+"""A local receiver that speaks Slack's incoming-webhook and Web API contract (tests and the demo).
+
+Incoming webhooks (``POST /services/T…/B…/secret``):
+    200 ``ok``                on a JSON (or form ``payload=``) body with ``text`` or ``blocks``;
+    400 ``invalid_payload``   on a body that is not JSON / ``blocks`` not a list;
+    400 ``no_text``           when neither ``text`` nor ``blocks`` is given;
+    404 ``no_service``        for a path that is not a registered webhook.
+Web API (``/api/<method>``; token as ``Authorization: Bearer`` or a ``token`` parameter; JSON or form
+body, or query string; always HTTP 200 with ``{"ok": ...}`` like Slack):
+    chat.postMessage, users.lookupByEmail, conversations.open, auth.test;
+    ``not_authed`` without a token, ``invalid_auth`` with a wrong one, ``unknown_method`` otherwise.
+Every accepted message is recorded (``receiver.messages``) for tests to read back. Loopback only, free port.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import secrets
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+
+@dataclass
+class Received:
+    kind: str  # "webhook" or the Web API method
+    path: str
+    payload: dict[str, Any]
+    channel: str | None = None
+
+
+@dataclass
+class _State:
+    webhooks: set[str] = field(default_factory=set)
+    tokens: set[str] = field(default_factory=set)
+    users: dict[str, str] = field(default_factory=dict)  # email -> user id
+    channels: dict[str, str] = field(default_factory=dict)  # "#name" or "name" -> channel id
+    messages: list[Received] = field(default_factory=list)
+    requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request
+    ts: itertools.count = field(default_factory=lambda: itertools.count(1))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class SlackReceiver:
+    """Start with ``with SlackReceiver() as slack:``; ``slack.base_url`` is ``http://127.0.0.1:<port>``."""
+
+    def __init__(self) -> None:
+        self.state = _State()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self.state))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="slack-receiver", daemon=True)
+
+    def __enter__(self) -> SlackReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def api_url(self) -> str:
+        """What ``settings.slack_api_url`` / ``WebClient(base_url=...)`` should be."""
+        return f"{self.base_url}/api/"
+
+    def add_webhook(self) -> str:
+        """Register a new incoming webhook and return its URL (a secret, like Slack's)."""
+        path = f"/services/T{secrets.token_hex(4).upper()}/B{secrets.token_hex(4).upper()}/{secrets.token_urlsafe(18)}"
+        with self.state.lock:
+            self.state.webhooks.add(path)
+        return self.base_url + path
+
+    def add_token(self) -> str:
+        token = "xoxb-" + "-".join(secrets.token_hex(6) for _ in range(3))
+        with self.state.lock:
+            self.state.tokens.add(token)
+        return token
+
+    def add_user(self, email: str, user_id: str) -> None:
+        with self.state.lock:
+            self.state.users[email.lower()] = user_id
+
+    def add_channel(self, name: str, channel_id: str) -> None:
+        with self.state.lock:
+            self.state.channels[name.lstrip("#")] = channel_id
+            self.state.channels[channel_id] = channel_id
+
+    @property
+    def messages(self) -> list[Received]:
+        with self.state.lock:
+            return list(self.state.messages)
+
+
+def _make_handler(state: _State) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_: Any) -> None:  # keep test output quiet (and URLs with secrets out of it)
+            return
+
+        def _reply(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _text(self, status: int, text: str) -> None:
+            self._reply(status, text.encode(), "text/html")
+
+        def _json(self, obj: dict[str, Any]) -> None:
+            self._reply(200, json.dumps(obj).encode(), "application/json; charset=utf-8")
+
+        def _body(self) -> bytes:
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+
+        def do_GET(self) -> None:
+            self._dispatch("GET")
+
+        def do_POST(self) -> None:
+            self._dispatch("POST")
+
+        def _dispatch(self, verb: str) -> None:
+            url = urlsplit(self.path)
+            raw = self._body()
+            with state.lock:
+                state.requests.append((verb, url.path))
+            if url.path.startswith("/services/") and verb == "POST":
+                self._webhook(url.path, raw)
+            elif url.path.startswith("/api/"):
+                self._api(url.path[len("/api/") :], url.query, raw)
+            else:
+                self._text(404, "no_service")
+
+        def _webhook(self, path: str, raw: bytes) -> None:
+            with state.lock:
+                known = path in state.webhooks
+            if not known:
+                return self._text(404, "no_service")
+            ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+            try:
+                if ctype == "application/x-www-form-urlencoded":
+                    payload = json.loads(dict(parse_qsl(raw.decode())).get("payload", ""))
+                else:
+                    payload = json.loads(raw.decode() or "null")
+            except (ValueError, UnicodeDecodeError):
+                return self._text(400, "invalid_payload")
+            if not isinstance(payload, dict) or ("blocks" in payload and not isinstance(payload["blocks"], list)):
+                return self._text(400, "invalid_payload")
+            if not payload.get("text") and not payload.get("blocks"):
+                return self._text(400, "no_text")
+            with state.lock:
+                state.messages.append(Received("webhook", path, payload, payload.get("channel")))
+            return self._text(200, "ok")
+
+        def _params(self, query: str, raw: bytes) -> dict[str, Any] | None:
+            params: dict[str, Any] = dict(parse_qsl(query))
+            ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+            if raw:
+                if ctype == "application/json":
+                    try:
+                        body = json.loads(raw.decode())
+                    except (ValueError, UnicodeDecodeError):
+                        return None
+                    if not isinstance(body, dict):
+                        return None
+                    params.update(body)
+                else:
+                    params.update(parse_qsl(raw.decode(errors="replace")))
+            return params
+
+        def _api(self, method: str, query: str, raw: bytes) -> None:
+            params = self._params(query, raw)
+            if params is None:
+                return self._json({"ok": False, "error": "invalid_json"})
+            auth = self.headers.get("Authorization") or ""
+            token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else params.pop("token", None)
+            if not token:
+                return self._json({"ok": False, "error": "not_authed"})
+            with state.lock:
+                valid = token in state.tokens
+            if not valid:
+                return self._json({"ok": False, "error": "invalid_auth"})
+            handler = {
+                "chat.postMessage": self._post_message,
+                "users.lookupByEmail": self._lookup,
+                "conversations.open": self._open,
+                "auth.test": lambda p: self._json({"ok": True, "user_id": "UBOT", "team_id": "T0001"}),
+            }.get(method)
+            if handler is None:
+                return self._json({"ok": False, "error": "unknown_method"})
+            return handler(params)
+
+        def _resolve_channel(self, channel: str) -> str | None:
+            with state.lock:
+                if channel.lstrip("#") in state.channels:
+                    return state.channels[channel.lstrip("#")]
+                if channel in state.users.values() or channel.startswith("D"):
+                    return "D" + channel.lstrip("UWD")  # a DM with that user
+            return None
+
+        def _post_message(self, p: dict[str, Any]) -> None:
+            channel = p.get("channel")
+            if not channel:
+                return self._json({"ok": False, "error": "channel_not_found"})
+            resolved = self._resolve_channel(str(channel))
+            if resolved is None:
+                return self._json({"ok": False, "error": "channel_not_found"})
+            blocks = p.get("blocks")
+            if isinstance(blocks, str):  # form-encoded callers send blocks as a JSON string
+                try:
+                    blocks = json.loads(blocks)
+                except ValueError:
+                    return self._json({"ok": False, "error": "invalid_blocks"})
+            if blocks is not None and not isinstance(blocks, list):
+                return self._json({"ok": False, "error": "invalid_blocks"})
+            if not p.get("text") and not blocks:
+                return self._json({"ok": False, "error": "no_text"})
+            with state.lock:
+                ts = f"1767225600.{next(state.ts):06d}"
+                payload = {"text": p.get("text"), "blocks": blocks, "channel": channel}
+                state.messages.append(Received("chat.postMessage", "/api/chat.postMessage", payload, resolved))
+            message = {"type": "message", "text": p.get("text") or "", "bot_id": "BBOT", "ts": ts}
+            if blocks:
+                message["blocks"] = blocks
+            return self._json({"ok": True, "channel": resolved, "ts": ts, "message": message})
+
+        def _lookup(self, p: dict[str, Any]) -> None:
+            email = str(p.get("email") or "").lower()
+            with state.lock:
+                user_id = state.users.get(email)
+            if user_id is None:
+                return self._json({"ok": False, "error": "users_not_found"})
+            user = {"id": user_id, "name": email.split("@")[0], "profile": {"email": email}, "deleted": False}
+            return self._json({"ok": True, "user": user})
+
+        def _open(self, p: dict[str, Any]) -> None:
+            users = str(p.get("users") or "")
+            if not users:
+                return self._json({"ok": False, "error": "users_list_not_supplied"})
+            with state.lock:
+                known = set(state.users.values())
+            first = users.split(",")[0]
+            if first not in known:
+                return self._json({"ok": False, "error": "user_not_found"})
+            return self._json({"ok": True, "channel": {"id": "D" + first.lstrip("UW")}})
+
+    return Handler
