@@ -1,6 +1,6 @@
 """Cost of one idle-evaluation pass over a fleet: decide() per workload, annotation codec, summary.
 
-python bench/bench_idle_engine.py [workloads] [passes]  — prints decisions/s, codec round trips/s,
+python bench/bench_idle_engine.py [workloads] [passes] [checkpoint minutes]  — prints decisions/s, codec round trips/s,
 annotation sizes, and how many passes produce a changed state (= a patch the operator would send).
 """
 
@@ -21,8 +21,13 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     passes = int(sys.argv[2]) if len(sys.argv) > 2 else 60
     rng = random.Random(7)
+    checkpoint = timedelta(minutes=float(sys.argv[3])) if len(sys.argv) > 3 else timedelta(minutes=10)
     rules = IdleRules(
-        util_threshold_percent=5, idle_for=timedelta(minutes=10), notice_before=timedelta(minutes=5), dry_run=False
+        util_threshold_percent=5,
+        idle_for=timedelta(minutes=10),
+        notice_before=timedelta(minutes=5),
+        dry_run=False,
+        checkpoint_every=checkpoint,
     )
     t0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
     kinds = [rng.choice(["idle", "idle", "busy", "unknown"]) for _ in range(n)]
@@ -71,7 +76,7 @@ def main() -> None:
     summary = summarize(decisions, t0 + timedelta(seconds=30 * passes), Decimal("2.50"))
     summ = time.perf_counter() - start
     sizes = sorted(len(t) for t in texts)
-    print(f"workloads={n} passes={passes}")
+    print(f"workloads={n} passes={passes} (30 s apart) checkpoint_every={checkpoint}")
     print(f"decide+confirm: {n * passes / decide_s:,.0f} workloads/s ({decide_s / passes * 1000:.1f} ms per pass)")
     print(f"annotation encode: {n / enc:,.0f}/s, decode: {n / dec:,.0f}/s")
     print(f"annotation bytes: median {sizes[len(sizes) // 2]}, max {sizes[-1]}")

@@ -350,7 +350,7 @@ def test_summary_counts_phases():
 
 
 def test_needs_persist_writes_meaningful_changes_at_once_and_the_idle_clock_per_checkpoint():
-    r = rules()
+    r = rules(checkpoint_every=timedelta(minutes=10))
     every = r.checkpoint_every
     active = decide(IdleState(), busy(T0), facts(), r, T0).state
     assert not needs_persist(None, active, every)  # nothing to remember: no annotation at all
@@ -366,8 +366,18 @@ def test_needs_persist_writes_meaningful_changes_at_once_and_the_idle_clock_per_
     assert needs_persist(s1, s, every)  # warning intent: at once
 
 
-def test_a_restored_state_tolerates_one_checkpoint_of_lag_but_no_more():
+def test_without_checkpoints_every_idle_reading_is_written():
     r = rules()
+    s1, _ = run_idle(IdleState(), T0, 3, r)
+    s2, _ = run_idle(s1, T0 + 4 * MIN, 0, r)
+    assert needs_persist(s1, s2, r.checkpoint_every)
+    restored, _ = state_from_annotation(state_to_annotation(s2))
+    later = T0 + 8 * MIN  # a 4-minute gap: more than max_gap, and no checkpoint tolerance by default
+    assert decide(restored, idle(later), facts(), r, later).state.idle_since == later - MIN
+
+
+def test_a_restored_state_tolerates_one_checkpoint_of_lag_but_no_more():
+    r = rules(checkpoint_every=timedelta(minutes=10))
     s, _ = run_idle(IdleState(), T0, 20, r)
     text = state_to_annotation(s)  # checkpoint at T0+20m; the operator runs on, then dies unpersisted
     restored, _ = state_from_annotation(text)

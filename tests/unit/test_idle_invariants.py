@@ -130,7 +130,12 @@ def check_suspension_allowed(world: World, episode: int, now: datetime, r) -> No
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(step, min_size=10, max_size=200))
 def test_invariants_hold_across_crashes_and_restarts(steps):
-    r = rules(idle_for=timedelta(minutes=5), notice_before=timedelta(minutes=3), startup_grace=timedelta(0))
+    r = rules(
+        idle_for=timedelta(minutes=5),
+        notice_before=timedelta(minutes=3),
+        startup_grace=timedelta(0),
+        checkpoint_every=timedelta(minutes=10),  # exercise batched writes + restored-state tolerance
+    )
     world = World()
     now = T0
     for s in steps:

@@ -68,9 +68,11 @@ class IdleRules:
     max_sample_age: timedelta = timedelta(seconds=180)
     # Two idle readings whose covered spans are further apart than this are not one idle stretch.
     max_gap: timedelta = timedelta(seconds=120)
-    # How far the idle clock may run ahead of the persisted state before it is written again
-    # (``needs_persist``); a state restored from the annotation gets this much extra gap tolerance.
-    checkpoint_every: timedelta = timedelta(minutes=10)
+    # Opt-in write batching: how far the idle clock may run ahead of the persisted state before it is
+    # written again (``needs_persist``); a state decoded from the annotation then gets this much extra gap
+    # tolerance. 0 (default): every change is written and a restored state gets no extra tolerance.
+    # An orchestrator that keeps states in memory and writes with needs_persist sets e.g. 10 minutes.
+    checkpoint_every: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)
