@@ -9,7 +9,8 @@ import sys
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpu-steward", description=__doc__)
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("demo", help="start a local control plane with fake GPU nodes and run the operator on it")
+    demo = sub.add_parser("demo", help="start a local control plane with fake GPU nodes and run the operator on it")
+    demo.add_argument("--keep", action="store_true", help="keep the local cluster running after the story")
     sub.add_parser("run", help="run the operator against the configured cluster")
     crds = sub.add_parser("crds", help="CRD generation")
     crds.add_argument("action", choices=["generate", "check"])
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from gpu_steward.demo import run_demo
 
-        return run_demo()
+        return run_demo(keep=getattr(args, "keep", False))
     if args.command == "run":
         from gpu_steward.handlers.run import run_operator
 

@@ -80,6 +80,9 @@ class IdleController:
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._resolved: dict[str, tuple[WorkloadRef | None, WorkloadRef | None, bool, tuple[Any, ...]]] = {}
         self._node_products: dict[str, str] = {}
+        # Two idle readings further apart than this are not one idle stretch (engine rule); it bounds
+        # how stale the persisted coverage may get, hence how often an idle workload is written.
+        self.max_gap = dt.timedelta(seconds=max(120.0, 4 * settings.evaluation_interval_seconds))
 
     # ---- the pass ------------------------------------------------------------------------------
     async def run_pass(self, now: dt.datetime | None = None) -> PassResult:
@@ -184,7 +187,7 @@ class IdleController:
         body, spec = policies[(chosen.namespace, chosen.name)]
         rules = rules_from_spec(spec, global_dry_run=self.settings.dry_run,
                                 max_sample_age=dt.timedelta(seconds=self.settings.sample_max_age_seconds),
-                                max_gap=dt.timedelta(seconds=max(120.0, 4 * self.settings.evaluation_interval_seconds)))
+                                max_gap=self.max_gap)
         if not wl.suspendable:
             rules = replace(rules, action="NotifyOnly")
         windows, tz = windows_from_spec(spec)
@@ -259,17 +262,28 @@ class IdleController:
     def _persist(self, wl: Workload, obj: dict[str, Any], stored: str | None, state: IdleState,
                  clear_resume: bool, result: PassResult, suspended: bool | None = None) -> None:
         text = engine.state_to_annotation(state)
-        if text == stored and not clear_resume and suspended is None:
+        if not clear_resume and suspended is None and (text == stored or self._only_coverage_moved(stored, state)):
             return
         patch: dict[str, Any] = {"metadata": {"annotations": {STATE_ANNOTATION: text}}}
         if clear_resume:
             patch["metadata"]["annotations"][RESUME_ANNOTATION] = None
         if suspended is not None:
             patch["metadata"]["labels"] = {SUSPENDED_LABEL: "true" if suspended else None}
-        if wl.ref.kind == "Pod" and state == IdleState():
-            return
+        if stored is None and state == IdleState() and not clear_resume and suspended is None:
+            return  # nothing to remember about a busy workload: never annotate it
         self.kube.patch(wl.ref.api_version, wl.ref.kind, wl.ref.name, wl.ref.namespace, patch, dry_run=False)
         result.writes += 1
+
+    def _only_coverage_moved(self, stored: str | None, state: IdleState) -> bool:
+        """True when the only news is a later ``idle_covered_to``: that is written at most every half
+        ``max_gap`` (so an idle workload costs a write a minute, not one per pass), which keeps the
+        persisted coverage fresh enough that a restart never breaks the idle stretch."""
+        old, _ = engine.state_from_annotation(stored)
+        if stored is None or replace(old, idle_covered_to=state.idle_covered_to) != state:
+            return False
+        if old.idle_covered_to is None or state.idle_covered_to is None:
+            return False
+        return state.idle_covered_to - old.idle_covered_to < self.max_gap / 2
 
     def _perform(self, wl: Workload, obj: dict[str, Any], action: engine.Action, decision: Decision, usage: Usage,
                  rules: IdleRules, owner: Owner, pkey: tuple[str, str], now: dt.datetime) -> bool:

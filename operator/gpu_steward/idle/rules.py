@@ -1,4 +1,4 @@
-"""IdlePolicy spec (the api model) → the engine's rules and schedule (pure)."""
+"""IdlePolicy spec (the api model, durations already parsed) → the engine's rules and schedule (pure)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from datetime import timedelta
 from gpu_steward.api.idlepolicy import IdlePolicySpec
 from gpu_steward.policy.idle_model import IdleRules
 from gpu_steward.policy.schedule import Window
-from gpu_steward.units import parse_duration
 
 
 def rules_from_spec(spec: IdlePolicySpec, *, global_dry_run: bool, max_sample_age: timedelta,
@@ -15,11 +14,11 @@ def rules_from_spec(spec: IdlePolicySpec, *, global_dry_run: bool, max_sample_ag
     exemptions = spec.exemptions
     return IdleRules(
         util_threshold_percent=float(spec.idle.gpu_util_percent),
-        idle_for=parse_duration(spec.idle.for_),
-        startup_grace=parse_duration(spec.idle.startup_grace) if spec.idle.startup_grace else timedelta(0),
-        notice_before=parse_duration(spec.notice.before),
-        max_snooze=parse_duration(spec.notice.max_snooze),
-        max_exemption=parse_duration(exemptions.max_exemption) if exemptions else timedelta(days=7),
+        idle_for=spec.idle.for_,
+        startup_grace=spec.idle.startup_grace or timedelta(0),
+        notice_before=spec.notice.before,
+        max_snooze=spec.notice.max_snooze,
+        max_exemption=exemptions.max_exemption if exemptions else timedelta(days=7),
         action=spec.action,
         # The global switch wins: a platform team's dry-run cannot be overridden by one policy.
         dry_run=spec.dry_run or global_dry_run,
@@ -32,4 +31,4 @@ def rules_from_spec(spec: IdlePolicySpec, *, global_dry_run: bool, max_sample_ag
 def windows_from_spec(spec: IdlePolicySpec) -> tuple[tuple[Window, ...], str | None]:
     if spec.schedule is None:
         return (), None
-    return tuple(Window(w.cron, parse_duration(w.duration)) for w in spec.schedule.windows), spec.schedule.time_zone
+    return tuple(Window(w.cron, w.duration) for w in spec.schedule.windows), spec.schedule.time_zone

@@ -14,6 +14,7 @@ matching published version, then ``go build`` the command packages from inside i
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -159,13 +160,16 @@ KWOK_STAGES = (
     "node/fast/node-initialize.yaml",
     "node/heartbeat/node-heartbeat.yaml",
     "pod/fast/pod-ready.yaml",
-    "pod/fast/pod-complete.yaml",
+    # the general variant honours pod-complete.stage.kwok.x-k8s.io/delay, so a test can keep a Job's
+    # pod running (a training job) instead of completing it at once
+    "pod/general/pod-complete.yaml",
     "pod/fast/pod-delete.yaml",
 )
 
 
 def stages_file() -> Path:
-    return bin_dir() / "kwok-stages.yaml"
+    tag = hashlib.sha256("\n".join(KWOK_STAGES).encode()).hexdigest()[:8]
+    return bin_dir() / f"kwok-stages-{tag}.yaml"
 
 
 def ensure_kwok_stages(go: str) -> Path:
