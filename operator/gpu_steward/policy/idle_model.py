@@ -9,7 +9,7 @@ is how the engine survives an operator restart (design invariant 4). The decisio
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -139,8 +139,9 @@ class IdleState:
     would_save_gpu_hours: float = 0.0  # closed dry-run would-suspend stretches, accumulated
     snooze: OptOut | None = None
     exemption: OptOut | None = None
-    # Not persisted: True on a state decoded from the annotation (a restart, or a pass that re-read it).
-    restored: bool = False
+    # Not persisted, not compared (states equal whether or not they came from the annotation):
+    # True on a state decoded from the annotation (a restart, or a pass that re-read it).
+    restored: bool = field(default=False, compare=False)
 
     @property
     def warned_at(self) -> datetime | None:
