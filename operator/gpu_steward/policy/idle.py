@@ -16,10 +16,10 @@ How the orchestrator drives it (this protocol is what makes the invariants hold 
         ok = perform(a)                             # 2. send the notice / call the adapter (idempotent)
         if ok: persist(state := confirm(state_after_step_1, a, clock()))   # 3. confirm
 
-"persist" writes only when ``needs_persist(stored, state, rules.checkpoint_every)`` says so (every
-meaningful change at once; the idle clock's progress once per checkpoint). Between passes the
-orchestrator keeps the latest state in memory and reads the annotation only after a restart (or when
-it has no state for the workload).
+"persist" may skip writes that only move the idle clock (``idle_covered_to``): either keep that lag
+under ``max_gap / 2`` (what the controller does), or opt in to ``rules.checkpoint_every`` and write
+when ``needs_persist(stored, state, rules.checkpoint_every)`` says so — a state decoded from the
+annotation then tolerates one checkpoint of lag. Every other change must be written before acting.
 
 A crash between 1 and 3 leaves the intent persisted but unconfirmed: the next ``decide`` emits the
 same action again — a notice may be sent twice at worst, never skipped — and the suspension clock
