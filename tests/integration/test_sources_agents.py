@@ -63,6 +63,7 @@ class Agents:
     def __init__(self):
         self.runners = []
         self.slow_finished = False
+        self.release = asyncio.Event()
 
     async def serve(self, handler) -> str:
         app = web.Application()
@@ -80,15 +81,18 @@ class Agents:
 
         return self.serve(handler)
 
-    def slow(self, body, delay=3.0):
+    def slow(self, body, delay=30.0):
         async def handler(_):
-            await asyncio.sleep(delay)
-            self.slow_finished = True
+            try:  # answers only after `delay`, or when the test tears down
+                await asyncio.wait_for(self.release.wait(), timeout=delay)
+            except TimeoutError:
+                self.slow_finished = True
             return web.json_response(body)
 
         return self.serve(handler)
 
     async def close(self):
+        self.release.set()
         for r in self.runners:
             await r.cleanup()
 

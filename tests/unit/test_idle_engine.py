@@ -16,6 +16,7 @@ from gpu_steward.policy.idle import (
     Usage,
     confirm,
     decide,
+    needs_persist,
     state_from_annotation,
     state_to_annotation,
 )
@@ -257,11 +258,13 @@ def test_exempt_until_is_cut_to_max_exemption_from_first_sight_and_ends():
     assert d.hold is None and d.exempt_until is None
 
 
-def test_exemption_without_a_valid_end_is_ignored_with_a_reason():
+def test_exemption_without_a_valid_end_is_ignored_with_a_reason_once():
     for raw in ("true", "forever", "", "2026-03-05T00:00:00"):
         d = decide(IdleState(), idle(T0), facts(exempt_until=raw), rules(), T0)
         assert d.hold is None, raw
         assert any("exempt-until ignored" in n for n in d.notes), raw
+        again = decide(d.state, idle(T0 + MIN), facts(exempt_until=raw), rules(), T0 + MIN)
+        assert again.hold is None and again.notes == (), raw
 
 
 def test_snooze_is_bounded_reported_once_and_restarts_the_idle_clock():
@@ -344,3 +347,47 @@ def test_summary_counts_phases():
     assert sm.reclaimed_gpu_hours == Decimal("6.00") and sm.reclaimed_cost == Decimal("24.00")
     status = sm.as_status(dry_run=False)
     assert status["mode"] == "Enforcing" and status["reclaimedCost"] == "24.00"
+
+
+def test_needs_persist_writes_meaningful_changes_at_once_and_the_idle_clock_per_checkpoint():
+    r = rules(checkpoint_every=timedelta(minutes=10))
+    every = r.checkpoint_every
+    active = decide(IdleState(), busy(T0), facts(), r, T0).state
+    assert not needs_persist(None, active, every)  # nothing to remember: no annotation at all
+    s1 = decide(active, idle(T0 + MIN), facts(), r, T0 + MIN).state
+    assert needs_persist(None, s1, every)  # idle start
+    stored = s1
+    s, _ = run_idle(s1, T0 + 2 * MIN, 8, r)  # covered to T0+10m: 9 minutes of progress
+    assert not needs_persist(stored, s, every)
+    s, _ = run_idle(s, T0 + 11 * MIN, 0, r)
+    assert needs_persist(stored, s, every)  # 10 minutes: checkpoint
+    s, seen = run_idle(s, T0 + 12 * MIN, 20, r)
+    assert any(a.kind is ActionKind.WARN for _, d in seen for a in d.actions)
+    assert needs_persist(s1, s, every)  # warning intent: at once
+
+
+def test_without_checkpoints_every_idle_reading_is_written():
+    r = rules()
+    s1, _ = run_idle(IdleState(), T0, 3, r)
+    s2, _ = run_idle(s1, T0 + 4 * MIN, 0, r)
+    assert needs_persist(s1, s2, r.checkpoint_every)
+    restored, _ = state_from_annotation(state_to_annotation(s2))
+    later = T0 + 8 * MIN  # a 4-minute gap: more than max_gap, and no checkpoint tolerance by default
+    assert decide(restored, idle(later), facts(), r, later).state.idle_since == later - MIN
+
+
+def test_a_restored_state_tolerates_one_checkpoint_of_lag_but_no_more():
+    r = rules(checkpoint_every=timedelta(minutes=10))
+    s, _ = run_idle(IdleState(), T0, 20, r)
+    text = state_to_annotation(s)  # checkpoint at T0+20m; the operator runs on, then dies unpersisted
+    restored, _ = state_from_annotation(text)
+    assert restored.restored and restored == s  # the flag is not part of equality
+    later = T0 + 28 * MIN  # 8 minutes after the checkpoint (< checkpoint_every + max_gap)
+    d = decide(restored, idle(later), facts(), r, later)
+    assert d.state.idle_since == s.idle_since and not d.state.restored
+    much_later = T0 + 40 * MIN  # 20 minutes: longer than a checkpoint could explain
+    d = decide(restored, idle(much_later), facts(), r, much_later)
+    assert d.state.idle_since == much_later - MIN
+    # In memory (not restored) the plain max_gap applies.
+    d = decide(s, idle(later), facts(), r, later)
+    assert d.state.idle_since == later - MIN

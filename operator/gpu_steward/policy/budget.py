@@ -55,12 +55,22 @@ def desired_quota(namespace: str, budget_name: str, budget_uid: str | None, hard
         "labels": {MANAGED_BY_LABEL: MANAGED_BY, BUDGET_LABEL: budget_name},
     }
     if budget_uid:
-        meta["ownerReferences"] = [{
-            "apiVersion": "gpusteward.dev/v1alpha1", "kind": "GPUBudget", "name": budget_name,
-            "uid": budget_uid, "controller": True, "blockOwnerDeletion": False,
-        }]
-    return {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": meta,
-            "spec": {"hard": {QUOTA_RESOURCE: str(hard)}}}
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": "gpusteward.dev/v1alpha1",
+                "kind": "GPUBudget",
+                "name": budget_name,
+                "uid": budget_uid,
+                "controller": True,
+                "blockOwnerDeletion": False,
+            }
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": meta,
+        "spec": {"hard": {QUOTA_RESOURCE: str(hard)}},
+    }
 
 
 # ---- the spend ledger (restart-safe and survives deleted pods) -----------------------------------
@@ -84,11 +94,14 @@ class SpendLedger:
         return self.settled + sum(self.live.values(), Decimal(0))
 
     def to_json(self) -> str:
-        return json.dumps({
-            "period": self.period_start,
-            "settled": fmt_decimal(q_money(self.settled)),
-            "live": {uid: fmt_decimal(q_money(v)) for uid, v in sorted(self.live.items())},
-        }, separators=(",", ":"))
+        return json.dumps(
+            {
+                "period": self.period_start,
+                "settled": fmt_decimal(q_money(self.settled)),
+                "live": {uid: fmt_decimal(q_money(v)) for uid, v in sorted(self.live.items())},
+            },
+            separators=(",", ":"),
+        )
 
     @staticmethod
     def from_json(text: object) -> SpendLedger | None:
@@ -112,9 +125,7 @@ def roll_ledger(previous: SpendLedger | None, period_start: str, live_costs: Map
     """
     if previous is None or previous.period_start != period_start:
         return SpendLedger(period_start, Decimal(0), dict(live_costs))
-    settled = previous.settled + sum(
-        (cost for uid, cost in previous.live.items() if uid not in live_costs), Decimal(0)
-    )
+    settled = previous.settled + sum((cost for uid, cost in previous.live.items() if uid not in live_costs), Decimal(0))
     live = {uid: max(cost, previous.live.get(uid, Decimal(0))) for uid, cost in live_costs.items()}
     return SpendLedger(period_start, settled, live)
 
@@ -189,8 +200,16 @@ def decide(
     )
 
 
-def threshold_message(namespace: str, budget: str, threshold: int, spend: Decimal, limit: Decimal,
-                      currency: str, forecast_value: Decimal, period_end: dt.datetime) -> str:
+def threshold_message(
+    namespace: str,
+    budget: str,
+    threshold: int,
+    spend: Decimal,
+    limit: Decimal,
+    currency: str,
+    forecast_value: Decimal,
+    period_end: dt.datetime,
+) -> str:
     return (
         f"GPU budget {namespace}/{budget} reached {threshold}% of its limit: spent "
         f"{fmt_decimal(q_money(spend))} of {fmt_decimal(limit)} {currency} this period; forecast at period end "

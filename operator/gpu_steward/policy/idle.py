@@ -16,6 +16,11 @@ How the orchestrator drives it (this protocol is what makes the invariants hold 
         ok = perform(a)                             # 2. send the notice / call the adapter (idempotent)
         if ok: persist(state := confirm(state_after_step_1, a, clock()))   # 3. confirm
 
+"persist" may skip writes that only move the idle clock (``idle_covered_to``): either keep that lag
+under ``max_gap / 2`` (what the controller does), or opt in to ``rules.checkpoint_every`` and write
+when ``needs_persist(stored, state, rules.checkpoint_every)`` says so — a state decoded from the
+annotation then tolerates one checkpoint of lag. Every other change must be written before acting.
+
 A crash between 1 and 3 leaves the intent persisted but unconfirmed: the next ``decide`` emits the
 same action again — a notice may be sent twice at worst, never skipped — and the suspension clock
 only starts at a *confirmed* warning. The follow-up notices (``NotifySuspended``/``NotifyResumed``)
@@ -77,6 +82,7 @@ __all__ = [
     "WorkloadFacts",
     "confirm",
     "decide",
+    "needs_persist",
     "state_from_annotation",
     "state_to_annotation",
 ]
@@ -166,7 +172,8 @@ def _track_opt_out(
     try:
         asked = parse_rfc3339(raw)
     except TimeParseError as exc:
-        notes.append(f"gpusteward.dev/{label} ignored: {exc}; it must be an RFC 3339 end time")
+        if first_sight:  # reported once per value (the value is remembered in the state), not every pass
+            notes.append(f"gpusteward.dev/{label} ignored: {exc}; it must be an RFC 3339 end time")
         return opt, None, False
     bound = opt.seen_at + limit
     end = min(asked, bound)
@@ -200,8 +207,10 @@ def decide(state: IdleState, usage: Usage, facts: WorkloadFacts, rules: IdleRule
     snooze, snooze_until, snooze_cut = _track_opt_out(
         state.snooze, facts.snooze_until, rules.max_snooze, now, "snooze-until", notes
     )
-    s = replace(state, exemption=exemption, snooze=snooze)
-    s, clear_resume = _step(s, usage, facts, rules, now, out, exempt_until, snooze_until)
+    s = replace(state, exemption=exemption, snooze=snooze, restored=False)
+    # A restored state's idle_covered_to may lag by up to one checkpoint (see needs_persist).
+    gap = rules.max_gap + (rules.checkpoint_every if state.restored else timedelta(0))
+    s, clear_resume = _step(s, usage, facts, rules, now, out, exempt_until, snooze_until, gap)
     # Notices for things that already happened go first, whatever else holds (they report the past).
     pending: list[Action] = []
     if s.suspended_notice.pending:
@@ -233,6 +242,7 @@ def _step(
     out: _Out,
     exempt_until: datetime | None,
     snooze_until: datetime | None,
+    gap: timedelta,
 ) -> tuple[IdleState, bool]:
     # In-flight adapter actions whose confirmation was lost: the adapter's view settles them.
     if s.suspend.pending and facts.suspended is True:
@@ -304,11 +314,18 @@ def _step(
     if busy:
         out.reason = f"active: {usage.util_mean:.1f}% mean, {_maybe_pct(usage.util_max)} max"
         return _reset(s, now, Phase.ACTIVE), False
-    return _idle_step(s, usage, facts, rules, now, out, grace_end), False
+    return _idle_step(s, usage, facts, rules, now, out, grace_end, gap), False
 
 
 def _idle_step(
-    s: IdleState, usage: Usage, facts: WorkloadFacts, rules: IdleRules, now: datetime, out: _Out, grace: datetime | None
+    s: IdleState,
+    usage: Usage,
+    facts: WorkloadFacts,
+    rules: IdleRules,
+    now: datetime,
+    out: _Out,
+    grace: datetime | None,
+    gap: timedelta,
 ) -> IdleState:
     assert usage.last_sample_at is not None
     covered_to = as_utc(usage.last_sample_at)
@@ -319,7 +336,7 @@ def _idle_step(
         s.phase in (Phase.IDLE, Phase.WARNED, Phase.WOULD_SUSPEND)
         and s.idle_since is not None
         and s.idle_covered_to is not None
-        and covered_from <= s.idle_covered_to + rules.max_gap
+        and covered_from <= s.idle_covered_to + gap
     )
     if not continuous:
         s = _new_episode(s, now, min(covered_from, covered_to))
@@ -376,6 +393,26 @@ def _idle_step(
     out.act(s, ActionKind.SUSPEND, f"idle since {_maybe(s.idle_since)}, notice given", False)
     out.reason = "suspending"
     return s
+
+
+def needs_persist(persisted: IdleState | None, current: IdleState, checkpoint_every: timedelta) -> bool:
+    """Whether ``current`` must be written to the annotation, given what is stored (None: nothing stored).
+
+    Every change that matters (phase, episode, idle start, any intent/done mark, opt-outs, counters) is
+    written at once — that is what makes intents survive a crash. Only the idle clock's progress
+    (``idle_covered_to``) is batched: written when it ran ``checkpoint_every`` ahead of the stored value,
+    so an idle workload costs one patch per checkpoint, not one per pass. A restored state tolerates that
+    lag (``IdleRules.checkpoint_every`` must be the same value). A workload with nothing to remember
+    (fresh, active) needs no annotation at all.
+    """
+    base = persisted if persisted is not None else IdleState()
+    if replace(base, idle_covered_to=None, restored=False) != replace(current, idle_covered_to=None, restored=False):
+        return True
+    if current.idle_covered_to is None:
+        return False
+    if base.idle_covered_to is None:
+        return True
+    return current.idle_covered_to - base.idle_covered_to >= checkpoint_every
 
 
 def confirm(state: IdleState, action: Action, at: datetime) -> IdleState:

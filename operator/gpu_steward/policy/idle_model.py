@@ -9,7 +9,7 @@ is how the engine survives an operator restart (design invariant 4). The decisio
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -68,6 +68,11 @@ class IdleRules:
     max_sample_age: timedelta = timedelta(seconds=180)
     # Two idle readings whose covered spans are further apart than this are not one idle stretch.
     max_gap: timedelta = timedelta(seconds=120)
+    # Opt-in write batching: how far the idle clock may run ahead of the persisted state before it is
+    # written again (``needs_persist``); a state decoded from the annotation then gets this much extra gap
+    # tolerance. 0 (default): every change is written and a restored state gets no extra tolerance.
+    # An orchestrator that keeps states in memory and writes with needs_persist sets e.g. 10 minutes.
+    checkpoint_every: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,9 @@ class IdleState:
     would_save_gpu_hours: float = 0.0  # closed dry-run would-suspend stretches, accumulated
     snooze: OptOut | None = None
     exemption: OptOut | None = None
+    # Not persisted, not compared (states equal whether or not they came from the annotation):
+    # True on a state decoded from the annotation (a restart, or a pass that re-read it).
+    restored: bool = field(default=False, compare=False)
 
     @property
     def warned_at(self) -> datetime | None:
@@ -178,7 +186,9 @@ class Decision:
     actions: tuple[Action, ...]
     reason: str
     hold: Hold | None = None
-    notes: tuple[str, ...] = ()  # invalid annotations, cuts: tell the owner / record an Event
+    # Invalid or cut snooze/exemption annotations: tell the owner / record an Event. Each is reported once
+    # per annotation value (the engine remembers the value it saw), so an Event per note is not a storm.
+    notes: tuple[str, ...] = ()
     gpus: int = 0
     gpu_hour_price: Decimal | None = None
     snooze_until: datetime | None = None  # effective (already cut) end of an active snooze
@@ -314,6 +324,7 @@ def state_from_annotation(text: str | None) -> tuple[IdleState, str | None]:
                 raise ValueError(f"{name}.seen missing")
             values[name] = OptOut(value=opt["value"], seen_at=seen)
         known = {f.name for f in fields(IdleState)}
+        values["restored"] = True
         return replace(IdleState(), **{k: v for k, v in values.items() if k in known}), None
     except (ValueError, TypeError) as exc:
         return IdleState(), f"gpusteward.dev/idle-state ignored ({exc}); starting fresh"

@@ -152,14 +152,22 @@ def step(
         excess = fast_lane_excess(terms, lane, price_per_gpu_hour)
         if terms.approved is False:
             notices.append(Notice("LeaseRejected", f"lease for {terms.owner} was rejected by an approver", "Warning"))
-            return LeaseDecision("Rejected", None, 0, False, False, notices,
-                                 {"Approved": ("False", "Rejected", "an approver set spec.approved to false")})
+            return LeaseDecision(
+                "Rejected",
+                None,
+                0,
+                False,
+                False,
+                notices,
+                {"Approved": ("False", "Rejected", "an approver set spec.approved to false")},
+            )
         if excess and terms.approved is not True:
             why = "; ".join(excess)
             if phase is None:
                 notices.append(Notice("LeasePendingApproval", f"lease needs approval: {why}"))
-            return LeaseDecision("PendingApproval", None, 0, False, False, notices,
-                                 {"Approved": ("False", "BeyondFastLane", why)})
+            return LeaseDecision(
+                "PendingApproval", None, 0, False, False, notices, {"Approved": ("False", "BeyondFastLane", why)}
+            )
         phase = "Active"
         expires_at = _first_end(terms, now)
         granted = 0
@@ -173,14 +181,16 @@ def step(
         allowed = min(terms.renewals, max_renewals)
         if allowed > granted:
             expires_at = expires_at + terms.length * (allowed - granted)
-            notices.append(Notice("LeaseRenewed", f"lease renewed ({allowed}/{max_renewals}) until "
-                                                  f"{format_time(expires_at)}"))
+            notices.append(
+                Notice("LeaseRenewed", f"lease renewed ({allowed}/{max_renewals}) until {format_time(expires_at)}")
+            )
             granted = allowed
             if phase == "Expiring" and now < expires_at - terms.grace:
                 phase = "Active"
     if terms.renewals > max_renewals:
         conditions["RenewalRefused"] = (
-            "True", "RenewalLimit",
+            "True",
+            "RenewalLimit",
             f"renewal {terms.renewals} refused: at most {max_renewals} renewals (fastLane.maxRenewals); "
             "ask for a new lease",
         )
@@ -189,18 +199,23 @@ def step(
 
     over_spend = terms.max_spend is not None and usage.spend >= terms.max_spend
     if phase in ("Active", "Expiring") and (now >= expires_at or over_spend):
-        why = (f"spend {fmt_decimal(q_money(usage.spend))} reached spec.maxSpend {fmt_decimal(terms.max_spend)}"
-               if over_spend and terms.max_spend is not None else f"it ended at {format_time(expires_at)}")
+        why = (
+            f"spend {fmt_decimal(q_money(usage.spend))} reached spec.maxSpend {fmt_decimal(terms.max_spend)}"
+            if over_spend and terms.max_spend is not None
+            else f"it ended at {format_time(expires_at)}"
+        )
         action = "its workloads are being suspended" if terms.on_expiry == "Suspend" else "its workloads keep running"
         notices.append(Notice("LeaseExpired", f"lease expired: {why}; GPU quota released, {action}", "Warning"))
         phase = "Expired"
     elif phase == "Active" and now >= expires_at - terms.grace:
-        notices.append(Notice(
-            "LeaseExpiring",
-            f"lease expires at {format_time(expires_at)} ({_human(expires_at - now)} left); raise spec.renewals "
-            f"to renew ({granted} of {max_renewals} used) or save your work",
-            "Warning",
-        ))
+        notices.append(
+            Notice(
+                "LeaseExpiring",
+                f"lease expires at {format_time(expires_at)} ({_human(expires_at - now)} left); raise spec.renewals "
+                f"to renew ({granted} of {max_renewals} used) or save your work",
+                "Warning",
+            )
+        )
         phase = "Expiring"
 
     if phase == "Expired" and usage.pods_holding_gpus == 0:
@@ -251,8 +266,10 @@ def approval_denial(
     if not (approval_changed or stamp_changed or reject_changed):
         return None
     if not set(groups) & set(approver_groups):
-        return (f"user {username!r} may not set spec.approved: not a member of an approver group "
-                f"({', '.join(sorted(approver_groups))})")
+        return (
+            f"user {username!r} may not set spec.approved: not a member of an approver group "
+            f"({', '.join(sorted(approver_groups))})"
+        )
     owner = new_spec.get("owner")
     if owner is not None and username == owner:
         return f"user {username!r} owns this lease and cannot approve or reject it"

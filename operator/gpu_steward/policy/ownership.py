@@ -20,8 +20,10 @@ def missing_labels(pod: Mapping[str, Any], required: Sequence[str]) -> list[str]
 
 def ownership_message(missing: Sequence[str]) -> str:
     example = " ".join(f"{key}=<value>" for key in missing)
-    return (f"GPU pods must say who owns them: add the label(s) {', '.join(missing)} to the pod (or its "
-            f"workload's pod template), e.g. metadata.labels: {example}")
+    return (
+        f"GPU pods must say who owns them: add the label(s) {', '.join(missing)} to the pod (or its "
+        f"workload's pod template), e.g. metadata.labels: {example}"
+    )
 
 
 def admission_verdict(pod: Mapping[str, Any], required: Sequence[str], mode: Mode) -> tuple[str, str | None]:
