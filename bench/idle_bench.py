@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import re
 import resource
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from gpu_steward.idle.controller import IdleController
 from gpu_steward.idle.index import Registry
 from gpu_steward.kube import Kube
 from gpu_steward.localcluster.build import RUN_FOREVER_ANNOTATION
+from gpu_steward.localcluster.operator_process import OperatorProcess
 from gpu_steward.localcluster.runner import ControlPlane, gpu_node
 from gpu_steward.policy.usage import Usage
 from gpu_steward.settings import Settings
@@ -48,12 +50,36 @@ def rss_mb() -> float:
     return 0.0
 
 
+def operator_process_numbers(cp: ControlPlane, seconds: float) -> None:
+    """The real operator process on the same cluster: its resident memory and its writes per pass.
+
+    No agents run here, so every workload reads as unknown (never idle): the first pass records
+    that once per workload, later passes must write nothing.
+    """
+    log = Path(cp.workdir or "/tmp") / "bench-operator.log"
+    op = OperatorProcess(cp.kubeconfig, log, settings={"evaluation_interval_seconds": "5", "metrics_port": "0",
+                                                       "log_format": "console"}).start()
+    try:
+        time.sleep(seconds)
+        assert op.popen is not None
+        status = Path(f"/proc/{op.popen.pid}/status").read_text()
+        rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 1024
+        hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
+    finally:
+        op.stop()
+    passes = re.findall(r"idle pass.*?seconds=([0-9.]+).*?writes=(\d+)", re.sub(r"\x1b\[[0-9;]*m", "", op.log_text()))
+    print(f"operator process: RSS {rss:.0f} MB (peak {hwm:.0f} MB) after {seconds:.0f}s with 2,000 GPU pods indexed")
+    for i, (secs, writes) in enumerate(passes, 1):
+        print(f"  operator pass {i}: {float(secs):.2f}s, {writes} API writes")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--nodes", type=int, default=250)
     ap.add_argument("--jobs", type=int, default=250)
     ap.add_argument("--pods-per-job", type=int, default=8)
     ap.add_argument("--passes", type=int, default=5)
+    ap.add_argument("--operator-seconds", type=float, default=60.0)
     args = ap.parse_args()
     want = args.jobs * args.pods_per_job
     with ControlPlane() as cp:
@@ -98,6 +124,7 @@ def main() -> None:
             secs = time.perf_counter() - started
             print(f"pass {i + 1}: {secs:.2f}s wall, {result.workloads} workloads, {result.decisions} decisions, "
                   f"{kube.writes.count - before} API writes")
+        operator_process_numbers(cp, args.operator_seconds)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"operator-side RSS: {rss_mb():.0f} MB now, {peak:.0f} MB peak (before passes: {base_rss:.0f} MB;"
               " includes the Kubernetes client and this bench's lists)")
