@@ -22,7 +22,7 @@ demo: controlplane
 lint: venv
 	$(BIN)/ruff check operator agent tests bench
 	$(BIN)/lint-imports
-	$(BIN)/mypy operator/gpu_steward/policy operator/gpu_steward/api
+	$(BIN)/mypy operator/gpu_steward/policy operator/gpu_steward/api operator/gpu_steward/units.py operator/gpu_steward/workloads/model.py operator/gpu_steward/workloads/resolve.py operator/gpu_steward/workloads/adapters.py
 
 crds: venv
 	$(BIN)/gpu-steward crds generate
@@ -30,8 +30,13 @@ crds: venv
 test: controlplane lint
 	$(BIN)/pytest
 
+# Speed and memory figures (printed, never asserted): agent, idle engine, owner resolution, cost, one idle pass at 2,000 pods.
 bench: controlplane
-	$(BIN)/python -m bench
+	$(BIN)/python bench/agent_bench.py
+	$(BIN)/python bench/bench_idle_engine.py
+	$(BIN)/python bench/bench_workloads_resolve.py
+	$(BIN)/python bench/bench_cost.py
+	$(BIN)/python bench/idle_bench.py
 
 # Regenerates the kubelet pod-resources gRPC stubs from agent/gpu_steward_agent/podresources/api.proto.
 proto: venv
