@@ -23,8 +23,8 @@ from fixtures.idle_env import (
     job,
     policy,
     statefulset,
-    wait_for,
 )
+from gpu_steward.localcluster.processes import wait_for
 from gpu_steward.localcluster.runner import ControlPlane
 
 pytestmark = pytest.mark.cluster
