@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,17 +64,19 @@ class Kube:
     # ---- reads -------------------------------------------------------------------------------
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> JSON | None:
         try:
-            obj = self._resource(api_version, kind).get(name=name, namespace=namespace)
+            resp = self._resource(api_version, kind).get(name=name, namespace=namespace, serialize=False)
         except NotFoundError:
             return None
-        return obj.to_dict()  # type: ignore[no-any-return]
+        return json.loads(resp.data)  # type: ignore[no-any-return]
 
     def list(self, api_version: str, kind: str, namespace: str | None = None,
              label_selector: str | None = None) -> list[JSON]:
-        res = self._resource(api_version, kind).get(namespace=namespace, label_selector=label_selector)
+        # Plain JSON, not the dynamic client's ResourceInstance tree: several times less memory and
+        # time for a list of thousands of pods.
+        resp = self._resource(api_version, kind).get(namespace=namespace, label_selector=label_selector,
+                                                     serialize=False)
         out = []
-        for item in res.items:
-            obj = item.to_dict()
+        for obj in json.loads(resp.data).get("items") or []:
             # Items of built-in lists come without apiVersion/kind; callers build refs and Events from them.
             obj.setdefault("apiVersion", api_version)
             obj.setdefault("kind", kind)
