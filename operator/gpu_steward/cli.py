@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         # The README's first command: with no cluster configured, the demo is the main job.
         args.command = "demo"
+    if args.command != "run":  # the operator configures its own (JSON) logging from Settings
+        from gpu_steward import logs
+
+        logs.configure("console", "WARNING")
     if getattr(args, "func", None) is not None:  # subcommands that register their own handler
         return int(args.func(args))
     if args.command == "demo":

@@ -8,10 +8,16 @@ Pods are dicts: {"namespace", "name", "containers": [{"name", "devices": [{"reso
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent import futures
 from pathlib import Path
 from typing import Any
+
+# This process forks children (agents, the operator) while the server runs; gRPC's fork handlers
+# would only print warnings about it.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import grpc
 

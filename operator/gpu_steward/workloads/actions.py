@@ -19,7 +19,7 @@ import structlog
 
 from gpu_steward.kube import Kube
 from gpu_steward.workloads import adapters
-from gpu_steward.workloads.model import JSON, KUEUE_GROUP, WorkloadRef
+from gpu_steward.workloads.model import JSON, KUEUE_GROUP, SUSPENDED_STATE_ANNOTATION, WorkloadRef
 from gpu_steward.workloads.resolve import find_kueue_workload, kueue_queue
 
 log = structlog.get_logger(__name__)
@@ -135,7 +135,9 @@ def _act(kube: Kube, ref: WorkloadRef, action: Literal["suspend", "resume"], dry
             return result
         verb = f"would {action}" if dry_run else {"suspend": "suspended", "resume": "resumed"}[action]
         via = f" via {result.target}" if result.target.kind != ref.kind else ""
-        result.message = f"{verb} {ref}{via}: " + "; ".join(result.changes)
+        # The record annotation is our bookkeeping; the message says what changed for the owner.
+        shown = [c for c in result.changes if SUSPENDED_STATE_ANNOTATION not in c] or result.changes
+        result.message = f"{verb} {ref}{via}: " + "; ".join(shown)
         log.info("workload action", action=action, workload=str(ref), target=str(result.target),
                  dry_run=dry_run, changes=result.changes)
         return result
