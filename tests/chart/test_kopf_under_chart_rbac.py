@@ -8,9 +8,7 @@ import asyncio
 import json
 import logging
 import re
-import subprocess
 import threading
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,6 +19,8 @@ import kopf
 import pytest
 from chart_rbac import OperatorIdentity, operator_kubeconfig
 from helmtools import CHART
+
+from gpu_steward.localcluster import processes
 
 pytestmark = pytest.mark.cluster
 
@@ -45,27 +45,7 @@ class ForbiddenLog(logging.Handler):
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture(scope="module")
-def kubectl(cluster: Any) -> Callable[..., str]:
-    binary = Path(cluster.bin_dir) / "kubectl"
-
-    def run(*args: str, stdin: str | None = None, check: bool = True) -> str:
-        proc = subprocess.run([str(binary), "--kubeconfig", str(cluster.kubeconfig), *args], input=stdin,
-                              capture_output=True, text=True, timeout=120)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)}: {proc.stderr}")
-        return proc.stdout
-
-    return run
+    return processes.wait_for(probe, timeout, 0.5, what)
 
 
 @pytest.fixture(scope="module")

@@ -54,20 +54,6 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float, proc: subproce
     raise AssertionError(f"timed out waiting for {what}; operator log:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="module")
-def kubectl(cluster: Any) -> Callable[..., str]:
-    binary = Path(cluster.bin_dir) / "kubectl"
-
-    def run(*args: str, stdin: str | None = None, check: bool = True) -> str:
-        proc = subprocess.run([str(binary), "--kubeconfig", str(cluster.kubeconfig), *args], input=stdin,
-                              capture_output=True, text=True, timeout=120)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)}: {proc.stderr}")
-        return proc.stdout
-
-    return run
-
-
 @dataclass(frozen=True)
 class Case:
     mode: str
