@@ -106,3 +106,12 @@ def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) 
     (status is written only when it changed)."""
     current = current or {}
     return {k: v for k, v in desired.items() if current.get(k) != v}
+
+
+def invalid_status(status: Mapping[str, Any], message: str, observed_generation: int | None,
+                   now: datetime) -> dict[str, Any]:
+    """The status fields that mark an admitted object the operator cannot use: ``Ready=False``,
+    reason ``Invalid``, with a message that names the field. The object keeps the rest of its status."""
+    conditions = set_condition(status.get("conditions") or [], "Ready", "False", "Invalid", message,
+                               observed_generation, now)
+    return {"conditions": conditions, "observedGeneration": observed_generation}

@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from gpu_steward.api.common import API_VERSION
-from gpu_steward.api.conditions import set_condition, status_patch
+from gpu_steward.api.conditions import invalid_status, set_condition, status_patch
 from gpu_steward.budgets.costs import CostLedger, Prices, UtilizationLookup, holds_gpus, list_gpu_pods
 from gpu_steward.budgets.metrics import record_budget
 from gpu_steward.budgets.notifier import Notice, Notifier
@@ -85,8 +85,7 @@ def reconcile_budget(
     try:
         parsed = parse_budget(budget)
     except ValueError as exc:
-        desired = {"conditions": set_condition(status.get("conditions") or [], "Ready", "False", "Invalid", str(exc),
-                                               generation, now), "observedGeneration": generation}
+        desired = invalid_status(status, str(exc), generation, now)
         written = _write_status(kube, budget, status, desired, dry_run)
         return BudgetResult({**status, **desired}, written, "skipped")
 

@@ -16,7 +16,7 @@ import structlog
 
 from gpu_steward.api.common import API_VERSION
 from gpu_steward.api.conditions import find_condition as get_condition
-from gpu_steward.api.conditions import set_condition
+from gpu_steward.api.conditions import invalid_status, set_condition
 from gpu_steward.budgets.budget import _write_status, reconcile_budget
 from gpu_steward.budgets.costs import Prices, gpu_pods, holds_gpus
 from gpu_steward.budgets.notifier import Notice, Notifier
@@ -87,8 +87,7 @@ def reconcile_lease(
     try:
         parsed = parse_lease(lease)
     except ValueError as exc:
-        invalid = {"conditions": set_condition(status.get("conditions") or [], "Ready", "False", "Invalid", str(exc),
-                                               generation, now), "observedGeneration": generation}
+        invalid = invalid_status(status, str(exc), generation, now)
         written = _write_status(kube, lease, status, invalid, dry_run)
         return LeaseResult(str(status.get("phase")), {**status, **invalid}, written)
 
