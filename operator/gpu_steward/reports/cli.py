@@ -108,13 +108,19 @@ def render_focus(records: Sequence[PodRecord], currency: str, cluster: str) -> s
     return buf.getvalue()
 
 
-def run_report(args: argparse.Namespace, *, now: dt.datetime | None = None, kube: Any = None) -> int:
-    settings = Settings()
-    now = now or dt.datetime.now(dt.UTC)
+def _window(args: argparse.Namespace, now: dt.datetime) -> tuple[dt.datetime, dt.datetime] | None:
+    """The --from/--to window, or None after telling the user what is wrong with it."""
     try:
-        window = window_of(args.start, args.end, now)
+        return window_of(args.start, args.end, now)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def run_report(args: argparse.Namespace, *, now: dt.datetime | None = None, kube: Any = None) -> int:
+    settings, now = Settings(), now or dt.datetime.now(dt.UTC)
+    window = _window(args, now)
+    if window is None:
         return 2
     records, budgets = _gather(args, settings, [window], now, kube)
     sys.stdout.write(render_report(records, budgets, args.by, args.fmt, settings.currency))
@@ -122,12 +128,9 @@ def run_report(args: argparse.Namespace, *, now: dt.datetime | None = None, kube
 
 
 def run_export(args: argparse.Namespace, *, now: dt.datetime | None = None, kube: Any = None) -> int:
-    settings = Settings()
-    now = now or dt.datetime.now(dt.UTC)
-    try:
-        window = window_of(args.start, args.end, now)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    settings, now = Settings(), now or dt.datetime.now(dt.UTC)
+    window = _window(args, now)
+    if window is None:
         return 2
     records, _ = _gather(args, settings, month_windows(window), now, kube)
     text = render_focus(records, settings.currency, args.cluster_name)
