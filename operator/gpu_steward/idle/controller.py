@@ -23,6 +23,7 @@ import structlog
 from gpu_steward.api.common import GROUP, VERSION
 from gpu_steward.api.conditions import set_condition
 from gpu_steward.api.parse import Valid, parse_idle_policy
+from gpu_steward.budgets.costs import price_table
 from gpu_steward.idle.index import GpuPod, Registry
 from gpu_steward.idle.metrics import record_policy
 from gpu_steward.idle.rules import rules_from_spec, windows_from_spec
@@ -30,6 +31,7 @@ from gpu_steward.kube import Kube
 from gpu_steward.notify.messages import NoticeContext, event_for, note_event, slack_message
 from gpu_steward.notify.slack import SlackNotifier
 from gpu_steward.policy import idle as engine
+from gpu_steward.policy.cost import GPU_PRODUCT_LABEL, gpu_hour_price
 from gpu_steward.policy.idle_model import ActionKind, Decision, IdleRules, IdleState, WorkloadFacts
 from gpu_steward.policy.idle_summary import summarize
 from gpu_steward.policy.schedule import in_window
@@ -79,7 +81,8 @@ class IdleController:
         self.slack = slack
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._resolved: dict[str, tuple[WorkloadRef | None, WorkloadRef | None, bool, tuple[Any, ...]]] = {}
-        self._node_products: dict[str, str] = {}
+        self._prices = price_table(settings)
+        self._nodes: dict[str, dict[str, Any]] = {}  # this pass's nodes: prices and GPU models
         # Two idle readings further apart than this are not one idle stretch (engine rule); it bounds
         # how stale the persisted coverage may get, hence how often an idle workload is written.
         self.max_gap = dt.timedelta(seconds=max(120.0, 4 * settings.evaluation_interval_seconds))
@@ -170,6 +173,7 @@ class IdleController:
                     workloads[_key(ref)] = Workload(ref, ref, True, (obj,))
         namespaces = {n["metadata"]["name"]: n["metadata"].get("labels") or {}
                       for n in self.kube.list("v1", "Namespace")}
+        self._nodes = {n["metadata"]["name"]: n for n in self.kube.list("v1", "Node")}
         return objects, namespaces
 
     def _policy_for(self, wl: Workload, obj: dict[str, Any], policies: dict[tuple[str, str], Any],
@@ -215,19 +219,17 @@ class IdleController:
             suspended=suspended, gpu_hour_price=self._price(wl),
         )
 
-    def _price(self, wl: Workload) -> Decimal:
-        node = next((p.node for p in wl.pods if p.node), None)
-        product = self._node_product(node) if node else None
-        prices = self.settings.gpu_hour_prices
-        return Decimal(prices.get(product, self.settings.default_gpu_hour_price)) if product else \
-            Decimal(self.settings.default_gpu_hour_price)
+    def _node(self, wl: Workload) -> dict[str, Any] | None:
+        name = next((p.node for p in wl.pods if p.node), None)
+        return self._nodes.get(name) if name else None
 
-    def _node_product(self, node: str) -> str | None:
-        if node not in self._node_products:
-            body = self.kube.get_optional("v1", "Node", node, None) or {}
-            self._node_products[node] = ((body.get("metadata") or {}).get("labels") or {}).get(
-                "nvidia.com/gpu.product", "")
-        return self._node_products[node] or None
+    def _price(self, wl: Workload) -> Decimal:
+        """The same price the cost ledger uses: node override, else the GPU model's, else the default."""
+        return gpu_hour_price(self._prices, self._node(wl))
+
+    def _gpu_model(self, wl: Workload) -> str | None:
+        node = self._node(wl) or {}
+        return ((node.get("metadata") or {}).get("labels") or {}).get(GPU_PRODUCT_LABEL)
 
     # ---- one workload ------------------------------------------------------------------------
     def _evaluate(self, wl: Workload, obj: dict[str, Any], facts: WorkloadFacts, usage: Usage, rules: IdleRules,
@@ -312,17 +314,16 @@ class IdleController:
 
     def _notice(self, wl: Workload, action: engine.Action, decision: Decision, usage: Usage, rules: IdleRules,
                 owner: Owner, pkey: tuple[str, str], now: dt.datetime) -> NoticeContext:
-        price = decision.gpu_hour_price or Decimal(self.settings.default_gpu_hour_price)
+        price = decision.gpu_hour_price or self._prices.default
         gpus = decision.gpus or sum(p.gpus for p in wl.pods)
         starts = [p.started_at for p in wl.pods if p.started_at]
         hours = Decimal(str((now - min(starts)).total_seconds() / 3600)) if starts else Decimal(0)
         stage = {ActionKind.WARN: "warning", ActionKind.NOTIFY_SUSPENDED: "suspended",
                  ActionKind.NOTIFY_RESUMED: "resumed"}[action.kind]
-        node = next((p.node for p in wl.pods if p.node), None)
         return NoticeContext(
             stage=stage, kind=wl.ref.kind, name=wl.ref.name, namespace=wl.ref.namespace or "", now=now,  # type: ignore[arg-type]
             dry_run=action.would_only, owner=owner.name, idle_since=action.idle_since or decision.state.idle_since,
-            gpus=gpus, gpu_model=self._node_product(node) if node else None, util_percent=usage.util_mean,
+            gpus=gpus, gpu_model=self._gpu_model(wl), util_percent=usage.util_mean,
             threshold_percent=rules.util_threshold_percent,
             cost_so_far=(price * gpus * hours).quantize(Decimal("0.01")),
             cost_per_hour=price * gpus, currency=self.settings.currency,
@@ -335,7 +336,7 @@ class IdleController:
                              decisions: dict[tuple[str, str], list[Decision]], now: dt.datetime,
                              result: PassResult) -> None:
         for key, (body, spec) in policies.items():
-            summary = summarize(decisions.get(key, []), now, Decimal(self.settings.default_gpu_hour_price))
+            summary = summarize(decisions.get(key, []), now, self._prices.default)
             record_policy(key[0], key[1], summary)
             fields = summary.as_status(spec.dry_run or self.settings.dry_run)
             fields["currency"] = self.settings.currency
