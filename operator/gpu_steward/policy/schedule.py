@@ -59,14 +59,21 @@ def validate_schedule(tz: str | None, windows: Sequence[Window], field: str = "s
     return errors
 
 
-def current_window(windows: Sequence[Window], tz: str | None, now: datetime) -> tuple[datetime, datetime] | None:
-    """(start, end) in UTC of the open window at ``now``, or None. Invalid entries are skipped."""
+def _local(tz: str | None, now: datetime) -> datetime | None:
+    """``now`` in the schedule's time zone (cron fields are local); None for an unknown zone."""
     try:
         zone = _zone(tz)
     except ValueError:
         return None
+    return as_utc(now).astimezone(zone) if zone is not None else as_utc(now)
+
+
+def current_window(windows: Sequence[Window], tz: str | None, now: datetime) -> tuple[datetime, datetime] | None:
+    """(start, end) in UTC of the open window at ``now``, or None. Invalid entries are skipped."""
+    local_now = _local(tz, now)
+    if local_now is None:
+        return None
     now = as_utc(now)
-    local_now = now.astimezone(zone) if zone is not None else now
     best: tuple[datetime, datetime] | None = None
     for w in windows:
         if w.duration <= timedelta(0) or not croniter.is_valid(w.cron):
@@ -89,12 +96,10 @@ def in_window(windows: Sequence[Window], tz: str | None, now: datetime) -> bool:
 
 def next_window_start(windows: Sequence[Window], tz: str | None, now: datetime) -> datetime | None:
     """When the next window opens (UTC), for messages like "enforcement resumes at ..."."""
-    try:
-        zone = _zone(tz)
-    except ValueError:
+    local_now = _local(tz, now)
+    if local_now is None:
         return None
     now = as_utc(now)
-    local_now = now.astimezone(zone) if zone is not None else now
     starts = [
         as_utc(croniter(w.cron, local_now).get_next(datetime))
         for w in windows
