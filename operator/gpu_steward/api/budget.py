@@ -8,16 +8,14 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from gpu_steward.api.common import (
-    CONDITIONS_SCHEMA_EXTRA,
     LIST_MAX,
     NAME_MAX,
-    Condition,
     Currency,
     Duration,
     Model,
     Money,
+    ResourceStatus,
     SecretKeyRef,
-    StatusModel,
     Time,
     duration_bounds,
     rule,
@@ -112,7 +110,7 @@ class GPUBudgetSpec(Model):
         return self
 
 
-class GPUBudgetStatus(StatusModel):
+class GPUBudgetStatus(ResourceStatus):
     gpus_in_use: int | None = Field(None, ge=0)
     effective_quota: int | None = Field(None, ge=0)
     spend: Money | None = None
@@ -121,10 +119,6 @@ class GPUBudgetStatus(StatusModel):
     period_start: Time | None = None
     period_end: Time | None = None
     announced_thresholds: list[int] = Field(default_factory=list, max_length=10)
-    observed_generation: int | None = Field(None, ge=0)
-    conditions: list[Condition] = Field(
-        default_factory=list, max_length=LIST_MAX, json_schema_extra=CONDITIONS_SCHEMA_EXTRA
-    )
 
 
 __all__ = [

@@ -192,3 +192,13 @@ class WorkloadRef(StatusModel):
 
 
 CONDITIONS_SCHEMA_EXTRA: dict[str, Any] = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+
+
+class ResourceStatus(StatusModel):
+    """What every one of our resources' status carries: the generation it describes and its
+    conditions, keyed by ``type``."""
+
+    observed_generation: int | None = Field(None, ge=0)
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=LIST_MAX, json_schema_extra=CONDITIONS_SCHEMA_EXTRA
+    )

@@ -8,16 +8,14 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 
 from gpu_steward.api.common import (
-    CONDITIONS_SCHEMA_EXTRA,
     LIST_MAX,
-    Condition,
     Currency,
     Duration,
     LabelSelector,
     Model,
     Money,
     Quantity,
-    StatusModel,
+    ResourceStatus,
     duration_bounds,
     rule,
     validations,
@@ -130,7 +128,7 @@ class IdlePolicySpec(Model):
     dry_run: bool = Field(True, description="Shadow mode: compute and report, touch nothing. On by default.")
 
 
-class IdlePolicyStatus(StatusModel):
+class IdlePolicyStatus(ResourceStatus):
     mode: Mode | None = None
     watched: int | None = Field(None, ge=0)
     idle: int | None = Field(None, ge=0)
@@ -142,10 +140,6 @@ class IdlePolicyStatus(StatusModel):
     would_save_gpu_hours: Quantity | None = Field(None, alias="wouldSaveGPUHours")
     would_save_cost: Money | None = None
     currency: Currency | None = None
-    observed_generation: int | None = Field(None, ge=0)
-    conditions: list[Condition] = Field(
-        default_factory=list, max_length=LIST_MAX, json_schema_extra=CONDITIONS_SCHEMA_EXTRA
-    )
 
 
 __all__ = [

@@ -8,17 +8,14 @@ from typing import Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from gpu_steward.api.common import (
-    CONDITIONS_SCHEMA_EXTRA,
-    LIST_MAX,
     LONG_TEXT_MAX,
     NAME_MAX,
-    Condition,
     Duration,
     LabelSelector,
     Model,
     Money,
     Quantity,
-    StatusModel,
+    ResourceStatus,
     Time,
     WorkloadRef,
     cel_seconds,
@@ -117,7 +114,7 @@ class ExperimentLeaseSpec(Model):
         return DEFAULT_GRACE_PERIOD
 
 
-class ExperimentLeaseStatus(StatusModel):
+class ExperimentLeaseStatus(ResourceStatus):
     phase: Phase | None = None
     expires_at: Time | None = None
     approved_by: str | None = Field(None, max_length=NAME_MAX)
@@ -125,10 +122,6 @@ class ExperimentLeaseStatus(StatusModel):
     spend: Money | None = None
     renewals_granted: int | None = Field(None, ge=0)
     workloads: list[WorkloadRef] = Field(default_factory=list, max_length=1000)
-    observed_generation: int | None = Field(None, ge=0)
-    conditions: list[Condition] = Field(
-        default_factory=list, max_length=LIST_MAX, json_schema_extra=CONDITIONS_SCHEMA_EXTRA
-    )
 
 
 __all__ = [
