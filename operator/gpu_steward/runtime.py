@@ -1,5 +1,6 @@
 """The operator process's shared parts for budgets, leases and costs: settings, Kube, notifier,
-cost ledger, utilization lookup. Built once (lazily, or by ``set_runtime`` in run.py / tests)."""
+cost ledger, the one utilization source both evaluation loops read. Built once (lazily, or by
+``set_runtime`` in run.py / tests)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from gpu_steward.budgets.costs import CostLedger, UtilizationLookup
 from gpu_steward.budgets.notifier import EventNotifier, FanOut, Notifier, SlackBridge
 from gpu_steward.kube import Kube, load_api_client
 from gpu_steward.settings import Settings
+from gpu_steward.sources.base import UtilizationSource
+from gpu_steward.sources.factory import make_source
 
 
 @dataclass
@@ -20,6 +23,7 @@ class Runtime:
     kube: Kube
     notifier: Notifier
     ledger: CostLedger
+    source: UtilizationSource | None = None  # agents or Prometheus: one HTTP session for both loops
     utilization: UtilizationLookup | None = None
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
@@ -41,7 +45,8 @@ def build_runtime(settings: Settings | None = None, kubeconfig: str | None = Non
     settings = settings or Settings()
     kube = Kube(load_api_client(kubeconfig))
     notifier = FanOut([EventNotifier(kube), SlackBridge(kube, settings)])
-    return Runtime(settings, kube, notifier, CostLedger(settings.cost_idle_util_percent))
+    return Runtime(settings, kube, notifier, CostLedger(settings.cost_idle_util_percent),
+                   source=make_source(kube, settings))
 
 
 def get_runtime() -> Runtime:

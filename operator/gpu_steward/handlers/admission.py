@@ -12,9 +12,9 @@ from typing import Any
 import kopf
 
 from gpu_steward.api.common import GROUP, VERSION
-from gpu_steward.budgets.runtime import configured_settings
 from gpu_steward.policy.lease import APPROVED_BY_ANNOTATION, approval_denial
 from gpu_steward.policy.ownership import admission_verdict
+from gpu_steward.runtime import configured_settings
 
 _SETTINGS = configured_settings()
 

@@ -12,9 +12,9 @@ import structlog
 from gpu_steward.api.common import GROUP, VERSION
 from gpu_steward.budgets.budget import reconcile_budget
 from gpu_steward.budgets.costs import list_gpu_pods, reconcile_pod_costs
-from gpu_steward.budgets.runtime import configured_settings, get_runtime
 from gpu_steward.budgets.utilization import sample
-from gpu_steward.sources.factory import make_source
+from gpu_steward.handlers import loops
+from gpu_steward.runtime import configured_settings, get_runtime
 
 log = structlog.get_logger(__name__)
 _INTERVAL = configured_settings().evaluation_interval_seconds
@@ -38,34 +38,16 @@ def budget_reconcile(namespace: str, name: str, **_: Any) -> None:
     _reconcile(namespace, name)
 
 
-async def _cost_loop(interval: float, source: Any) -> None:
-    while True:
-        rt = get_runtime()
-        try:
-            now = dt.datetime.now(dt.UTC)
-            pods = await asyncio.to_thread(list_gpu_pods, rt.kube, rt.settings)
-            # The same readings serve the cost ledger and the budgets' SuspendIdleFirst.
-            rt.utilization = await sample(source, pods, now)
-            result = await asyncio.to_thread(reconcile_pod_costs, rt.kube, rt.settings, now, rt.ledger,
-                                             rt.utilization, pods)
-            log.debug("cost pass", pods=result.pods, written=result.written,
-                      rate_limited=result.skipped_rate_limited)
-        except Exception as exc:  # one failed pass (apiserver blip) must not end the loop
-            log.warning("cost pass failed", error=str(exc)[:200])
-        await asyncio.sleep(interval)
+async def _cost_pass() -> None:
+    rt = get_runtime()
+    now = dt.datetime.now(dt.UTC)
+    pods = await asyncio.to_thread(list_gpu_pods, rt.kube, rt.settings)
+    # The same readings serve the cost ledger and the budgets' SuspendIdleFirst.
+    rt.utilization = await sample(rt.source, pods, now) if rt.source is not None else None
+    result = await asyncio.to_thread(reconcile_pod_costs, rt.kube, rt.settings, now, rt.ledger, rt.utilization, pods)
+    log.debug("cost pass", pods=result.pods, written=result.written, rate_limited=result.skipped_rate_limited)
 
 
 @kopf.on.startup()
 async def start_cost_loop(memo: kopf.Memo, **_: Any) -> None:
-    rt = get_runtime()
-    source = make_source(rt.kube, rt.settings)
-    memo["gpusteward_cost"] = (asyncio.create_task(_cost_loop(_INTERVAL, source)), source)
-
-
-@kopf.on.cleanup()
-async def stop_cost_loop(memo: kopf.Memo, **_: Any) -> None:
-    task, source = memo.get("gpusteward_cost", (None, None))
-    if task is not None:
-        task.cancel()
-    if source is not None:
-        await source.close()
+    loops.start(memo, "cost", _INTERVAL, _cost_pass)

@@ -7,8 +7,8 @@ from typing import Any
 import kopf
 import prometheus_client
 
-from gpu_steward.budgets.runtime import get_runtime
 from gpu_steward.handlers import run
+from gpu_steward.runtime import get_runtime
 
 
 @kopf.on.startup(id="gpusteward-configure")

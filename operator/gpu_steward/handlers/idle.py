@@ -7,19 +7,18 @@ pod.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import kopf
 import structlog
 
 from gpu_steward.api.common import GROUP, VERSION
-from gpu_steward.budgets.runtime import get_runtime
+from gpu_steward.handlers import loops
 from gpu_steward.idle.controller import IdleController
 from gpu_steward.idle.index import Registry
 from gpu_steward.idle.metrics import record_pass
 from gpu_steward.notify.slack import SlackNotifier
-from gpu_steward.sources.factory import make_source
+from gpu_steward.runtime import get_runtime
 
 log = structlog.get_logger(__name__)
 registry = Registry()
@@ -43,32 +42,18 @@ def idle_policy_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
     registry.policy_event(event.get("type"), body)
 
 
-async def _loop(controller: IdleController, interval: float) -> None:
-    await asyncio.sleep(min(interval, 2.0))  # let the first watch lists fill the index
-    while True:
-        try:
-            result = await controller.run_pass()
-            record_pass(result)
-            log.info("idle pass", workloads=result.workloads, writes=result.writes,
-                     actions=dict(result.actions), seconds=round(result.seconds, 3))
-        except Exception:  # one failed pass (apiserver blip) must not end the loop
-            log.exception("idle pass failed")
-        await asyncio.sleep(interval)
-
-
 @kopf.on.startup()
 async def start_idle_loop(memo: kopf.Memo, **_: Any) -> None:
     rt = get_runtime()
-    source = make_source(rt.kube, rt.settings)
-    controller = IdleController(rt.kube, rt.settings, source, registry, SlackNotifier.from_settings(rt.settings))
-    memo["gpusteward_idle"] = (asyncio.create_task(_loop(controller, rt.settings.evaluation_interval_seconds)),
-                               source)
+    assert rt.source is not None
+    controller = IdleController(rt.kube, rt.settings, rt.source, registry, SlackNotifier.from_settings(rt.settings))
 
+    async def one_pass() -> None:
+        result = await controller.run_pass()
+        record_pass(result)
+        log.info("idle pass", workloads=result.workloads, writes=result.writes, actions=dict(result.actions),
+                 seconds=round(result.seconds, 3))
 
-@kopf.on.cleanup()
-async def stop_idle_loop(memo: kopf.Memo, **_: Any) -> None:
-    task, source = memo.get("gpusteward_idle", (None, None))
-    if task is not None:
-        task.cancel()
-    if source is not None:
-        await source.close()
+    # A short first delay lets the first watch lists fill the index.
+    loops.start(memo, "idle", rt.settings.evaluation_interval_seconds, one_pass,
+                initial_delay=min(rt.settings.evaluation_interval_seconds, 2.0))

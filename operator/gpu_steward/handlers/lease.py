@@ -9,7 +9,7 @@ import kopf
 
 from gpu_steward.api.common import GROUP, VERSION
 from gpu_steward.budgets.lease import reconcile_lease
-from gpu_steward.budgets.runtime import configured_settings, get_runtime
+from gpu_steward.runtime import configured_settings, get_runtime
 
 _INTERVAL = configured_settings().evaluation_interval_seconds
 

@@ -82,7 +82,7 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> 
 
 def run_operator(settings: Settings | None = None, *, stop_flag: Any = None, ready_flag: Any = None) -> int:
     """Run until stopped (blocking). ``stop_flag``/``ready_flag`` as in ``kopf.operator`` (tests)."""
-    from gpu_steward.budgets.runtime import build_runtime, set_runtime
+    from gpu_steward.runtime import build_runtime, set_runtime
 
     settings = settings or Settings()
     logs.configure(settings.log_format, settings.log_level)
