@@ -147,7 +147,9 @@ def test_missing_utilization_never_suspends(env: IdleEnv) -> None:
     wait_for(lambda: env.state("batch/v1", "Job", "train", "idle-job").get("suspend"),
              timeout=180, what="the same elapsed time as the suspended Job")
     assert not env.get("batch/v1", "Job", "blind", "idle-unknown")["spec"].get("suspend")
-    assert env.state("batch/v1", "Job", "blind", "idle-unknown").get("phase") == "Unknown"
+    assert env.state("batch/v1", "Job", "blind", "idle-unknown") == {}  # nothing to remember: never annotated
+    status = env.get(API, "IdlePolicy", "unknown", "idle-unknown").get("status") or {}
+    assert (status.get("watched"), status.get("unknown"), status.get("idle")) == (1, 1, 0), status
     assert env.notices("blind", "") == []
 
 

@@ -63,17 +63,21 @@ def test_busy_workloads_cost_no_writes_and_a_bad_policy_is_marked_invalid(cluste
     wait_for(lambda: len([p for p in kube.list("v1", "Pod", NS) if p["status"].get("phase") == "Running"]) == 3,
              what="three Running GPU pods")
     settings = Settings(agent_endpoints={NODE: node.url}, sample_max_age_seconds=30, metrics_port=0)
-    wait_for(lambda: json.loads(_summary(node.url)).get("pods"), what="the agent to attribute the pods")
+    wait_for(lambda: len(_attributed(node.url)) == 3, what="the agent to attribute the three pods")
 
     async def passes() -> list[int]:
-        controller = IdleController(kube, settings, make_source(kube, settings), _registry(kube))
+        source = make_source(kube, settings)
+        controller = IdleController(kube, settings, source, _registry(kube))
         writes = []
-        for _ in range(3):
-            before = kube.writes.count
-            result = await controller.run_pass()
-            assert result.decisions == 3  # the three Jobs this namespace's policy governs
-            writes.append(kube.writes.count - before)
-            controller.registry = _registry(kube)  # what the watch would have delivered meanwhile
+        try:
+            for _ in range(3):
+                before = kube.writes.count
+                result = await controller.run_pass()
+                assert result.decisions == 3  # the three Jobs this namespace's policy governs
+                writes.append(kube.writes.count - before)
+                controller.registry = _registry(kube)  # what the watch would have delivered meanwhile
+        finally:
+            await source.close()
         return writes
 
     writes = asyncio.run(passes())
@@ -83,12 +87,15 @@ def test_busy_workloads_cost_no_writes_and_a_bad_policy_is_marked_invalid(cluste
         assert "gpusteward.dev/idle-state" not in ann
     status = kube.get("gpusteward.dev/v1alpha1", "IdlePolicy", "busy", NS)["status"]
     assert status["watched"] == 3 and status["idle"] == 0 and status["mode"] == "Enforcing"
+    assert status["active"] == 3, status  # measured busy, not merely unknown
     bad_status = kube.get("gpusteward.dev/v1alpha1", "IdlePolicy", "bad-zone", NS)["status"]
     invalid = next(c for c in bad_status["conditions"] if c["type"] == "Invalid")
     assert invalid["status"] == "True" and "timeZone" in invalid["message"], invalid
 
 
-def _summary(url: str) -> str:
+def _attributed(url: str) -> set[str]:
+    """Names of this namespace's pods the agent's summary has samples for."""
     with urllib.request.urlopen(url + "/v1/summary", timeout=5) as resp:
-        return resp.read().decode()
+        summary = json.loads(resp.read().decode())
+    return {p["name"] for p in summary.get("pods") or [] if p.get("namespace") == NS and p.get("samples")}
 

@@ -366,6 +366,18 @@ def test_needs_persist_writes_meaningful_changes_at_once_and_the_idle_clock_per_
     assert needs_persist(s1, s, every)  # warning intent: at once
 
 
+def test_a_workload_without_data_is_not_annotated_until_it_has_something_to_remember():
+    r = rules()
+    unknown = decide(IdleState(), Usage.unknown("no sample yet"), facts(), r, T0).state
+    assert unknown.phase is Phase.UNKNOWN
+    assert not needs_persist(None, unknown, r.checkpoint_every)  # first sight, no data: no write
+    idle_now = decide(unknown, idle(T0 + MIN), facts(), r, T0 + MIN).state
+    assert needs_persist(None, idle_now, r.checkpoint_every)  # an idle start is worth remembering
+    lost = decide(idle_now, Usage.unknown("agent gone"), facts(), r, T0 + 2 * MIN).state
+    assert lost.phase is Phase.UNKNOWN and lost.idle_since is None  # no data ends the idle stretch
+    assert needs_persist(idle_now, lost, r.checkpoint_every)  # ...and that is written at once
+
+
 def test_without_checkpoints_every_idle_reading_is_written():
     r = rules()
     s1, _ = run_idle(IdleState(), T0, 3, r)

@@ -131,6 +131,8 @@ class IdlePolicySpec(Model):
 class IdlePolicyStatus(ResourceStatus):
     mode: Mode | None = None
     watched: int | None = Field(None, ge=0)
+    active: int | None = Field(None, ge=0, description="Workloads measured busy (or held: grace, snooze, exemption).")
+    unknown: int | None = Field(None, ge=0, description="Workloads without usable utilization data: never idle.")
     idle: int | None = Field(None, ge=0)
     warned: int | None = Field(None, ge=0)
     suspended: int | None = Field(None, ge=0)

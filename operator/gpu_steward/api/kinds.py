@@ -109,6 +109,8 @@ IDLEPOLICY = Kind(
         PrinterColumn("Saved", "string", ".status.reclaimedCost", "Money reclaimed from idle GPUs."),
         PrinterColumn("Would-Save", "string", ".status.wouldSaveCost", "Dry-run: money that would be saved.", 1),
         PrinterColumn("Watched", "integer", ".status.watched", "Workloads the policy watches.", priority=1),
+        PrinterColumn("Unknown", "integer", ".status.unknown",
+                      "Workloads without usable utilization data (never treated as idle).", priority=1),
         _AGE,
     ),
 )

@@ -263,29 +263,24 @@ class IdleController:
 
     def _persist(self, wl: Workload, obj: dict[str, Any], stored: str | None, state: IdleState,
                  clear_resume: bool, result: PassResult, suspended: bool | None = None) -> None:
+        """Write the state when it holds news (``engine.needs_persist``): every change that matters at
+        once, the idle clock's progress at most every half ``max_gap`` (an idle workload costs a write a
+        minute, not one per pass, and the stored coverage stays fresh enough that a restart never breaks
+        the idle stretch). A workload with nothing to remember is never annotated."""
         text = engine.state_to_annotation(state)
-        if not clear_resume and suspended is None and (text == stored or self._only_coverage_moved(stored, state)):
-            return
+        if not clear_resume and suspended is None:
+            if text == stored:
+                return
+            old, problem = engine.state_from_annotation(stored) if stored is not None else (None, None)
+            if not problem and not engine.needs_persist(old, state, self.max_gap / 2):
+                return
         patch: dict[str, Any] = {"metadata": {"annotations": {STATE_ANNOTATION: text}}}
         if clear_resume:
             patch["metadata"]["annotations"][RESUME_ANNOTATION] = None
         if suspended is not None:
             patch["metadata"]["labels"] = {SUSPENDED_LABEL: "true" if suspended else None}
-        if stored is None and state == IdleState() and not clear_resume and suspended is None:
-            return  # nothing to remember about a busy workload: never annotate it
         self.kube.patch(wl.ref.api_version, wl.ref.kind, wl.ref.name, wl.ref.namespace, patch, dry_run=False)
         result.writes += 1
-
-    def _only_coverage_moved(self, stored: str | None, state: IdleState) -> bool:
-        """True when the only news is a later ``idle_covered_to``: that is written at most every half
-        ``max_gap`` (so an idle workload costs a write a minute, not one per pass), which keeps the
-        persisted coverage fresh enough that a restart never breaks the idle stretch."""
-        old, _ = engine.state_from_annotation(stored)
-        if stored is None or replace(old, idle_covered_to=state.idle_covered_to) != state:
-            return False
-        if old.idle_covered_to is None or state.idle_covered_to is None:
-            return False
-        return state.idle_covered_to - old.idle_covered_to < self.max_gap / 2
 
     def _perform(self, wl: Workload, obj: dict[str, Any], action: engine.Action, decision: Decision, usage: Usage,
                  rules: IdleRules, owner: Owner, pkey: tuple[str, str], now: dt.datetime) -> bool:

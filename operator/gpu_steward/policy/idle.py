@@ -403,8 +403,11 @@ def needs_persist(persisted: IdleState | None, current: IdleState, checkpoint_ev
     (``idle_covered_to``) is batched: written when it ran ``checkpoint_every`` ahead of the stored value,
     so an idle workload costs one patch per checkpoint, not one per pass. A restored state tolerates that
     lag (``IdleRules.checkpoint_every`` must be the same value). A workload with nothing to remember
-    (fresh, active) needs no annotation at all.
+    (fresh, and active or without data yet) needs no annotation at all: a busy or not-yet-measured
+    workload is never written to.
     """
+    if persisted is None and replace(current, phase=Phase.ACTIVE, restored=False) == IdleState():
+        return False
     base = persisted if persisted is not None else IdleState()
     if replace(base, idle_covered_to=None, restored=False) != replace(current, idle_covered_to=None, restored=False):
         return True

@@ -40,6 +40,8 @@ class IdleSummary:
         return {
             "mode": "DryRun" if dry_run else "Enforcing",
             "watched": self.watched,
+            "active": self.active,
+            "unknown": self.unknown,
             "idle": self.idle,
             "warned": self.warned,
             "suspended": self.suspended,
