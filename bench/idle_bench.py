@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from gpu_steward.idle.controller import IdleController
-from gpu_steward.idle.index import Registry
+from gpu_steward.index import Registry
 from gpu_steward.kube import Kube
 from gpu_steward.localcluster.build import RUN_FOREVER_ANNOTATION
 from gpu_steward.localcluster.operator_process import OperatorProcess
@@ -53,8 +53,9 @@ def rss_mb() -> float:
 def operator_process_numbers(cp: ControlPlane, seconds: float) -> None:
     """The real operator process on the same cluster: its resident memory and its writes per pass.
 
-    No agents run here, so every workload reads as unknown (never idle): the first pass records
-    that once per workload, later passes must write nothing.
+    No agents run here, so every workload reads as unknown (never idle) and, having nothing to
+    remember, is never annotated: passes write only the policies' status when it changes. The cost
+    loop runs too and reads the same watch-fed index (no LIST of every pod per pass).
     """
     log = Path(cp.workdir or "/tmp") / "bench-operator.log"
     op = OperatorProcess(cp.kubeconfig, log, settings={"evaluation_interval_seconds": "5", "metrics_port": "0",

@@ -1,6 +1,6 @@
-"""The operator process's shared parts for budgets, leases and costs: settings, Kube, notifier,
-cost ledger, the one utilization source both evaluation loops read. Built once (lazily, or by
-``set_runtime`` in run.py / tests)."""
+"""The operator process's shared parts: settings, Kube, notifier, cost ledger, the watch-fed index of
+GPU pods and IdlePolicies, and the one utilization source both evaluation loops read. Built once
+(lazily, or by ``set_runtime`` in run.py / tests)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from gpu_steward.budgets.costs import CostLedger, UtilizationLookup
 from gpu_steward.budgets.notifier import EventNotifier, FanOut, Notifier, SlackBridge
+from gpu_steward.index import Registry
 from gpu_steward.kube import Kube, load_api_client
 from gpu_steward.settings import Settings
 from gpu_steward.sources.base import UtilizationSource
@@ -25,6 +26,7 @@ class Runtime:
     ledger: CostLedger
     source: UtilizationSource | None = None  # agents or Prometheus: one HTTP session for both loops
     utilization: UtilizationLookup | None = None
+    index: Registry = field(default_factory=Registry)  # GPU pods and IdlePolicies, fed by handlers.watch
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 

@@ -13,7 +13,7 @@ import yaml
 
 from fixtures.idle_env import REPO, job, policy
 from gpu_steward.idle.controller import IdleController
-from gpu_steward.idle.index import Registry
+from gpu_steward.index import Registry
 from gpu_steward.kube import Kube
 from gpu_steward.localcluster.deviceplugin import DevicePluginLoop
 from gpu_steward.localcluster.gpunode import SimulatedGpuNode

@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 
 from gpu_steward.api.parse import Valid, parse_idle_policy
-from gpu_steward.idle.index import Registry, gpu_pod_entry
 from gpu_steward.idle.rules import rules_from_spec, windows_from_spec
+from gpu_steward.index import Registry, gpu_pod_entry
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -11,9 +11,9 @@ import structlog
 
 from gpu_steward.api.common import GROUP, VERSION
 from gpu_steward.budgets.budget import reconcile_budget
-from gpu_steward.budgets.costs import list_gpu_pods, reconcile_pod_costs
+from gpu_steward.budgets.costs import reconcile_pod_costs
 from gpu_steward.budgets.utilization import sample
-from gpu_steward.handlers import loops
+from gpu_steward.handlers import loops, watch  # noqa: F401  (watch: registers the index's watches)
 from gpu_steward.runtime import configured_settings, get_runtime
 
 log = structlog.get_logger(__name__)
@@ -41,7 +41,8 @@ def budget_reconcile(namespace: str, name: str, **_: Any) -> None:
 async def _cost_pass() -> None:
     rt = get_runtime()
     now = dt.datetime.now(dt.UTC)
-    pods = await asyncio.to_thread(list_gpu_pods, rt.kube, rt.settings)
+    # The watch-fed index, not a LIST of every pod each interval (memory and apiserver load at scale).
+    pods = rt.index.pod_bodies(rt.settings.namespaces)
     # The same readings serve the cost ledger and the budgets' SuspendIdleFirst.
     rt.utilization = await sample(rt.source, pods, now) if rt.source is not None else None
     result = await asyncio.to_thread(reconcile_pod_costs, rt.kube, rt.settings, now, rt.ledger, rt.utilization, pods)
@@ -50,4 +51,5 @@ async def _cost_pass() -> None:
 
 @kopf.on.startup()
 async def start_cost_loop(memo: kopf.Memo, **_: Any) -> None:
-    loops.start(memo, "cost", _INTERVAL, _cost_pass)
+    # A short first delay lets the first watch lists fill the index (as the idle loop does).
+    loops.start(memo, "cost", _INTERVAL, _cost_pass, initial_delay=min(_INTERVAL, 2.0))

@@ -28,6 +28,7 @@ log = structlog.get_logger(__name__)
 # Modules whose import registers kopf handlers. Each is a thin layer over orchestration code.
 HANDLER_MODULES: tuple[str, ...] = (
     "gpu_steward.handlers.context",
+    "gpu_steward.handlers.watch",
     "gpu_steward.handlers.budget",
     "gpu_steward.handlers.lease",
     "gpu_steward.handlers.idle",

@@ -24,9 +24,9 @@ from gpu_steward.api.common import GROUP, VERSION
 from gpu_steward.api.conditions import set_condition
 from gpu_steward.api.parse import Valid, parse_idle_policy
 from gpu_steward.budgets.costs import price_table
-from gpu_steward.idle.index import GpuPod, Registry
 from gpu_steward.idle.metrics import record_policy
 from gpu_steward.idle.rules import rules_from_spec, windows_from_spec
+from gpu_steward.index import GpuPod, Registry
 from gpu_steward.kube import Kube
 from gpu_steward.notify.messages import NoticeContext, event_for, note_event, slack_message
 from gpu_steward.notify.slack import SlackNotifier

@@ -1,7 +1,8 @@
-"""The in-memory index the evaluation loop runs over: GPU pods and IdlePolicies (no I/O, no kopf).
+"""The in-memory index the evaluation loops run over: GPU pods and IdlePolicies (no I/O, no kopf).
 
-Watch events feed it (handlers/idle.py); one evaluation pass reads a snapshot. Entries keep only the
-few fields a decision needs, never whole bodies: at 10k GPU pods the index stays a few MB.
+Watch events feed it (handlers/idle.py); the idle pass and the cost pass read snapshots, so neither
+LISTs every pod of the cluster each interval. Entries keep only the fields a decision or a cost needs
+(``slim_pod``), never whole bodies: at 10k GPU pods the index stays a few MB.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gpu_steward.policy.cost import parse_time, pod_gpus
+from gpu_steward.policy.cost import GPU_RESOURCE, parse_time, pod_gpus
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,38 @@ class GpuPod:
 OWN_PREFIXES = ("gpusteward.dev/", "owner", "team")
 
 
+def _slim_container(container: Mapping[str, Any]) -> dict[str, Any]:
+    resources = container.get("resources") or {}
+    return {"name": container.get("name", ""),
+            "resources": {k: {GPU_RESOURCE: (resources.get(k) or {})[GPU_RESOURCE]}
+                          for k in ("limits", "requests") if GPU_RESOURCE in (resources.get(k) or {})}}
+
+
+def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a pod body that GPU accounting reads, in the pod's own shape (so every function that
+    takes a pod takes this too): identity, labels, our and the owner annotations, owner references,
+    node, GPU requests, phase, start, finish and the Ready condition. A few hundred bytes instead of
+    the whole body (managedFields, env, volumes...)."""
+    meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
+    slim_meta = {k: meta[k] for k in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp")
+                 if meta.get(k) is not None}
+    slim_meta["labels"] = dict(meta.get("labels") or {})
+    slim_meta["annotations"] = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(OWN_PREFIXES)}
+    slim_meta["ownerReferences"] = [dict(r) for r in meta.get("ownerReferences") or []]
+    finished = [{"state": {"terminated": {"finishedAt": t}}}
+                for cs in status.get("containerStatuses") or []
+                if (t := ((cs.get("state") or {}).get("terminated") or {}).get("finishedAt"))]
+    return {
+        "apiVersion": "v1", "kind": "Pod", "metadata": slim_meta,
+        "spec": {"nodeName": spec.get("nodeName"),
+                 "containers": [_slim_container(c) for c in spec.get("containers") or []],
+                 "initContainers": [_slim_container(c) for c in spec.get("initContainers") or []]},
+        "status": {"phase": status.get("phase", "Pending"), "startTime": status.get("startTime"),
+                   "containerStatuses": finished,
+                   "conditions": [dict(c) for c in status.get("conditions") or [] if c.get("type") == "Ready"]},
+    }
+
+
 def gpu_pod_entry(body: Mapping[str, Any]) -> GpuPod | None:
     """The index entry for a pod, or None when it asks for no GPU."""
     gpus = pod_gpus(body)
@@ -71,6 +104,7 @@ class Registry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pods: dict[str, GpuPod] = {}
+        self._bodies: dict[str, dict[str, Any]] = {}  # uid -> slim_pod(body), for the cost pass
         self._policies: dict[tuple[str, str], dict[str, Any]] = {}
 
     def pod_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -78,11 +112,14 @@ class Registry:
         if not uid:
             return
         entry = None if event_type == "DELETED" else gpu_pod_entry(body)
+        slim = slim_pod(body) if entry is not None else None
         with self._lock:
-            if entry is None:
+            if entry is None or slim is None:
                 self._pods.pop(uid, None)
+                self._bodies.pop(uid, None)
             else:
                 self._pods[uid] = entry
+                self._bodies[uid] = slim
 
     def policy_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata") or {}
@@ -100,6 +137,15 @@ class Registry:
     def pods(self) -> list[GpuPod]:
         with self._lock:
             return list(self._pods.values())
+
+    def pod_bodies(self, namespaces: tuple[str, ...] | list[str] = ()) -> list[dict[str, Any]]:
+        """Slim GPU pod bodies (``slim_pod``), optionally only those in ``namespaces``."""
+        with self._lock:
+            bodies = list(self._bodies.values())
+        if namespaces:
+            wanted = set(namespaces)
+            bodies = [b for b in bodies if b["metadata"].get("namespace") in wanted]
+        return bodies
 
     def policies(self) -> list[dict[str, Any]]:
         with self._lock:
