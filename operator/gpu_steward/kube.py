@@ -12,6 +12,8 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import json
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,14 +54,42 @@ class WriteLog:
 
 
 class Kube:
+    # A kind the cluster did not serve is looked up again (discovery) at most this often.
+    MISSING_KIND_RECHECK_SECONDS = 15.0
+
     def __init__(self, api_client: client.ApiClient) -> None:
         self.api_client = api_client
         self.dynamic = DynamicClient(api_client)
         self.core = client.CoreV1Api(api_client)
         self.writes = WriteLog()
+        # The dynamic client's discovery cache is not thread-safe, and a miss (a CRD that is not
+        # installed) makes it drop the cache and discover again: a thread reading it meanwhile fails
+        # (KeyError). The loops, kopf's handler threads and the Slack endpoint share this object, so
+        # lookups are serialized and their results kept here (a miss for 15 s: every pass asks for
+        # kinds a cluster may not serve, such as Ray or PyTorchJob).
+        self._resolve_lock = threading.Lock()
+        self._resolved: dict[tuple[str, str], Any] = {}
+        self._missing: dict[tuple[str, str], float] = {}
 
     def _resource(self, api_version: str, kind: str) -> Any:
-        return self.dynamic.resources.get(api_version=api_version, kind=kind)
+        key = (api_version, kind)
+        found = self._resolved.get(key)
+        if found is not None:
+            return found
+        with self._resolve_lock:
+            if key in self._resolved:
+                return self._resolved[key]
+            missed = self._missing.get(key)
+            if missed is not None and time.monotonic() - missed < self.MISSING_KIND_RECHECK_SECONDS:
+                raise ResourceNotFoundError(f"No matches found for {key} (looked up recently)")
+            try:
+                found = self.dynamic.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                self._missing[key] = time.monotonic()
+                raise
+            self._missing.pop(key, None)
+            self._resolved[key] = found
+            return found
 
     # ---- reads -------------------------------------------------------------------------------
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> JSON | None:
