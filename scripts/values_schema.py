@@ -227,6 +227,7 @@ def build() -> S:
         "signingSecretKey": string(),
         "defaultChannel": string(),
         "apiUrl": string(pattern=r"^https?://"),
+        "interactionsPort": PORT,
     })
     agent = obj({
         "enabled": BOOL,

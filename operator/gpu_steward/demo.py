@@ -26,11 +26,12 @@ from gpu_steward.localcluster.operator_process import OperatorProcess
 from gpu_steward.localcluster.processes import wait_for
 from gpu_steward.localcluster.runner import ControlPlane
 from gpu_steward.localcluster.slackreceiver import SlackReceiver
+from gpu_steward.workloads.model import IDLE_STATE_ANNOTATION
 
 REPO = Path(__file__).resolve().parents[2]
 NS = "ml-team"
 NOTEBOOK_CRD = REPO.parent / "shared" / "upstream-crds" / "kubeflow.org_notebooks.yaml"
-STATE = "gpusteward.dev/idle-state"
+STATE = IDLE_STATE_ANNOTATION
 
 
 def say(msg: str, *, style: str = "") -> None:

@@ -57,7 +57,11 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
     slack_default_channel: str | None = None
+    # With a signing secret, notices carry Snooze / Resume buttons and the operator serves Slack's
+    # interactivity Request URL (POST /slack/interactions) on this port; requests must be signed.
     slack_signing_secret: SecretStr | None = None
+    slack_interactions_listen_addr: str = "0.0.0.0"
+    slack_interactions_port: int = Field(8090, ge=0, le=65535)
 
     # ExperimentLease approvals and pod ownership admission.
     approver_groups: tuple[str, ...] = ("gpu-steward-approvers",)

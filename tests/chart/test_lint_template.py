@@ -108,6 +108,12 @@ def test_full_render(helm: Path) -> None:
         "secretKeyRef": {"name": "gpu-steward-slack", "key": "webhook-url"}}
     assert env["GPU_STEWARD_SLACK_BOT_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "bot-token"
     assert env["GPU_STEWARD_PEERING_NAME"]["value"] == "gs-peering"
+    # A signing secret turns on Slack buttons: the endpoint's port, in the pod and behind a Service.
+    assert env["GPU_STEWARD_SLACK_SIGNING_SECRET"]["valueFrom"]["secretKeyRef"]["key"] == "signing-secret"
+    assert env["GPU_STEWARD_SLACK_INTERACTIONS_PORT"]["value"] == "8181"
+    assert {"name": "slack", "containerPort": 8181} in container["ports"]
+    svc = one(docs, "Service", "-slack-interactions")
+    assert svc["spec"]["ports"] == [{"name": "slack", "port": 8181, "targetPort": "slack"}]
     assert env["PYTHONASYNCIODEBUG"]["value"] == "0"
     assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 2
     # cert-manager: a Certificate from the given ClusterIssuer, CA injected, no chart-made Secret.

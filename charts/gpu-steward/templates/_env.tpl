@@ -68,6 +68,12 @@ Secrets only arrive through secretKeyRef.
 {{- end }}
 - name: GPU_STEWARD_SLACK_API_URL
   value: {{ .apiUrl | quote }}
+{{- if include "gpu-steward.slackInteractive" $ }}
+- name: GPU_STEWARD_SLACK_INTERACTIONS_LISTEN_ADDR
+  value: "0.0.0.0"
+- name: GPU_STEWARD_SLACK_INTERACTIONS_PORT
+  value: {{ .interactionsPort | toString | quote }}
+{{- end }}
 {{- with .defaultChannel }}
 - name: GPU_STEWARD_SLACK_DEFAULT_CHANNEL
   value: {{ . | quote }}

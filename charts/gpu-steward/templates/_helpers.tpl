@@ -87,3 +87,8 @@ app.kubernetes.io/component: {{ . }}
 {{- fail "config.ownershipAdmission needs webhook.enabled" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Slack buttons: on when the Slack Secret holds a signing secret (requests are verified with it). */}}
+{{- define "gpu-steward.slackInteractive" -}}
+{{- if and .Values.slack.existingSecret .Values.slack.signingSecretKey }}true{{ end -}}
+{{- end }}

@@ -32,6 +32,7 @@ HANDLER_MODULES: tuple[str, ...] = (
     "gpu_steward.handlers.budget",
     "gpu_steward.handlers.lease",
     "gpu_steward.handlers.idle",
+    "gpu_steward.handlers.slack",
 )
 # Admission handlers need a webhook server; they are registered only when one is configured.
 ADMISSION_MODULES: tuple[str, ...] = ("gpu_steward.handlers.admission",)

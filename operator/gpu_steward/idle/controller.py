@@ -40,14 +40,19 @@ from gpu_steward.policy.usage import Usage, merge_usages
 from gpu_steward.settings import Settings
 from gpu_steward.sources.base import PodRef, UtilizationSource
 from gpu_steward.workloads import actions, adapters
-from gpu_steward.workloads.model import RESUME_ANNOTATION, Owner, WorkloadRef
+from gpu_steward.workloads.model import (
+    EXEMPT_ANNOTATION,
+    IDLE_STATE_ANNOTATION,
+    RESUME_ANNOTATION,
+    SNOOZE_ANNOTATION,
+    Owner,
+    WorkloadRef,
+)
 from gpu_steward.workloads.resolve import owner_of, resolve
 
 log = structlog.get_logger(__name__)
 
-STATE_ANNOTATION = "gpusteward.dev/idle-state"
-SNOOZE_ANNOTATION = "gpusteward.dev/snooze-until"
-EXEMPT_ANNOTATION = "gpusteward.dev/exempt-until"
+STATE_ANNOTATION = IDLE_STATE_ANNOTATION
 SUSPENDED_LABEL = "gpusteward.dev/suspended"  # lets a pass find suspended workloads (they have no pods)
 
 # Kinds an adapter can suspend; suspended ones are listed by label each pass.
@@ -323,7 +328,8 @@ class IdleController:
             cost_so_far=(price * gpus * hours).quantize(Decimal("0.01")),
             cost_per_hour=price * gpus, currency=self.settings.currency,
             suspend_at=action.suspend_at if rules.action == "Suspend" else None, max_snooze=rules.max_snooze,
-            policy=f"{pkey[0]}/{pkey[1]}", reason=action.reason,
+            policy=f"{pkey[0]}/{pkey[1]}", reason=action.reason, api_version=wl.ref.api_version,
+            buttons=self.settings.slack_signing_secret is not None,
         )
 
     # ---- policy status -------------------------------------------------------------------------

@@ -5,6 +5,8 @@ Incoming webhooks (``POST /services/T…/B…/secret``):
     400 ``invalid_payload``   on a body that is not JSON / ``blocks`` not a list;
     400 ``no_text``           when neither ``text`` nor ``blocks`` is given;
     404 ``no_service``        for a path that is not a registered webhook.
+Interaction response URLs (``POST /actions/T…/<id>/<secret>``, given to an app with each button click)
+    answer the same way; what they receive is recorded with kind ``response``.
 Web API (``/api/<method>``; token as ``Authorization: Bearer`` or a ``token`` parameter; JSON or form
 body, or query string; always HTTP 200 with ``{"ok": ...}`` like Slack):
     chat.postMessage, users.lookupByEmail, conversations.open, auth.test;
@@ -26,7 +28,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 @dataclass
 class Received:
-    kind: str  # "webhook" or the Web API method
+    kind: str  # "webhook", "response" (an interaction's response_url) or the Web API method
     path: str
     payload: dict[str, Any]
     channel: str | None = None
@@ -77,6 +79,13 @@ class SlackReceiver:
     def add_webhook(self) -> str:
         """Register a new incoming webhook and return its URL (a secret, like Slack's)."""
         path = f"/services/T{secrets.token_hex(4).upper()}/B{secrets.token_hex(4).upper()}/{secrets.token_urlsafe(18)}"
+        with self.state.lock:
+            self.state.webhooks.add(path)
+        return self.base_url + path
+
+    def add_response_url(self) -> str:
+        """A fresh ``response_url`` as Slack puts into an interaction payload."""
+        path = f"/actions/T{secrets.token_hex(4).upper()}/{secrets.randbelow(10**12)}/{secrets.token_urlsafe(18)}"
         with self.state.lock:
             self.state.webhooks.add(path)
         return self.base_url + path
@@ -137,7 +146,7 @@ def _make_handler(state: _State) -> type[BaseHTTPRequestHandler]:
             raw = self._body()
             with state.lock:
                 state.requests.append((verb, url.path))
-            if url.path.startswith("/services/") and verb == "POST":
+            if url.path.startswith(("/services/", "/actions/")) and verb == "POST":
                 self._webhook(url.path, raw)
             elif url.path.startswith("/api/"):
                 self._api(url.path[len("/api/") :], url.query, raw)
@@ -162,7 +171,8 @@ def _make_handler(state: _State) -> type[BaseHTTPRequestHandler]:
             if not payload.get("text") and not payload.get("blocks"):
                 return self._text(400, "no_text")
             with state.lock:
-                state.messages.append(Received("webhook", path, payload, payload.get("channel")))
+                kind = "response" if path.startswith("/actions/") else "webhook"
+                state.messages.append(Received(kind, path, payload, payload.get("channel")))
             return self._text(200, "ok")
 
         def _params(self, query: str, raw: bytes) -> dict[str, Any] | None:

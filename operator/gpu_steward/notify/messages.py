@@ -18,7 +18,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
+from gpu_steward.notify.interactions import DEFAULT_SNOOZE, RESUME_ACTION, SNOOZE_ACTION, button_value
 from gpu_steward.policy.timeparse import format_rfc3339
+from gpu_steward.workloads.model import SNOOZE_ANNOTATION, WorkloadRef
 
 Stage = Literal["warning", "suspended", "resumed"]
 
@@ -58,6 +60,8 @@ class NoticeContext:
     max_snooze: timedelta | None = None
     policy: str | None = None  # "namespace/name" of the IdlePolicy
     reason: str | None = None  # e.g. "resumed outside GPU Steward"
+    api_version: str | None = None  # of the workload: buttons name it exactly
+    buttons: bool = False  # Slack interactivity is set up (a signing secret): add Snooze / Resume buttons
 
 
 @dataclass(frozen=True)
@@ -89,10 +93,10 @@ def workload_ref(ctx: NoticeContext) -> str:
 
 def snooze_command(ctx: NoticeContext, snooze: timedelta | None = None) -> str:
     """``kubectl annotate`` line that snoozes for ``snooze`` (default: the policy maximum, else 2h)."""
-    span = snooze or ctx.max_snooze or timedelta(hours=2)
+    span = snooze or ctx.max_snooze or DEFAULT_SNOOZE
     until = format_rfc3339(ctx.now + span)
     resource = KUBECTL_RESOURCE.get(ctx.kind, ctx.kind.lower())
-    return f"kubectl annotate {resource}/{ctx.name} -n {ctx.namespace} gpusteward.dev/snooze-until={until} --overwrite"
+    return f"kubectl annotate {resource}/{ctx.name} -n {ctx.namespace} {SNOOZE_ANNOTATION}={until} --overwrite"
 
 
 def resume_commands(ctx: NoticeContext) -> tuple[str, str]:
@@ -154,6 +158,21 @@ def _how_to(ctx: NoticeContext) -> str:
     return "Startup grace applies before idle time counts again."
 
 
+def _buttons(ctx: NoticeContext) -> list[dict[str, Any]]:
+    """Snooze on a warning, Resume on a suspension; none in dry-run or without interactivity."""
+    if not ctx.buttons or ctx.dry_run or not ctx.api_version:
+        return []
+    ref = WorkloadRef(ctx.api_version, ctx.kind, ctx.namespace, ctx.name)
+    if ctx.stage == "warning":
+        span = ctx.max_snooze or DEFAULT_SNOOZE
+        return [{"type": "button", "action_id": SNOOZE_ACTION, "style": "primary",
+                 "text": {"type": "plain_text", "text": f"Snooze {_dur(span)}"}, "value": button_value(ref, span)}]
+    if ctx.stage == "suspended":
+        return [{"type": "button", "action_id": RESUME_ACTION,
+                 "text": {"type": "plain_text", "text": "Resume"}, "value": button_value(ref)}]
+    return []
+
+
 def slack_message(ctx: NoticeContext) -> dict[str, Any]:
     """Block Kit payload: ``{"text": fallback, "blocks": [...]}`` (header, what/why, facts, how-to, context)."""
     title = {"warning": "Idle GPUs", "suspended": "Workload suspended", "resumed": "Workload resumed"}[ctx.stage]
@@ -167,8 +186,10 @@ def slack_message(ctx: NoticeContext) -> dict[str, Any]:
         {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
         {"type": "section", "fields": fields},
         {"type": "section", "text": {"type": "mrkdwn", "text": _how_to(ctx)[:3000]}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
     ]
+    if buttons := _buttons(ctx):
+        blocks.append({"type": "actions", "block_id": "gpusteward", "elements": buttons})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
     return {"text": text, "blocks": blocks}
 
 

@@ -19,6 +19,9 @@ Owned = Callable[[str, str, "str | None", str], "list[JSON]"]
 # Our deliberate annotations (the shared vocabulary in DESIGN.md / common.md).
 SUSPENDED_STATE_ANNOTATION = "gpusteward.dev/suspended-state"
 RESUME_ANNOTATION = "gpusteward.dev/resume"
+IDLE_STATE_ANNOTATION = "gpusteward.dev/idle-state"  # the idle engine's state (on every workload it noticed)
+SNOOZE_ANNOTATION = "gpusteward.dev/snooze-until"  # owner: leave it alone until then (bounded)
+EXEMPT_ANNOTATION = "gpusteward.dev/exempt-until"  # owner/platform: exempt until then (bounded)
 
 # Conventions of other projects.
 NOTEBOOK_STOPPED_ANNOTATION = "kubeflow-resource-stopped"
