@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import yaml
 from gpu_steward.localcluster.deviceplugin import DevicePluginLoop
 from gpu_steward.localcluster.gpunode import SimulatedGpuNode
 from gpu_steward.localcluster.operator_process import OperatorProcess
-from gpu_steward.localcluster.processes import wait_for
+from gpu_steward.localcluster.processes import free_port, wait_for
 from gpu_steward.localcluster.runner import ControlPlane
 from gpu_steward.localcluster.slackreceiver import SlackReceiver
 from gpu_steward.workloads.model import IDLE_STATE_ANNOTATION
@@ -101,6 +102,9 @@ def run_demo(keep: bool = False) -> int:
         op = OperatorProcess(cp.kubeconfig, workdir / "operator.log", settings={
             "evaluation_interval_seconds": "3", "sample_max_age_seconds": "30", "log_format": "console",
             "agent_endpoints": {n.name: n.url for n in nodes}, "slack_webhook_url": webhook, "metrics_port": "0",
+            # A signing secret turns on the Snooze / Resume buttons (their endpoint stays on loopback here).
+            "slack_signing_secret": secrets.token_hex(16), "slack_interactions_listen_addr": "127.0.0.1",
+            "slack_interactions_port": str(free_port()),
         }).start()
         stack.callback(op.stop)
         say("operator started (logs: %s)" % (workdir / "operator.log"))
@@ -138,6 +142,10 @@ def run_demo(keep: bool = False) -> int:
             text = (block.get("text") or {}).get("text") or ""
             for line in text.splitlines():
                 say("   | " + line, style="dim")
+        buttons = [e["text"]["text"] for b in msg.payload.get("blocks", []) if b.get("type") == "actions"
+                   for e in b.get("elements", [])]
+        if buttons:
+            say("   | buttons: " + "  ".join(f"[{b}]" for b in buttons), style="warn")
         wait_for(lambda: state().get("phase") == "Suspended", 90, 1.0, "the suspension")
         body = json.loads(cp.kubectl("get", ref, "-n", NS, "-o", "json").stdout)
         if kind == "Notebook":
