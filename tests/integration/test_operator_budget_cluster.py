@@ -67,6 +67,6 @@ def test_operator_reconciles_budget_annotates_costs_and_survives_a_kill(cluster,
         wait_for(lambda: Decimal(((kube.get(API, "GPUBudget", "main", ns) or {}).get("status") or {})
                                  .get("spend", "0")) > spend_before + Decimal("0.002"), 60, what="more passes")
         assert len(threshold_events(kube, ns)) == 3
-        assert proc.poll() is None, log.read_text()[-3000:]
+        assert proc.alive(), log.read_text()[-3000:]
     finally:
         stop_operator(proc)

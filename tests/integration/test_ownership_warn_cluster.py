@@ -3,8 +3,6 @@ that the client shows (kubectl prints admission warnings on stderr)."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from fixtures.budget_cluster import (
@@ -17,6 +15,7 @@ from fixtures.budget_cluster import (
     wait_for,
 )
 from gpu_steward.kube import Kube
+from gpu_steward.localcluster.processes import free_port
 
 pytestmark = pytest.mark.cluster
 
@@ -24,9 +23,7 @@ pytestmark = pytest.mark.cluster
 def test_gpu_pod_without_labels_gets_a_warning_naming_them(cluster, tmp_path):
     install_crds(cluster)
     ns = new_namespace(cluster, "warn")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     name = "gpusteward.dev-warn"
     proc = start_operator(cluster, tmp_path / "operator.log", namespaces=f'["{ns}"]', webhook_enabled="true",
                           webhook_listen_addr="127.0.0.1", webhook_port=str(port), ownership_admission="warn",
