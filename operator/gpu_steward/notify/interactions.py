@@ -116,7 +116,8 @@ def parse_click(body: bytes, max_snooze: timedelta) -> Click:
     seconds = value.get("seconds", DEFAULT_SNOOZE.total_seconds())
     if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
         raise InteractionError(f"{where}.seconds: must be a positive number")
-    user = payload.get("user") if isinstance(payload.get("user"), dict) else {}
+    raw_user = payload.get("user")
+    user: dict[str, Any] = raw_user if isinstance(raw_user, dict) else {}
     user_id = str(user.get("id") or "")
     if not user_id:
         raise InteractionError("payload.user.id: missing")
