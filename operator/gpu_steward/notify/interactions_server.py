@@ -50,8 +50,8 @@ class InteractionServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        addresses = self._runner.addresses  # (host, port, ...) of each bound socket; port 0 picks a free one
+        self.port = int(addresses[0][1]) if addresses else port
         log.info("slack interactions endpoint listening", port=self.port, path=PATH)
         return self.port
 
