@@ -14,9 +14,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="run the operator against the configured cluster")
     crds = sub.add_parser("crds", help="CRD generation")
     crds.add_argument("action", choices=["generate", "check"])
-    from gpu_steward.workloads.cli import add_resume_command
+    from gpu_steward.workloads.cli import add_resume_command, add_snooze_command
 
     add_resume_command(sub)
+    add_snooze_command(sub)
     from gpu_steward.reports.cli import add_report_commands
 
     add_report_commands(sub)

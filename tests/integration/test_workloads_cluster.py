@@ -24,7 +24,7 @@ from gpu_steward.localcluster import processes
 from gpu_steward.localcluster.build import RUN_FOREVER_ANNOTATION
 from gpu_steward.settings import Settings
 from gpu_steward.workloads import actions
-from gpu_steward.workloads.model import RESUME_ANNOTATION, SUSPENDED_STATE_ANNOTATION, WorkloadRef
+from gpu_steward.workloads.model import RESUME_ANNOTATION, SNOOZE_ANNOTATION, SUSPENDED_STATE_ANNOTATION, WorkloadRef
 from gpu_steward.workloads.resolve import owner_of, resolve
 
 pytestmark = pytest.mark.cluster
@@ -221,6 +221,28 @@ def test_resume_cli_restores_and_asks_the_operator(cluster: Any, kube: Kube, ns:
 
     assert cli.main(["resume", "sts/nope", "-n", ns, "--kubeconfig", str(cluster.kubeconfig)]) == 1
     assert "not found" in capsys.readouterr().err
+
+
+def test_snooze_cli_sets_a_snooze_and_dry_run_does_not(cluster: Any, kube: Kube, ns: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    kube.create(_pending_job(ns, "nap"), dry_run=False)
+    argv = ["snooze", "job/nap", "-n", ns, "--for", "90m", "--kubeconfig", str(cluster.kubeconfig)]
+    assert cli.main([*argv, "--dry-run"]) == 0
+    assert "[dry-run] would set" in capsys.readouterr().out
+    assert SNOOZE_ANNOTATION not in (kube.get("batch/v1", "Job", "nap", ns)["metadata"].get("annotations") or {})
+    before = dt.datetime.now(dt.UTC)
+    assert cli.main(argv) == 0
+    assert f"set {SNOOZE_ANNOTATION}=" in capsys.readouterr().out
+    text = kube.get("batch/v1", "Job", "nap", ns)["metadata"]["annotations"][SNOOZE_ANNOTATION]
+    until = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    assert before + dt.timedelta(minutes=90) - dt.timedelta(seconds=2) <= until
+    assert until <= dt.datetime.now(dt.UTC) + dt.timedelta(minutes=90)
+
+
+def _pending_job(ns: str, name: str) -> dict[str, Any]:
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": ns},
+            "spec": {"template": {"spec": {"restartPolicy": "Never", "nodeSelector": {"no-such-node": "x"},
+                                           "containers": [{"name": "m", "image": "trainer:1"}]}}}}
 
 
 # ---- Kubeflow Notebook ------------------------------------------------------------------------------

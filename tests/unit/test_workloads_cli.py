@@ -46,3 +46,12 @@ def test_resume_is_registered_beside_the_other_subcommands(capsys: pytest.Captur
     # a bad target is refused before any cluster is contacted
     assert cli.main(["resume", "pod/x", "--kubeconfig", "/nonexistent"]) == 2
     assert "unknown kind" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("span, message", [("forever", "invalid duration"), ("0s", "longer than 0s"),
+                                           ("99999d", "longer than 36500 days")])
+def test_snooze_refuses_a_bad_length_before_any_cluster_is_contacted(span: str, message: str,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["snooze", "job/train", "--for", span, "--kubeconfig", "/nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --for:") and message in err

@@ -1,5 +1,7 @@
-"""``gpu-steward resume <kind>/<name> -n <namespace>``: the owner's one-command resume.
+"""The owner's commands: ``gpu-steward resume <kind>/<name> -n <namespace>`` (one-command resume) and
+``gpu-steward snooze <kind>/<name> -n <namespace> --for 2h`` (a bounded snooze).
 
+resume
 It does two things, in this order, and prints both:
 1. sets ``gpusteward.dev/resume: "true"`` on the workload — the operator's idle engine reads it,
    ends the idle episode (so the workload is not suspended again straight away) and clears it;
@@ -55,10 +57,22 @@ def add_resume_command(sub: Any) -> None:
     p.set_defaults(func=run_resume)
 
 
-def run_resume(args: argparse.Namespace) -> int:
+def add_snooze_command(sub: Any) -> None:
+    """Register ``snooze`` on the top-level subparsers (cli.py calls this)."""
+    p = sub.add_parser("snooze", help="leave an idle workload alone for a while (bounded by its IdlePolicy)",
+                       description="Sets gpusteward.dev/snooze-until to now + --for on the workload. The operator "
+                                   "cuts it to the policy's notice.maxSnooze from when it first sees it.")
+    p.add_argument("target", metavar="KIND/NAME", help="e.g. job/train, notebook/alice-nb")
+    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("--for", dest="span", default="2h", help="how long, e.g. 30m, 2h, 1h30m (default 2h)")
+    p.add_argument("--kubeconfig", default=None, help="path to a kubeconfig (default: in-cluster, then ~/.kube/config)")
+    p.add_argument("--dry-run", action="store_true", help="send nothing; print what would change")
+    p.set_defaults(func=run_snooze)
+
+
+def _find(args: argparse.Namespace) -> tuple[Any, dict[str, Any]] | int:
+    """(Kube, the workload) for ``args.target`` in ``args.namespace``, or the exit code after an error."""
     from gpu_steward.kube import Kube, load_api_client
-    from gpu_steward.workloads import actions
-    from gpu_steward.workloads.model import RESUME_ANNOTATION, WorkloadRef
 
     try:
         kind, versions, name = parse_target(args.target)
@@ -66,14 +80,51 @@ def run_resume(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     kube = Kube(load_api_client(args.kubeconfig))
-    obj = None
     for api_version in versions:
         obj = kube.get_optional(api_version, kind, name, args.namespace)
         if obj is not None:
-            break
-    if obj is None:
-        print(f"error: {kind}/{name} not found in namespace {args.namespace}", file=sys.stderr)
-        return 1
+            return kube, obj
+    print(f"error: {kind}/{name} not found in namespace {args.namespace}", file=sys.stderr)
+    return 1
+
+
+def run_snooze(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from gpu_steward.policy.timeparse import format_rfc3339
+    from gpu_steward.units import parse_duration
+    from gpu_steward.workloads.model import SNOOZE_ANNOTATION, WorkloadRef
+
+    try:
+        span = parse_duration(args.span)
+    except ValueError as exc:
+        print(f"error: --for: {exc}", file=sys.stderr)
+        return 2
+    if span <= dt.timedelta(0):
+        print("error: --for: must be longer than 0s", file=sys.stderr)
+        return 2
+    found = _find(args)
+    if isinstance(found, int):
+        return found
+    kube, obj = found
+    ref = WorkloadRef.of(obj)
+    until = format_rfc3339(dt.datetime.now(dt.UTC) + span)
+    kube.patch(ref.api_version, ref.kind, ref.name, args.namespace,
+               {"metadata": {"annotations": {SNOOZE_ANNOTATION: until}}}, dry_run=args.dry_run)
+    prefix = "[dry-run] would set" if args.dry_run else "set"
+    print(f"{prefix} {SNOOZE_ANNOTATION}={until} on {ref} (the IdlePolicy's notice.maxSnooze caps it)")
+    return 0
+
+
+def run_resume(args: argparse.Namespace) -> int:
+    from gpu_steward.workloads import actions
+    from gpu_steward.workloads.model import RESUME_ANNOTATION, WorkloadRef
+
+    found = _find(args)
+    if isinstance(found, int):
+        return found
+    kube, obj = found
+    kind, name = obj["kind"], obj["metadata"]["name"]
     ref = WorkloadRef.of(obj)
     prefix = "[dry-run] would " if args.dry_run else ""
     if (obj["metadata"].get("annotations") or {}).get(RESUME_ANNOTATION) != "true":
