@@ -32,7 +32,6 @@ from gpu_steward.workloads.model import IDLE_STATE_ANNOTATION
 REPO = Path(__file__).resolve().parents[2]
 NS = "ml-team"
 NOTEBOOK_CRD = REPO.parent / "shared" / "upstream-crds" / "kubeflow.org_notebooks.yaml"
-STATE = IDLE_STATE_ANNOTATION
 
 
 def say(msg: str, *, style: str = "") -> None:
@@ -128,7 +127,7 @@ def run_demo(keep: bool = False) -> int:
 
         def state() -> dict[str, Any]:
             out = cp.kubectl("get", ref, "-n", NS, "-o", "json").stdout
-            raw = (json.loads(out)["metadata"].get("annotations") or {}).get(STATE)
+            raw = (json.loads(out)["metadata"].get("annotations") or {}).get(IDLE_STATE_ANNOTATION)
             return json.loads(raw) if raw else {}
 
         wait_for(lambda: state().get("idleSince"), 90, 1.0, "the notebook to be seen idle")

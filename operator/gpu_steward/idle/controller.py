@@ -52,7 +52,6 @@ from gpu_steward.workloads.resolve import owner_of, resolve
 
 log = structlog.get_logger(__name__)
 
-STATE_ANNOTATION = IDLE_STATE_ANNOTATION
 SUSPENDED_LABEL = "gpusteward.dev/suspended"  # lets a pass find suspended workloads (they have no pods)
 
 # Kinds an adapter can suspend; suspended ones are listed by label each pass.
@@ -240,7 +239,7 @@ class IdleController:
     def _evaluate(self, wl: Workload, obj: dict[str, Any], facts: WorkloadFacts, usage: Usage, rules: IdleRules,
                   pkey: tuple[str, str], now: dt.datetime, result: PassResult) -> Decision:
         ann = (obj.get("metadata") or {}).get("annotations") or {}
-        stored = ann.get(STATE_ANNOTATION)
+        stored = ann.get(IDLE_STATE_ANNOTATION)
         state, problem = engine.state_from_annotation(stored)
         if problem:
             log.warning("idle state unreadable, starting over", workload=str(wl.ref), problem=problem)
@@ -279,7 +278,7 @@ class IdleController:
             old, problem = engine.state_from_annotation(stored) if stored is not None else (None, None)
             if not problem and not engine.needs_persist(old, state, self.max_gap / 2):
                 return
-        patch: dict[str, Any] = {"metadata": {"annotations": {STATE_ANNOTATION: text}}}
+        patch: dict[str, Any] = {"metadata": {"annotations": {IDLE_STATE_ANNOTATION: text}}}
         if clear_resume:
             patch["metadata"]["annotations"][RESUME_ANNOTATION] = None
         if suspended is not None:
@@ -369,5 +368,5 @@ def _key(ref: WorkloadRef) -> tuple[str, str, str, str]:
 
 
 def _recorded_gpus(annotations: dict[str, str]) -> int:
-    state, _ = engine.state_from_annotation(annotations.get(STATE_ANNOTATION))
+    state, _ = engine.state_from_annotation(annotations.get(IDLE_STATE_ANNOTATION))
     return state.suspended_gpus
