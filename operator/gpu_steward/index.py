@@ -1,6 +1,6 @@
 """The in-memory index the evaluation loops run over: GPU pods and IdlePolicies (no I/O, no kopf).
 
-Watch events feed it (handlers/idle.py); the idle pass and the cost pass read snapshots, so neither
+Watch events feed it (handlers/watch.py); the idle pass and the cost pass read snapshots, so neither
 LISTs every pod of the cluster each interval. Entries keep only the fields a decision or a cost needs
 (``slim_pod``), never whole bodies: at 10k GPU pods the index stays a few MB.
 """
@@ -57,8 +57,8 @@ def _slim_container(container: Mapping[str, Any]) -> dict[str, Any]:
 def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a pod body that GPU accounting reads, in the pod's own shape (so every function that
     takes a pod takes this too): identity, labels, our and the owner annotations, owner references,
-    node, GPU requests, phase, start, finish and the Ready condition. A few hundred bytes instead of
-    the whole body (managedFields, env, volumes...)."""
+    node, GPU requests, phase, start, finish and the Ready condition: about a kilobyte instead of the
+    whole body (managedFields, env, volumes...)."""
     meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
     slim_meta = {k: meta[k] for k in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp")
                  if meta.get(k) is not None}
@@ -111,8 +111,9 @@ class Registry:
         uid = (body.get("metadata") or {}).get("uid")
         if not uid:
             return
-        entry = None if event_type == "DELETED" else gpu_pod_entry(body)
-        slim = slim_pod(body) if entry is not None else None
+        # One projection kept (slim_pod); the idle pass's entry is derived from it, not from the body.
+        slim = None if event_type == "DELETED" or pod_gpus(body) <= 0 else slim_pod(body)
+        entry = gpu_pod_entry(slim) if slim is not None else None
         with self._lock:
             if entry is None or slim is None:
                 self._pods.pop(uid, None)
