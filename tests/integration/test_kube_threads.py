@@ -5,11 +5,11 @@ client discover again, and a CRD installed later must be found."""
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from gpu_steward.kube import Kube
 from gpu_steward.localcluster.runner import ControlPlane
@@ -41,10 +41,10 @@ def test_lookups_from_many_threads_survive_misses_that_rediscover(cluster: Contr
     assert not errors, repr(errors[:3])
 
 
-def test_a_crd_installed_after_a_miss_is_found_after_the_recheck_interval(cluster: ControlPlane,
-                                                                         tmp_path: Path) -> None:
+def test_a_miss_is_remembered_and_a_crd_installed_later_is_found_after_the_recheck_interval(
+        cluster: ControlPlane, tmp_path: Path) -> None:
     kube = Kube(cluster.api_client())
-    kube.MISSING_KIND_RECHECK_SECONDS = 1.0
+    kube.MISSING_KIND_RECHECK_SECONDS = 300.0
     assert kube.list_optional("later.gpusteward.dev/v1", "Widget") == []
     crd = {
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
@@ -58,8 +58,9 @@ def test_a_crd_installed_after_a_miss_is_found_after_the_recheck_interval(cluste
     path.write_text(yaml.safe_dump(crd))
     cluster.apply_crds(path)
     try:
-        assert kube.list_optional("later.gpusteward.dev/v1", "Widget") == []  # still remembered as missing
-        time.sleep(1.2)
+        with pytest.raises(ResourceNotFoundError):  # remembered as missing: no rediscovery yet
+            kube.list("later.gpusteward.dev/v1", "Widget", "default")
+        kube.MISSING_KIND_RECHECK_SECONDS = 0.0  # the interval has passed
         assert kube.list("later.gpusteward.dev/v1", "Widget", "default") == []  # found: served, empty
     finally:
         cluster.kubectl("delete", "crd", "widgets.later.gpusteward.dev", "--wait=false")
