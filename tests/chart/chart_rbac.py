@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,3 +130,12 @@ def can_i(kubectl: Path, kubeconfig: str | Path, verb: str, resource: str, *args
             return False
         raise RuntimeError(f"access review {attrs} failed: {proc.stderr.strip()}")
     return bool(json.loads(proc.stdout)["status"].get("allowed"))
+
+
+def http_ok(url: str) -> bool:
+    """True when ``url`` answers 200 (the operator's liveness endpoint, while it starts)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as rsp:
+            return bool(rsp.status == 200)
+    except OSError:
+        return False

@@ -9,7 +9,6 @@ import json
 import logging
 import re
 import threading
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import kopf
 import pytest
-from chart_rbac import OperatorIdentity, operator_kubeconfig
+from chart_rbac import OperatorIdentity, http_ok, operator_kubeconfig
 from helmtools import CHART
 
 from gpu_steward.localcluster import processes
@@ -114,7 +113,7 @@ def test_kopf_runs_with_the_chart_rbac(identity: OperatorIdentity, kubectl: Call
     thread.start()
     try:
         assert ready.wait(60), "kopf did not start"
-        wait_for("liveness", lambda: _http_ok(liveness))
+        wait_for("liveness", lambda: http_ok(liveness))
         # Peering: our keep-alive is in the ClusterKopfPeering's status.
         wait_for("peering keep-alive", lambda: json.loads(
             kubectl("get", "clusterkopfpeering", PEERING, "-o", "json")).get("status"))
@@ -146,14 +145,6 @@ def test_kopf_runs_with_the_chart_rbac(identity: OperatorIdentity, kubectl: Call
         logging.getLogger("kopf").removeHandler(forbidden)
         kubectl("delete", "pods", "--all", "-n", TEAM_NS, "--ignore-not-found", "--wait=false", check=False)
     assert forbidden.records == []
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as rsp:
-            return bool(rsp.status == 200)
-    except OSError:
-        return False
 
 
 def _handled(text: str) -> dict[str, Any] | None:

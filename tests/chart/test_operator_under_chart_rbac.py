@@ -15,14 +15,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from chart_rbac import OperatorIdentity, operator_kubeconfig
+from chart_rbac import OperatorIdentity, http_ok, operator_kubeconfig
 from helmtools import CHART, REPO, one, operator_env, template
 
 pytestmark = pytest.mark.cluster
@@ -144,14 +143,6 @@ def operator(case: Case, identity: OperatorIdentity, helm: Path, kubectl: Callab
             kubectl("delete", kind, f"{case.fullname}.gpusteward.dev", "--ignore-not-found", check=False)
 
 
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as rsp:
-            return bool(rsp.status == 200)
-    except OSError:
-        return False
-
-
 def test_operator_works_with_the_chart_rbac(case: Case, operator: tuple[subprocess.Popen[bytes], Path, str],
                                             kubectl: Callable[..., str]) -> None:
     proc, log, liveness = operator
@@ -161,7 +152,7 @@ def test_operator_works_with_the_chart_rbac(case: Case, operator: tuple[subproce
         out = kubectl("get", *args, "-o", "json", "--ignore-not-found")
         return json.loads(out) if out.strip() else None
 
-    wait_for("liveness", lambda: _http_ok(liveness), 90, proc, log)
+    wait_for("liveness", lambda: http_ok(liveness), 90, proc, log)
     wait_for("peering keep-alive", lambda: (get("clusterkopfpeering", fullname) or {}).get("status"), 60, proc, log)
     if case.mode == "kopf":
         # The operator created its webhook configurations under the chart's name.

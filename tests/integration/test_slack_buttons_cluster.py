@@ -4,8 +4,6 @@ clicker through the response_url; anything unsigned, unknown or not ours changes
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 import urllib.error
@@ -18,7 +16,7 @@ import pytest
 import yaml
 
 from fixtures.idle_env import job
-from fixtures.slack_receiver import SlackReceiver
+from fixtures.slack_receiver import SlackReceiver, sign_request
 from gpu_steward.kube import Kube
 from gpu_steward.localcluster.operator_process import OperatorProcess
 from gpu_steward.localcluster.processes import free_port, wait_for
@@ -71,9 +69,7 @@ def _click(action_id: str, value: str, response_url: str = "") -> bytes:
 
 
 def _signed(body: bytes, secret: str = SECRET) -> dict[str, str]:
-    ts = str(int(time.time()))
-    digest = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
-    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+    return sign_request(body, int(time.time()), secret)
 
 
 def _job(kube: Kube, cluster: ControlPlane, name: str, noticed: bool) -> WorkloadRef:

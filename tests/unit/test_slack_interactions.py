@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,6 +9,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from fixtures.slack_receiver import sign_request
 from gpu_steward.notify.interactions import (
     RESUME_ACTION,
     SNOOZE_ACTION,
@@ -31,9 +30,7 @@ WEEK = timedelta(days=7)
 
 
 def sign(body: bytes, ts: int, secret: str = SECRET) -> dict[str, str]:
-    """Slack's scheme, written out independently: v0=HMAC-SHA256(secret, "v0:<ts>:<body>")."""
-    digest = hmac.new(secret.encode(), b"v0:" + str(ts).encode() + b":" + body, hashlib.sha256).hexdigest()
-    return {"X-Slack-Request-Timestamp": str(ts), "X-Slack-Signature": f"v0={digest}"}
+    return sign_request(body, ts, secret)
 
 
 def form(payload: dict[str, Any]) -> bytes:

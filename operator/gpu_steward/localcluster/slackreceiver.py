@@ -16,6 +16,8 @@ Every accepted message is recorded (``receiver.messages``) for tests to read bac
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
 import json
 import secrets
@@ -24,6 +26,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+
+def sign_request(body: bytes, timestamp: int, signing_secret: str) -> dict[str, str]:
+    """The headers Slack sends with a request to an app (an interaction): ``v0=`` HMAC-SHA256 of
+    ``v0:<timestamp>:<body>`` under the app's signing secret."""
+    digest = hmac.new(signing_secret.encode(), f"v0:{timestamp}:".encode() + body, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": str(timestamp), "X-Slack-Signature": f"v0={digest}"}
 
 
 @dataclass
