@@ -5,22 +5,24 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test venv controlplane lint crds bench proto
 
-$(BIN)/.installed: pyproject.toml
+# The product (operator + agent) and, beside it, the test ground (local control plane, simulated GPU
+# nodes, Slack receiver, demo) that the images never install.
+$(BIN)/.installed: pyproject.toml testground/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev]' -e ./testground
 	touch $@
 
 venv: $(BIN)/.installed
 
 controlplane: venv
-	$(BIN)/python -m gpu_steward.localcluster.build
+	$(BIN)/python -m gpu_steward_testground.build
 
 demo: controlplane
 	$(BIN)/gpu-steward demo
 
 lint: venv
-	$(BIN)/ruff check operator agent tests bench
+	$(BIN)/ruff check operator agent testground tests bench
 	$(BIN)/lint-imports
 	$(BIN)/mypy operator/gpu_steward/policy operator/gpu_steward/api operator/gpu_steward/units.py operator/gpu_steward/workloads/model.py operator/gpu_steward/workloads/resolve.py operator/gpu_steward/workloads/adapters.py operator/gpu_steward/index.py operator/gpu_steward/notify/interactions.py operator/gpu_steward/notify/messages.py
 

@@ -116,7 +116,7 @@ def fake_kubelet(socket_path: Path, pods: list[tuple[str, str, list[str]]]):  # 
 
 
 def parent(args: argparse.Namespace) -> None:
-    from gpu_steward_agent import fakenvml
+    from gpu_steward_testground import fakenvml
 
     work = Path(tempfile.mkdtemp(prefix="agentbench-"))
     lib = fakenvml.build(work / "lib")

@@ -24,12 +24,12 @@ import yaml
 from gpu_steward.idle.controller import IdleController
 from gpu_steward.index import Registry
 from gpu_steward.kube import Kube
-from gpu_steward.localcluster.build import RUN_FOREVER_ANNOTATION
-from gpu_steward.localcluster.operator_process import OperatorProcess
-from gpu_steward.localcluster.runner import ControlPlane, gpu_node
 from gpu_steward.policy.usage import Usage
 from gpu_steward.settings import Settings
 from gpu_steward.sources.base import PodRef
+from gpu_steward_testground.build import RUN_FOREVER_ANNOTATION
+from gpu_steward_testground.operator_process import OperatorProcess
+from gpu_steward_testground.runner import ControlPlane, gpu_node
 
 REPO = Path(__file__).resolve().parents[1]
 NS = "bench"

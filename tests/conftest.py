@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from gpu_steward.localcluster.runner import ControlPlane
+from gpu_steward_testground.runner import ControlPlane
 
 # CI runs the property tests with a fixed seed (same examples every run, so a red CI is always
 # reproducible); developers' runs keep exploring new examples.

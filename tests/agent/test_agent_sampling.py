@@ -11,8 +11,9 @@ from fixtures.agent_helpers import T0, UID_A, UID_B, make_agent, samples_of, sum
 from fixtures.fake_nvml import FakeNvml, fake_nvml, fake_nvml_lib  # noqa: F401 - fixtures
 from fixtures.fake_proc import write_proc
 from fixtures.podresources import FakeKubelet, gpu_pod
-from gpu_steward_agent import fakenvml, summary
+from gpu_steward_agent import summary
 from gpu_steward_agent.agent import Agent
+from gpu_steward_testground import fakenvml
 
 
 @pytest.fixture

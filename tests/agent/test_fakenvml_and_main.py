@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gpu_steward_agent import fakenvml
+from gpu_steward_testground import fakenvml
 
 
 def test_state_renders_the_keys_the_c_library_parses() -> None:

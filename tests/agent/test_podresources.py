@@ -10,10 +10,10 @@ from fixtures.agent_helpers import T0, UID_A, UID_B, make_agent, samples_of, sum
 from fixtures.fake_nvml import FakeNvml, fake_nvml, fake_nvml_lib  # noqa: F401 - fixtures
 from fixtures.fake_proc import write_proc
 from fixtures.podresources import FakeKubelet, fake_kubelet, gpu_pod  # noqa: F401 - fixtures
-from gpu_steward_agent import fakenvml
 from gpu_steward_agent.agent import Agent
 from gpu_steward_agent.podresources import generate
 from gpu_steward_agent.podresources.client import PodResourcesClient, PodResourcesUnavailable
+from gpu_steward_testground import fakenvml
 
 PREFIXES = ("nvidia.com/gpu", "nvidia.com/mig-")
 

@@ -13,10 +13,10 @@ import pytest
 
 from fixtures.agent_helpers import make_agent
 from fixtures.fake_nvml import FakeNvml, fake_nvml, fake_nvml_lib  # noqa: F401 - fixtures
-from gpu_steward_agent import fakenvml
 from gpu_steward_agent.agent import Agent
 from gpu_steward_agent.metrics import AgentMetrics
 from gpu_steward_agent.server import AgentHTTPServer
+from gpu_steward_testground import fakenvml
 
 
 def get(url: str) -> tuple[int, str, str]:

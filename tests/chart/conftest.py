@@ -13,7 +13,7 @@ from helmtools import find_helm
 def helm() -> Path:
     path = find_helm()
     if path is None:
-        pytest.skip("helm not found: build the control-plane binaries (python -m gpu_steward.localcluster.build)")
+        pytest.skip("helm not found: build the control-plane binaries (python -m gpu_steward_testground.build)")
     return path
 
 

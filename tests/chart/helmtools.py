@@ -1,7 +1,7 @@
 """Running the real Helm CLI on the chart and reading what it renders.
 
 The helm binary comes from the local control plane's binary cache
-(``python -m gpu_steward.localcluster.build --print-dir``), or from PATH.
+(``python -m gpu_steward_testground.build --print-dir``), or from PATH.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from gpu_steward.localcluster.build import KUBERNETES_VERSION
+from gpu_steward_testground.build import KUBERNETES_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "gpu-steward"
@@ -30,7 +30,7 @@ KUBE_VERSION = KUBERNETES_VERSION
 
 def find_helm() -> Path | None:
     try:
-        from gpu_steward.localcluster.build import bin_dir
+        from gpu_steward_testground.build import bin_dir
 
         cached = bin_dir() / "helm"
         if cached.exists():

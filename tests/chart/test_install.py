@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from helmtools import CHART, run_helm
 
-from gpu_steward.localcluster.runner import FAKE_NODE_ANNOTATION
+from gpu_steward_testground.runner import FAKE_NODE_ANNOTATION
 
 pytestmark = pytest.mark.cluster
 

@@ -19,7 +19,7 @@ import pytest
 from chart_rbac import OperatorIdentity, http_ok, operator_kubeconfig
 from helmtools import CHART
 
-from gpu_steward.localcluster import processes
+from gpu_steward_testground import processes
 
 pytestmark = pytest.mark.cluster
 

@@ -14,7 +14,7 @@ from fixtures.agent_process import start_agent
 from fixtures.fake_nvml import FakeNvml, fake_nvml, fake_nvml_lib  # noqa: F401 - fixtures
 from fixtures.podresources import FakeKubelet, fake_kubelet, gpu_pod  # noqa: F401 - fixtures
 from fixtures.prometheus import prometheus_factory, wait_for  # noqa: F401 - fixtures
-from gpu_steward_agent import fakenvml
+from gpu_steward_testground import fakenvml
 
 DCGM_METRICS = [
     "DCGM_FI_DEV_GPU_UTIL",

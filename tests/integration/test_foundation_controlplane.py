@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gpu_steward.localcluster import build
-from gpu_steward.localcluster.processes import wait_for
-from gpu_steward.localcluster.runner import ControlPlane
+from gpu_steward_testground import build
+from gpu_steward_testground.processes import wait_for
+from gpu_steward_testground.runner import ControlPlane
 
 pytestmark = pytest.mark.cluster
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -129,7 +129,7 @@ def test_helm_reports_pinned_version_and_lints_a_chart(cluster: ControlPlane) ->
 def test_no_process_outlives_an_interrupted_control_plane(tmp_path: Path) -> None:
     """Start a control plane in a child, interrupt it like Ctrl-C, and check every process it started is gone."""
     pids_file = tmp_path / "pids"
-    child = subprocess.Popen([sys.executable, "-m", "gpu_steward.localcluster.runner", "--gpu-nodes", "1",
+    child = subprocess.Popen([sys.executable, "-m", "gpu_steward_testground.runner", "--gpu-nodes", "1",
                               "--pids-file", str(pids_file)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
     assert child.stdout is not None
@@ -145,7 +145,7 @@ def test_no_process_outlives_an_interrupted_control_plane(tmp_path: Path) -> Non
 def test_no_process_outlives_a_killed_parent(tmp_path: Path) -> None:
     """Even SIGKILL of the parent (no clean-up code runs) leaves no control-plane process behind."""
     pids_file = tmp_path / "pids"
-    child = subprocess.Popen([sys.executable, "-m", "gpu_steward.localcluster.runner", "--gpu-nodes", "0",
+    child = subprocess.Popen([sys.executable, "-m", "gpu_steward_testground.runner", "--gpu-nodes", "0",
                               "--pids-file", str(pids_file)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
     assert child.stdout is not None

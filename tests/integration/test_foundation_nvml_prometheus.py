@@ -14,8 +14,8 @@ from prometheus_api_client import PrometheusConnect
 
 from fixtures.fake_nvml import FakeNvml, fake_nvml, fake_nvml_lib  # noqa: F401 - fixtures
 from fixtures.prometheus import prometheus_factory, wait_for  # noqa: F401 - fixtures
-from gpu_steward_agent import fakenvml
 from gpu_steward_agent.nvml import load_library
+from gpu_steward_testground import fakenvml
 
 
 @pytest.fixture

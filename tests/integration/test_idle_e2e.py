@@ -24,8 +24,8 @@ from fixtures.idle_env import (
     policy,
     statefulset,
 )
-from gpu_steward.localcluster.processes import wait_for
-from gpu_steward.localcluster.runner import ControlPlane
+from gpu_steward_testground.processes import wait_for
+from gpu_steward_testground.runner import ControlPlane
 
 pytestmark = pytest.mark.cluster
 NODE, NO_AGENT_NODE = "idle-gpu-a", "idle-gpu-noagent"

@@ -15,12 +15,12 @@ from fixtures.idle_env import REPO, job, policy
 from gpu_steward.idle.controller import IdleController
 from gpu_steward.index import Registry
 from gpu_steward.kube import Kube
-from gpu_steward.localcluster.deviceplugin import DevicePluginLoop
-from gpu_steward.localcluster.gpunode import SimulatedGpuNode
-from gpu_steward.localcluster.processes import wait_for
-from gpu_steward.localcluster.runner import ControlPlane
 from gpu_steward.settings import Settings
 from gpu_steward.sources.factory import make_source
+from gpu_steward_testground.deviceplugin import DevicePluginLoop
+from gpu_steward_testground.gpunode import SimulatedGpuNode
+from gpu_steward_testground.processes import wait_for
+from gpu_steward_testground.runner import ControlPlane
 
 pytestmark = pytest.mark.cluster
 NODE, NS = "steady-gpu", "idle-steady"

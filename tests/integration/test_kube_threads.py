@@ -12,7 +12,7 @@ import yaml
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from gpu_steward.kube import Kube
-from gpu_steward.localcluster.runner import ControlPlane
+from gpu_steward_testground.runner import ControlPlane
 
 pytestmark = pytest.mark.cluster
 

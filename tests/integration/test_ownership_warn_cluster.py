@@ -15,7 +15,7 @@ from fixtures.budget_cluster import (
     wait_for,
 )
 from gpu_steward.kube import Kube
-from gpu_steward.localcluster.processes import free_port
+from gpu_steward_testground.processes import free_port
 
 pytestmark = pytest.mark.cluster
 

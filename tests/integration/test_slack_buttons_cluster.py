@@ -18,12 +18,12 @@ import yaml
 from fixtures.idle_env import job
 from fixtures.slack_receiver import SlackReceiver, sign_request
 from gpu_steward.kube import Kube
-from gpu_steward.localcluster.operator_process import OperatorProcess
-from gpu_steward.localcluster.processes import free_port, wait_for
-from gpu_steward.localcluster.runner import ControlPlane
 from gpu_steward.notify.interactions import RESUME_ACTION, SNOOZE_ACTION, button_value
 from gpu_steward.notify.interactions_server import PATH
 from gpu_steward.workloads.model import IDLE_STATE_ANNOTATION, RESUME_ANNOTATION, SNOOZE_ANNOTATION, WorkloadRef
+from gpu_steward_testground.operator_process import OperatorProcess
+from gpu_steward_testground.processes import free_port, wait_for
+from gpu_steward_testground.runner import ControlPlane
 
 pytestmark = pytest.mark.cluster
 NS = "slack-buttons"

@@ -13,7 +13,7 @@ from fixtures.fake_nvml import FakeNvml, fake_nvml, fake_nvml_lib  # noqa: F401 
 from fixtures.podresources import FakeKubelet, fake_kubelet, gpu_pod  # noqa: F401 - fixtures
 from gpu_steward.sources.agents import AgentEndpoint, AgentsSource
 from gpu_steward.sources.base import PodRef
-from gpu_steward_agent import fakenvml
+from gpu_steward_testground import fakenvml
 
 
 @pytest.mark.slow

@@ -20,12 +20,12 @@ import yaml
 
 from gpu_steward import cli
 from gpu_steward.kube import Kube
-from gpu_steward.localcluster import processes
-from gpu_steward.localcluster.build import RUN_FOREVER_ANNOTATION
 from gpu_steward.settings import Settings
 from gpu_steward.workloads import actions
 from gpu_steward.workloads.model import RESUME_ANNOTATION, SNOOZE_ANNOTATION, SUSPENDED_STATE_ANNOTATION, WorkloadRef
 from gpu_steward.workloads.resolve import owner_of, resolve
+from gpu_steward_testground import processes
+from gpu_steward_testground.build import RUN_FOREVER_ANNOTATION
 
 pytestmark = pytest.mark.cluster
 

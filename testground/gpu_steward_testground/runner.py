@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from gpu_steward.localcluster import build
-from gpu_steward.localcluster.pki import Pki, make_pki
-from gpu_steward.localcluster.processes import die_with_parent, free_port
+from gpu_steward_testground import build
+from gpu_steward_testground.pki import Pki, make_pki
+from gpu_steward_testground.processes import die_with_parent, free_port
 
 GPU_RESOURCE = "nvidia.com/gpu"
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -328,7 +328,7 @@ def gpu_node(name: str, gpus: int, product: str = DEFAULT_GPU_PRODUCT, labels: d
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m gpu_steward.localcluster.runner`: start, print the kubeconfig path, wait for Ctrl-C."""
+    """`python -m gpu_steward_testground.runner`: start, print the kubeconfig path, wait for Ctrl-C."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__)

@@ -21,13 +21,13 @@ from typing import Any
 
 import yaml
 
-from gpu_steward.localcluster.deviceplugin import DevicePluginLoop
-from gpu_steward.localcluster.gpunode import SimulatedGpuNode
-from gpu_steward.localcluster.operator_process import OperatorProcess
-from gpu_steward.localcluster.processes import free_port, wait_for
-from gpu_steward.localcluster.runner import ControlPlane
-from gpu_steward.localcluster.slackreceiver import SlackReceiver
 from gpu_steward.workloads.model import IDLE_STATE_ANNOTATION
+from gpu_steward_testground.deviceplugin import DevicePluginLoop
+from gpu_steward_testground.gpunode import SimulatedGpuNode
+from gpu_steward_testground.operator_process import OperatorProcess
+from gpu_steward_testground.processes import free_port, wait_for
+from gpu_steward_testground.runner import ControlPlane
+from gpu_steward_testground.slackreceiver import SlackReceiver
 
 REPO = Path(__file__).resolve().parents[2]
 NS = "ml-team"
@@ -177,3 +177,10 @@ def run_demo(keep: bool = False) -> int:
                     time.sleep(3600)
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def add_demo_command(sub: Any) -> None:
+    """The ``gpu-steward demo`` subcommand, registered through the ``gpu_steward.commands`` entry point."""
+    demo = sub.add_parser("demo", help="start a local control plane with fake GPU nodes and run the operator on it")
+    demo.add_argument("--keep", action="store_true", help="keep the local cluster running after the story")
+    demo.set_defaults(func=lambda args: run_demo(keep=args.keep))

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from gpu_steward.localcluster.gpunode import SimulatedGpuNode
+from gpu_steward_testground.gpunode import SimulatedGpuNode
 
 
 class DevicePluginLoop:

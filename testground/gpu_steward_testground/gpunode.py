@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpu_steward.localcluster.fakekubelet import FakeKubelet
-from gpu_steward.localcluster.processes import die_with_parent, free_port, stop_process
-from gpu_steward.localcluster.runner import GPU_RESOURCE
-from gpu_steward_agent import fakenvml
+from gpu_steward_testground import fakenvml
+from gpu_steward_testground.fakekubelet import FakeKubelet
+from gpu_steward_testground.processes import die_with_parent, free_port, stop_process
+from gpu_steward_testground.runner import GPU_RESOURCE
 
 GPU_MODEL_NAMES = {"NVIDIA-A100-SXM4-80GB": "NVIDIA A100-SXM4-80GB", "NVIDIA-H100-80GB-HBM3": "NVIDIA H100 80GB HBM3"}
 

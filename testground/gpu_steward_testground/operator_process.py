@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpu_steward.localcluster.processes import die_with_parent, stop_process
+from gpu_steward_testground.processes import die_with_parent, stop_process
 
 
 @dataclass
