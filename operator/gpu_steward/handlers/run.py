@@ -13,7 +13,10 @@ import asyncio
 import datetime as dt
 import importlib
 import logging
+import os
+import socket
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +85,20 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> 
             kopf_settings.admission.managed = settings.webhook_configuration_name
 
 
+def operator_identity(environ: Mapping[str, str] = os.environ, pid: int | None = None) -> str:
+    """The name this replica goes by in kopf's peering: the pod's name where the Downward API gives it.
+
+    kopf's own fallback is ``getpass.getuser()``, which looks the uid up in /etc/passwd and crashes when
+    the container runs under a uid without an entry (the image's 65532, OpenShift's random uids). The
+    pod name is unique among the replicas, stable for the pod's life, and says who holds the peering;
+    outside a pod the host name and process id are, and need no passwd entry either.
+    """
+    pod = environ.get("POD_NAME") or environ.get("POD_ID")
+    if pod:
+        return pod
+    return f"gpu-steward@{socket.gethostname()}/{os.getpid() if pid is None else pid}"
+
+
 def run_operator(settings: Settings | None = None, *, stop_flag: Any = None, ready_flag: Any = None) -> int:
     """Run until stopped (blocking). ``stop_flag``/``ready_flag`` as in ``kopf.operator`` (tests)."""
     from gpu_steward.runtime import build_runtime, set_runtime
@@ -95,7 +112,7 @@ def run_operator(settings: Settings | None = None, *, stop_flag: Any = None, rea
     kwargs: dict[str, Any] = {
         "clusterwide": not namespaces, "namespaces": namespaces,
         "liveness_endpoint": settings.liveness_endpoint,
-        "stop_flag": stop_flag, "ready_flag": ready_flag,
+        "stop_flag": stop_flag, "ready_flag": ready_flag, "identity": operator_identity(),
     }
     if settings.peering_name:
         kwargs["peering_name"] = settings.peering_name
