@@ -66,7 +66,9 @@ def ref(name: str) -> S:
 
 DEFINITIONS: dict[str, S] = {
     "image": obj({
-        "repository": string(minLength=1),
+        # Empty by default: no public image exists, so the chart's templates refuse to render without
+        # one and say how to build it (a clearer message than a schema error).
+        "repository": string(),
         "tag": string(),
         "digest": string(pattern=r"^(sha256:[a-f0-9]{64})?$"),
         "pullPolicy": string(enum=["Always", "IfNotPresent", "Never"]),

@@ -20,6 +20,8 @@ from gpu_steward_testground.build import KUBERNETES_VERSION
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "gpu-steward"
 VALUES_FULL = Path(__file__).resolve().parent / "values-full.yaml"
+# The images a platform team sets (the chart has no default image); rendered before any other values.
+IMAGE_VALUES = Path(__file__).resolve().parent / "values-images.yaml"
 
 Doc = dict[str, Any]
 
@@ -69,7 +71,7 @@ def template(helm: Path, *, values_files: Iterable[Path] = (), sets: Sequence[st
              release: str = "gpu-steward", namespace: str = "gpu-steward", extra: Sequence[str] = ()) -> list[Doc]:
     """`helm template` -> the rendered objects (CRDs included)."""
     proc = run_helm(helm, "template", release, str(CHART), "--namespace", namespace, "--include-crds",
-                    "--kube-version", KUBE_VERSION, *values_args(values_files, sets), *extra)
+                    "--kube-version", KUBE_VERSION, *values_args([IMAGE_VALUES, *values_files], sets), *extra)
     return [d for d in yaml.safe_load_all(proc.stdout) if d]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helmtools import CHART, run_helm
+from helmtools import CHART, IMAGE_VALUES, run_helm
 
 from gpu_steward_testground.runner import FAKE_NODE_ANNOTATION
 
@@ -69,7 +69,7 @@ def nodes(cluster: Any, kubectl: Any) -> Iterator[None]:
 def installed(cluster: Any, helm: Path, kubectl: Any, nodes: None) -> Iterator[str]:
     assert labelled_objects(kubectl) == set()
     proc = run_helm(helm, "install", RELEASE, str(CHART), "--namespace", NS, "--create-namespace", "--wait=false",
-                    "--set", "rbac.budgetSecretNames={team-slack}", kubeconfig=cluster.kubeconfig)
+                    "-f", str(IMAGE_VALUES), "--set", "rbac.budgetSecretNames={team-slack}", kubeconfig=cluster.kubeconfig)
     try:
         yield proc.stdout
     finally:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helmtools import CHART, KUBE_VERSION, VALUES_FULL, by_kind, one, run_helm, template
+from helmtools import CHART, IMAGE_VALUES, KUBE_VERSION, VALUES_FULL, by_kind, one, run_helm, template
 
 
 def _keys(tree: Any, prefix: str = "") -> set[str]:
@@ -25,7 +25,7 @@ def _keys(tree: Any, prefix: str = "") -> set[str]:
 
 @pytest.mark.parametrize("values", [None, VALUES_FULL], ids=["defaults", "full"])
 def test_helm_lint_strict(helm: Path, values: Path | None) -> None:
-    args = ["lint", "--strict", str(CHART)] + (["-f", str(values)] if values else [])
+    args = ["lint", "--strict", str(CHART), "-f", str(IMAGE_VALUES)] + (["-f", str(values)] if values else [])
     proc = run_helm(helm, *args)
     assert "0 chart(s) failed" in proc.stdout
 
@@ -204,7 +204,7 @@ def test_kopf_managed_webhook(helm: Path) -> None:
     (["config.ownershipAdmission=enforce", "webhook.enabled=false"], "needs webhook.enabled"),
 ])
 def test_inconsistent_values_fail_with_a_reason(helm: Path, sets: list[str], message: str) -> None:
-    proc = run_helm(helm, "template", "gs", str(CHART), "--kube-version", KUBE_VERSION,
+    proc = run_helm(helm, "template", "gs", str(CHART), "--kube-version", KUBE_VERSION, "-f", str(IMAGE_VALUES),
                     *[a for s in sets for a in ("--set", s)], check=False)
     assert proc.returncode != 0
     assert message in proc.stderr
@@ -224,3 +224,14 @@ def test_everything_optional_off(helm: Path) -> None:
     assert not [r for r in role["rules"] if "kopf.dev" in r["apiGroups"]]
     assert "affinity" not in dep  # no anti-affinity for a single replica
     assert [v["name"] for v in dep["volumes"]] == ["tmp"]
+
+
+@pytest.mark.parametrize("component", ["operator", "agent"])
+def test_no_image_no_install_and_the_message_says_how_to_build_one(helm: Path, component: str) -> None:
+    """No public image exists: without a repository the chart stops with what to do, not an ImagePullBackOff."""
+    other = "agent" if component == "operator" else "operator"
+    proc = run_helm(helm, "template", "gs", str(CHART), "--kube-version", KUBE_VERSION,
+                    "--set", f"{other}.image.repository=registry.example.com/{other}", check=False)
+    assert proc.returncode != 0
+    assert f"{component}.image.repository is required" in proc.stderr
+    assert "make images" in proc.stderr and "docs/install.md" in proc.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helmtools import CHART, KUBE_VERSION, REPO, run_helm
+from helmtools import CHART, IMAGE_VALUES, KUBE_VERSION, REPO, run_helm
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 
@@ -17,7 +17,8 @@ SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 def _render(helm: Path, tmp_path: Path, values: str) -> subprocess.CompletedProcess[str]:
     f = tmp_path / "values.yaml"
     f.write_text(values)
-    return run_helm(helm, "template", "gs", str(CHART), "--kube-version", KUBE_VERSION, "-f", str(f), check=False)
+    return run_helm(helm, "template", "gs", str(CHART), "--kube-version", KUBE_VERSION, "-f", str(IMAGE_VALUES),
+                    "-f", str(f), check=False)
 
 
 def test_schema_is_current() -> None:

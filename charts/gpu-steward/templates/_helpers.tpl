@@ -35,11 +35,15 @@ app.kubernetes.io/component: {{ . }}
 {{- end -}}
 
 {{/* Image reference; pass a dict {image: .Values.x.image, root: $}. A digest wins over a tag. */}}
+{{- /* GPU Steward publishes no images: the platform team builds both (`make images`) and pushes them
+to its own registry, so a missing repository stops the install with what to do instead of an
+ImagePullBackOff on every node. */ -}}
 {{- define "gpu-steward.image" -}}
+{{- $repo := required (printf "%s.image.repository is required: GPU Steward publishes no images. Build them with `make images` (or scripts/build-images.sh), push them to your registry and set %s.image.repository (and tag or digest); see docs/install.md" .component .component) .image.repository -}}
 {{- if .image.digest -}}
-{{ .image.repository }}@{{ .image.digest }}
+{{ $repo }}@{{ .image.digest }}
 {{- else -}}
-{{ .image.repository }}:{{ default .root.Chart.AppVersion .image.tag }}
+{{ $repo }}:{{ default .root.Chart.AppVersion .image.tag }}
 {{- end -}}
 {{- end -}}
 
