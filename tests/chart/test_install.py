@@ -69,7 +69,8 @@ def nodes(cluster: Any, kubectl: Any) -> Iterator[None]:
 def installed(cluster: Any, helm: Path, kubectl: Any, nodes: None) -> Iterator[str]:
     assert labelled_objects(kubectl) == set()
     proc = run_helm(helm, "install", RELEASE, str(CHART), "--namespace", NS, "--create-namespace", "--wait=false",
-                    "-f", str(IMAGE_VALUES), "--set", "rbac.budgetSecretNames={team-slack}", kubeconfig=cluster.kubeconfig)
+                    "-f", str(IMAGE_VALUES), "--set", "rbac.budgetSecretNames={team-slack}",
+                    kubeconfig=cluster.kubeconfig)
     try:
         yield proc.stdout
     finally:
