@@ -75,7 +75,7 @@ class PodmanContainer:
     def from_pod(cls, pod: dict[str, Any], container_name: str, *, image: str, workdir: Path,
                  uid: int | None = None, gid: int | None = None, fields: dict[str, str] | None = None,
                  secrets: dict[str, dict[str, bytes]] | None = None, host_paths: dict[str, Path] | None = None,
-                 env_overrides: dict[str, str] | None = None, extra_mounts: list[tuple[Path, str]] = (),
+                 env_overrides: dict[str, str] | None = None, extra_mounts: tuple[tuple[Path, str], ...] = (),
                  service_account: SaMount | None = None, name: str | None = None) -> PodmanContainer:
         """``uid``/``gid`` replace the pod's runAsUser/runAsGroup (an arbitrary uid, as OpenShift assigns);
         ``host_paths`` maps a hostPath volume's path to the folder that stands for it here."""
@@ -88,7 +88,8 @@ class PodmanContainer:
         # --passwd=false: podman would otherwise add the uid to the image's /etc/passwd, which no kubelet
         # does (and which hid the operator's crash under a uid without an entry).
         args = ["--name", name or f"gs-{container_name}-{os.getpid()}", "--network", "host", *runtime_args(),
-                "--user", f"{run_uid}:{run_gid}", "--passwd=false", "--hostname", (fields or {}).get("metadata.name", container_name)]
+                "--user", f"{run_uid}:{run_gid}", "--passwd=false",
+                "--hostname", (fields or {}).get("metadata.name", container_name)]
         fs_group = psc.get("fsGroup")
         if fs_group is not None:
             args += ["--group-add", str(fs_group)]

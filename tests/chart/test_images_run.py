@@ -254,7 +254,7 @@ def test_agent_image_runs_as_the_daemonset_runs_it(helm: Path, images: dict[str,
         env_overrides={"GPU_STEWARD_AGENT_PORT": str(port), "GPU_STEWARD_AGENT_INTERVAL_SECONDS": "1",
                        # test-only: where the fake library reads its "hardware" from
                        fakenvml.STATE_ENV: "/run/fake-nvml/nvml-state.json"},
-        extra_mounts=[(agent_node["lib"], NVML_IN_CONTAINER), (agent_node["state"].parent, "/run/fake-nvml")])
+        extra_mounts=((agent_node["lib"], NVML_IN_CONTAINER), (agent_node["state"].parent, "/run/fake-nvml")))
     assert "NVML_LIBRARY_PATH" not in " ".join(run.args)  # found where the driver's library would be
     run.start()
     try:
