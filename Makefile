@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test venv controlplane lint crds bench proto
+.PHONY: demo test venv controlplane lint crds bench proto images
 
 # The product (operator + agent) and, beside it, the test ground (local control plane, simulated GPU
 # nodes, Slack receiver, demo) that the images never install.
@@ -25,6 +25,11 @@ lint: venv
 	$(BIN)/ruff check operator agent testground tests bench
 	$(BIN)/lint-imports
 	$(BIN)/mypy operator/gpu_steward/policy operator/gpu_steward/api operator/gpu_steward/units.py operator/gpu_steward/workloads/model.py operator/gpu_steward/workloads/resolve.py operator/gpu_steward/workloads/adapters.py operator/gpu_steward/index.py operator/gpu_steward/notify/interactions.py operator/gpu_steward/notify/messages.py
+
+# Both images from operator/Dockerfile and agent/Dockerfile: Docker where a daemon answers, else buildah
+# (Debian packages; a Debian base from mmdebstrap where the registry base cannot be pulled).
+images:
+	scripts/build-images.sh
 
 crds: venv
 	$(BIN)/gpu-steward crds generate

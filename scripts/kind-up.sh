@@ -20,8 +20,6 @@ CLUSTER=${CLUSTER:-gpu-steward}
 NAMESPACE=${NAMESPACE:-gpu-steward}
 RELEASE=${RELEASE:-gpu-steward}
 TAG=${TAG:-dev}
-OPERATOR_IMAGE=${OPERATOR_IMAGE:-gpu-steward-operator}
-AGENT_IMAGE=${AGENT_IMAGE:-gpu-steward-agent}
 
 if [[ "${1:-}" == "--down" ]]; then
   kind delete cluster --name "$CLUSTER"
@@ -38,18 +36,13 @@ if ! kind get clusters | grep -qx "$CLUSTER"; then
 fi
 kubectl config use-context "kind-$CLUSTER" >/dev/null
 
-docker build -f operator/Dockerfile -t "$OPERATOR_IMAGE:$TAG" .
-images=("$OPERATOR_IMAGE:$TAG")
-agent_args=(--set agent.enabled=false)
-if [[ -f agent/Dockerfile ]]; then
-  docker build -f agent/Dockerfile -t "$AGENT_IMAGE:$TAG" .
-  images+=("$AGENT_IMAGE:$TAG")
-  agent_args=(--set agent.enabled=true
-              --set agent.image.repository="$AGENT_IMAGE" --set agent.image.tag="$TAG"
-              --set agent.image.pullPolicy=Never)
-else
-  echo "kind-up: agent/Dockerfile not found; installing without the agent DaemonSet" >&2
-fi
+# The one image build (scripts/build-images.sh), with Docker here; images named localhost/gpu-steward-*.
+BUILDER=docker IMAGE_TAG="$TAG" IMAGE_REPO_PREFIX=localhost scripts/build-images.sh
+OPERATOR_IMAGE=localhost/gpu-steward-operator
+AGENT_IMAGE=localhost/gpu-steward-agent
+images=("$OPERATOR_IMAGE:$TAG" "$AGENT_IMAGE:$TAG")
+agent_args=(--set agent.image.repository="$AGENT_IMAGE" --set agent.image.tag="$TAG"
+            --set agent.image.pullPolicy=Never)
 kind load docker-image --name "$CLUSTER" "${images[@]}"
 
 helm upgrade --install "$RELEASE" charts/gpu-steward \
