@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     dry_run: bool = False
     # Namespaces the operator watches; empty means all.
     namespaces: tuple[str, ...] = ()
+    # The operator's own namespace (the chart's release namespace): only IdlePolicies here may select
+    # other namespaces (spec.selector.namespaces / namespaceSelector); elsewhere a policy governs its own.
+    platform_namespace: str = "gpu-steward"
 
     # Evaluation loop cadence and how fresh a utilization sample must be to count.
     evaluation_interval_seconds: float = Field(30.0, gt=0)

@@ -10,6 +10,8 @@ Secrets only arrive through secretKeyRef.
   value: {{ $c.dryRun | toString | quote }}
 - name: GPU_STEWARD_NAMESPACES
   value: {{ $c.namespaces | toJson | quote }}
+- name: GPU_STEWARD_PLATFORM_NAMESPACE
+  value: {{ .Release.Namespace | quote }}
 - name: GPU_STEWARD_EVALUATION_INTERVAL_SECONDS
   value: {{ $c.evaluationIntervalSeconds | toString | quote }}
 - name: GPU_STEWARD_SAMPLE_MAX_AGE_SECONDS
