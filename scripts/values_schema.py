@@ -274,7 +274,7 @@ def build() -> S:
         "config": config,
         "prices": prices,
         "slack": slack,
-        "rbac": obj({"create": BOOL, "budgetSecretNames": STRINGS}),
+        "rbac": obj({"create": BOOL, "userRoles": BOOL, "budgetSecretNames": STRINGS}),
         "serviceAccount": obj({"operator": ref("serviceAccount"), "agent": ref("serviceAccount")}),
         "agent": agent,
         "metrics": metrics,
