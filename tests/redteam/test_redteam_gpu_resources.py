@@ -11,6 +11,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+import yaml
 from kubernetes.client.exceptions import ApiException
 
 from gpu_steward.budgets.budget import advertised_gpu_resources, gpus_used_by_resource
@@ -99,9 +100,14 @@ def test_budget_quota_refuses_other_gpu_resources(cluster, resource):
     from gpu_steward.kube import Kube
     from gpu_steward.settings import Settings
     from gpu_steward_testground.processes import wait_for
+    from gpu_steward_testground.runner import gpu_node
 
     install_crds(cluster)
     kube = Kube(cluster.api_client())
+    # A node that advertises MIG slices (a MIG profile gets its quota entry because a node offers it).
+    node = gpu_node("rt-mig-node", gpus=0)
+    node["status"]["capacity"]["nvidia.com/mig-1g.10gb"] = node["status"]["allocatable"]["nvidia.com/mig-1g.10gb"] = "7"
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(node))
     ns = new_namespace(cluster, "rt-gpures")
     apply(cluster, {"apiVersion": API, "kind": "GPUBudget", "metadata": {"name": "main", "namespace": ns},
                     "spec": {"gpuQuota": 2, "notify": {"owners": ["lead@example.com"]}}})

@@ -66,7 +66,7 @@ def bound(cluster, role: str, kind: str = "ClusterRole") -> tuple[str, str]:
     ns = new_namespace(cluster, "rt-roles")
     user = f"rt-{role}-{uuid.uuid4().hex[:6]}"
     kubectl(cluster, "-n", ns, "create", "rolebinding", f"{user}", f"--clusterrole={role}", f"--user={user}")
-    wait_for(lambda: as_user(cluster, user, "-n", ns, "get", "pods").returncode == 0, 30, what="binding active")
+    wait_for(lambda: as_user(cluster, user, "-n", ns, "get", "gpubudgets").returncode == 0, 30, what="binding active")
     return ns, user
 
 
