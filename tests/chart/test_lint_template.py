@@ -43,7 +43,8 @@ def test_default_render(helm: Path) -> None:
     kinds = sorted({d["kind"] for d in docs})
     assert kinds == sorted([
         "ClusterKopfPeering", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition",
-        "DaemonSet", "Deployment", "IdlePolicy", "MutatingWebhookConfiguration", "PodDisruptionBudget", "Secret",
+        "DaemonSet", "Deployment", "IdlePolicy", "MutatingWebhookConfiguration", "NetworkPolicy", "PodDisruptionBudget",
+        "Secret",
         "Service", "ServiceAccount", "ValidatingWebhookConfiguration",
     ])
     dep = one(docs, "Deployment", "-operator")

@@ -30,6 +30,7 @@ Secrets only arrive through secretKeyRef.
 - name: GPU_STEWARD_PROMETHEUS_URL
   value: {{ . | quote }}
 {{- end }}
+{{- include "gpu-steward.prometheusEnv" . }}
 - name: GPU_STEWARD_CURRENCY
   value: {{ .Values.prices.currency | quote }}
 - name: GPU_STEWARD_DEFAULT_GPU_HOUR_PRICE
