@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import unquote_plus
 
 import pytest
+import structlog
 
 from gpu_steward.settings import Settings, redact_url
 from gpu_steward.sources.base import PodRef
@@ -30,6 +31,12 @@ from gpu_steward.sources.prometheus import PrometheusSource
 from gpu_steward.tls import self_signed
 
 POD = PodRef("ml", "train-0", "uid-1", "n1")
+
+
+@pytest.fixture(autouse=True)
+def _plain_logging() -> None:
+    """A test before this one may have configured structlog onto its own (now closed) captured stream."""
+    structlog.reset_defaults()
 
 
 class FakePrometheus(BaseHTTPRequestHandler):
