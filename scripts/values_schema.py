@@ -52,6 +52,12 @@ def number(**extra: Any) -> S:
 
 
 BOOL: S = {"type": "boolean"}
+LABEL_SELECTOR: S = obj({
+    "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+    "matchExpressions": {"type": "array", "items": obj({
+        "key": {"type": "string"}, "operator": {"type": "string", "enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+        "values": {"type": "array", "items": {"type": "string"}}}, required=["key", "operator"])},
+})
 STRING_MAP: S = {"type": "object", "additionalProperties": {"type": "string"}}
 STRINGS: S = arr(string())
 DURATION_S: S = string(pattern=DURATION, minLength=2)
@@ -276,7 +282,11 @@ def build() -> S:
         "config": config,
         "prices": prices,
         "slack": slack,
-        "rbac": obj({"create": BOOL, "budgetSecretNames": STRINGS}),
+        "prometheus": obj({"caSecret": string(), "caKey": string(minLength=1), "tokenSecret": string(),
+                           "tokenKey": string(minLength=1)}),
+        "rbac": obj({"create": BOOL, "userRoles": BOOL, "budgetSecretNames": STRINGS}),
+        "networkPolicy": obj({"enabled": BOOL, "prometheus": obj({
+            "namespaceSelector": LABEL_SELECTOR, "podSelector": LABEL_SELECTOR})}),
         "serviceAccount": obj({"operator": ref("serviceAccount"), "agent": ref("serviceAccount")}),
         "agent": agent,
         "metrics": metrics,

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gpu_steward.policy.cost import GPU_RESOURCE, parse_time, pod_gpus
+from gpu_steward.policy.cost import parse_time, pod_gpus
+from gpu_steward.policy.gpus import is_gpu_resource
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,9 @@ OWN_PREFIXES = ("gpusteward.dev/", "owner", "team")
 def _slim_container(container: Mapping[str, Any]) -> dict[str, Any]:
     resources = container.get("resources") or {}
     return {"name": container.get("name", ""),
-            "resources": {k: {GPU_RESOURCE: (resources.get(k) or {})[GPU_RESOURCE]}
-                          for k in ("limits", "requests") if GPU_RESOURCE in (resources.get(k) or {})}}
+            "resources": {k: {r: v for r, v in (resources.get(k) or {}).items() if is_gpu_resource(r)}
+                          for k in ("limits", "requests")
+                          if any(is_gpu_resource(r) for r in resources.get(k) or {})}}
 
 
 def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:

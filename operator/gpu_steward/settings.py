@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,9 @@ class Settings(BaseSettings):
     dry_run: bool = False
     # Namespaces the operator watches; empty means all.
     namespaces: tuple[str, ...] = ()
+    # The operator's own namespace (the chart's release namespace): only IdlePolicies here may select
+    # other namespaces (spec.selector.namespaces / namespaceSelector); elsewhere a policy governs its own.
+    platform_namespace: str = "gpu-steward"
 
     # Evaluation loop cadence and how fresh a utilization sample must be to count.
     evaluation_interval_seconds: float = Field(30.0, gt=0)
@@ -36,6 +40,11 @@ class Settings(BaseSettings):
     # node name -> agent base URL, replacing discovery (local demo/tests: agents on loopback)
     agent_endpoints: dict[str, str] = Field(default_factory=dict)  # local demo/tests: agent reachable on loopback
     prometheus_url: str | None = None
+    # Prometheus' TLS certificate is always verified: against this CA bundle (PEM file), else the
+    # system's CAs. A bearer token, when Prometheus wants one, is read from this file (a mounted Secret
+    # or a projected token) before each query set, so a rotated token is picked up.
+    prometheus_ca_file: str | None = None
+    prometheus_bearer_token_file: str | None = None
 
     # Prices: per GPU model (node label nvidia.com/gpu.product), a default, a currency.
     currency: str = "USD"
@@ -92,8 +101,44 @@ class Settings(BaseSettings):
     webhook_configuration_name: str = "gpusteward.dev"
 
     def redacted(self) -> dict[str, Any]:
-        """What is safe to log: every secret replaced by whether it is set."""
+        """What is safe to log: every secret replaced by whether it is set, and every credential a URL
+        can carry (``user:password@``, a token in the query) masked, wherever a URL appears."""
         out = self.model_dump(mode="json")
-        for name in ("slack_webhook_url", "slack_bot_token", "slack_signing_secret"):
+        for name in SECRET_FIELDS:
             out[name] = "<set>" if getattr(self, name) is not None else None
-        return out
+        return {k: redact_value(v) for k, v in out.items()}
+
+
+SECRET_FIELDS = ("slack_webhook_url", "slack_bot_token", "slack_signing_secret")
+_SECRET_QUERY_KEYS = ("token", "key", "secret", "password", "passwd", "auth", "sig", "signature", "credential")
+REDACTED = "<redacted>"
+
+
+def redact_url(text: str) -> str:
+    """``text`` without credentials if it is a URL: userinfo and secret-looking query values masked."""
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return text
+    if not parts.scheme or not parts.netloc:
+        return text
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, REDACTED if any(s in k.lower() for s in _SECRET_QUERY_KEYS) else v) for k, v in pairs],
+                          safe="<>")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_value(value: Any) -> Any:
+    """Every string inside ``value`` (nested dicts and lists too) passed through ``redact_url``."""
+    if isinstance(value, str):
+        return redact_url(value)
+    if isinstance(value, dict):
+        return {k: redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(v) for v in value]
+    return value

@@ -43,7 +43,8 @@ def test_default_render(helm: Path) -> None:
     kinds = sorted({d["kind"] for d in docs})
     assert kinds == sorted([
         "ClusterKopfPeering", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition",
-        "DaemonSet", "Deployment", "IdlePolicy", "MutatingWebhookConfiguration", "PodDisruptionBudget", "Secret",
+        "DaemonSet", "Deployment", "IdlePolicy", "MutatingWebhookConfiguration", "NetworkPolicy", "PodDisruptionBudget",
+        "Secret",
         "Service", "ServiceAccount", "ValidatingWebhookConfiguration",
     ])
     dep = one(docs, "Deployment", "-operator")
@@ -213,7 +214,7 @@ def test_inconsistent_values_fail_with_a_reason(helm: Path, sets: list[str], mes
 def test_everything_optional_off(helm: Path) -> None:
     docs = template(helm, sets=["agent.enabled=false", "webhook.enabled=false", "metrics.service.enabled=false",
                                 "dashboard.enabled=false", "operator.peering.enabled=false", "operator.replicas=1",
-                                "policies=null"])
+                                "policies=null", "rbac.userRoles=false"])
     kinds = {d["kind"] for d in docs} - {"CustomResourceDefinition"}
     assert kinds == {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
     dep = one(docs, "Deployment")["spec"]["template"]["spec"]

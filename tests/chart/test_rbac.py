@@ -57,6 +57,11 @@ def all_roles(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return by_kind(docs, "ClusterRole") + by_kind(docs, "Role")
 
 
+def operator_roles(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The operator's roles (the roles for people, templates/user-roles.yaml, are checked below)."""
+    return [r for r in all_roles(docs) if r["metadata"]["labels"].get("app.kubernetes.io/component") != "user-roles"]
+
+
 @pytest.mark.parametrize("values", [[], [VALUES_FULL]], ids=["defaults", "full"])
 def test_no_wildcards(helm: Path, values: list[Path]) -> None:
     roles = all_roles(template(helm, values_files=values))
@@ -68,7 +73,7 @@ def test_no_wildcards(helm: Path, values: list[Path]) -> None:
 
 def test_default_rules_exactly(helm: Path) -> None:
     docs = template(helm)
-    roles = all_roles(docs)
+    roles = operator_roles(docs)
     assert len(roles) == 1, "one ClusterRole for the operator; the agent has none"
     got = flatten(roles[0])
     unnamed = {(g, r, v) for g, r, v, n in got if not n}
@@ -82,19 +87,19 @@ def test_default_rules_exactly(helm: Path) -> None:
 
 
 def test_secrets_only_by_name(helm: Path) -> None:
-    got = flatten(all_roles(template(helm, values_files=[VALUES_FULL]))[0])
+    got = flatten(operator_roles(template(helm, values_files=[VALUES_FULL]))[0])
     secrets = {(v, n) for g, r, v, n in got if r == "secrets"}
     assert secrets == {("get", "gpu-budget-slack"), ("get", "team-slack-webhook")}
 
 
 def test_kopf_managed_webhook_rules(helm: Path) -> None:
-    got = flatten(all_roles(template(helm, sets=["webhook.certificates=kopf", "operator.replicas=1"]))[0])
+    got = flatten(operator_roles(template(helm, sets=["webhook.certificates=kopf", "operator.replicas=1"]))[0])
     for kind in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
         rules = {(v, n) for g, r, v, n in got if r == kind}
         assert rules == {("create", ""), ("get", "gpu-steward.gpusteward.dev"),
                          ("patch", "gpu-steward.gpusteward.dev")}
     # With the chart's certificates (default) the chart owns the configurations: no rights on them.
-    assert not any(r.endswith("webhookconfigurations") for _, r, _, _ in flatten(all_roles(template(helm))[0]))
+    assert not any(r.endswith("webhookconfigurations") for _, r, _, _ in flatten(operator_roles(template(helm))[0]))
 
 
 def test_binding_targets_the_operator_only(helm: Path) -> None:
@@ -102,7 +107,7 @@ def test_binding_targets_the_operator_only(helm: Path) -> None:
     binding = one(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gpu-steward-operator",
                                     "namespace": "gpu-steward"}]
-    assert binding["roleRef"]["name"] == all_roles(docs)[0]["metadata"]["name"]
+    assert binding["roleRef"]["name"] == operator_roles(docs)[0]["metadata"]["name"]
     dep = one(docs, "Deployment")
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "gpu-steward-operator"
 
@@ -110,3 +115,32 @@ def test_binding_targets_the_operator_only(helm: Path) -> None:
 def test_rbac_can_be_left_to_the_platform(helm: Path) -> None:
     docs = template(helm, sets=["rbac.create=false"])
     assert not all_roles(docs) and not by_kind(docs, "ClusterRoleBinding")
+
+
+# ---- roles for people (templates/user-roles.yaml) ---------------------------------------------------
+
+OURS = ("gpubudgets", "experimentleases", "idlepolicies")
+AGG = "rbac.authorization.k8s.io/aggregate-to-"
+
+
+def test_user_roles_exactly(helm: Path) -> None:
+    roles = {r["metadata"]["name"]: r for r in all_roles(template(helm)) if r not in operator_roles(template(helm))}
+    assert set(roles) == {"gpu-steward-view", "gpu-steward-edit", "gpu-steward-platform"}
+    expected = {
+        "gpu-steward-view": {("gpusteward.dev", r, v, "") for r in OURS for v in READ},
+        "gpu-steward-edit": {("gpusteward.dev", "experimentleases", v, "") for v in ("create", "update", "patch")},
+        "gpu-steward-platform": {("gpusteward.dev", r, v, "") for r in OURS
+                                 for v in (*READ, "create", "update", "patch", "delete", "deletecollection")},
+    }
+    for name, role in roles.items():
+        assert flatten(role) == expected[name], name
+        assert not any(r.endswith("/status") for _, r, _, _ in flatten(role)), name
+    aggregated = {name: {k.removeprefix(AGG) for k, v in r["metadata"]["labels"].items()
+                         if k.startswith(AGG) and v == "true"} for name, r in roles.items()}
+    assert aggregated == {"gpu-steward-view": {"view", "edit", "admin"}, "gpu-steward-edit": {"edit", "admin"},
+                          "gpu-steward-platform": set()}
+
+
+def test_user_roles_can_be_left_out(helm: Path) -> None:
+    docs = template(helm, sets=["rbac.userRoles=false"])
+    assert [r["metadata"]["name"] for r in all_roles(docs)] == ["gpu-steward-operator"]

@@ -23,7 +23,8 @@ def test_quota_is_gpu_quota_plus_active_leases():
     d = b.decide(terms(), obs(in_use=3, leases=4), [], None, NOW)
     assert d.effective_quota == 12 and not d.blocked and not d.exceeded
     rq = b.desired_quota("team-a", "main", "uid-1", d.effective_quota)
-    assert rq["spec"]["hard"] == {"requests.nvidia.com/gpu": "12"}
+    hard = rq["spec"]["hard"]
+    assert hard["requests.nvidia.com/gpu"] == "12" and set(hard.values()) == {"12"}
     assert rq["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     assert rq["metadata"]["name"] == "gpusteward-main"
 

@@ -46,8 +46,10 @@ def test_policy_applies_by_namespace_kind_and_labels():
     assert not policy_applies(sel, "ml", {}, "Deployment", LABELS)
     assert not policy_applies(sel, "ml", {}, "Job", {"team": "nlp"})
     by_ns_label = {"namespaceSelector": {"matchLabels": {"gpu": "yes"}}}
-    assert policy_applies(by_ns_label, "a", {"gpu": "yes"}, "Pod", {}, policy_namespace="platform")
-    assert not policy_applies(by_ns_label, "a", {"gpu": "no"}, "Pod", {}, policy_namespace="platform")
+    assert policy_applies(by_ns_label, "a", {"gpu": "yes"}, "Pod", {}, policy_namespace="platform",
+                          platform_namespace="platform")
+    assert not policy_applies(by_ns_label, "a", {"gpu": "no"}, "Pod", {}, policy_namespace="platform",
+                              platform_namespace="platform")
     # No namespace selection: the policy's own namespace only.
     assert policy_applies({}, "ml", {}, "Job", {}, policy_namespace="ml")
     assert not policy_applies({}, "other", {}, "Job", {}, policy_namespace="ml")

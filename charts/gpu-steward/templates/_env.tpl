@@ -10,6 +10,8 @@ Secrets only arrive through secretKeyRef.
   value: {{ $c.dryRun | toString | quote }}
 - name: GPU_STEWARD_NAMESPACES
   value: {{ $c.namespaces | toJson | quote }}
+- name: GPU_STEWARD_PLATFORM_NAMESPACE
+  value: {{ .Release.Namespace | quote }}
 - name: GPU_STEWARD_EVALUATION_INTERVAL_SECONDS
   value: {{ $c.evaluationIntervalSeconds | toString | quote }}
 - name: GPU_STEWARD_SAMPLE_MAX_AGE_SECONDS
@@ -28,6 +30,7 @@ Secrets only arrive through secretKeyRef.
 - name: GPU_STEWARD_PROMETHEUS_URL
   value: {{ . | quote }}
 {{- end }}
+{{- include "gpu-steward.prometheusEnv" . }}
 - name: GPU_STEWARD_CURRENCY
   value: {{ .Values.prices.currency | quote }}
 - name: GPU_STEWARD_DEFAULT_GPU_HOUR_PRICE

@@ -7,6 +7,7 @@ Order matters for restart safety: notices first, then the status that records th
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -22,6 +23,7 @@ from gpu_steward.budgets.parse import ParsedBudget, parse_budget
 from gpu_steward.kube import Kube
 from gpu_steward.policy import budget as pb
 from gpu_steward.policy import cost as c
+from gpu_steward.policy import gpus as gpu_resources
 from gpu_steward.policy.lease import QUOTA_PHASES
 from gpu_steward.settings import Settings
 from gpu_steward.units import format_money
@@ -65,6 +67,26 @@ def measure(pods: list[JSON], prices: Prices, window: tuple[dt.datetime, dt.date
     return costs, burn, in_use
 
 
+def gpus_used_by_resource(pods: list[JSON]) -> dict[str, int]:
+    """GPUs per GPU resource of the pods the apiserver's quota counts (not finished, not being deleted)."""
+    used: dict[str, int] = {}
+    for pod in pods:
+        if holds_gpus(pod):
+            for resource, n in gpu_resources.pod_gpu_resources(pod).items():
+                used[resource] = used.get(resource, 0) + n
+    return used
+
+
+def advertised_gpu_resources(nodes: Iterable[JSON]) -> set[str]:
+    """Every GPU resource some node advertises (capacity or allocatable): each gets a quota entry."""
+    found: set[str] = set()
+    for node in nodes:
+        status = node.get("status") or {}
+        for key in ("capacity", "allocatable"):
+            found |= gpu_resources.gpu_resources_of(status.get(key) or {})
+    return found
+
+
 def _notice(budget: JSON, parsed: ParsedBudget, reason: str, message: str, type_: str = "Warning") -> Notice:
     return Notice(subject=budget, reason=reason, message=message, type=type_,  # type: ignore[arg-type]
                   owners=parsed.owners, slack_channel=parsed.slack_channel,
@@ -102,7 +124,10 @@ def reconcile_budget(
     decision = pb.decide(terms, obs, status.get("announcedThresholds") or [], status.get("periodStart"), now)
     currency = terms.spend.currency if terms.spend else settings.currency
 
-    quota = kube.apply(pb.desired_quota(ns, name, meta.get("uid"), decision.effective_quota), dry_run=dry_run)
+    used = gpus_used_by_resource(pods)
+    advertised = advertised_gpu_resources(prices.nodes.values())
+    quota = kube.apply(pb.desired_quota(ns, name, meta.get("uid"), decision.effective_quota, used, advertised),
+                       dry_run=dry_run)
 
     suspended: list[str] = []
     if decision.suspend_idle:

@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 import structlog
 
 from gpu_steward.kube import Kube
+from gpu_steward.notify.messages import slack_escape
 
 log = structlog.get_logger(__name__)
 
@@ -79,12 +80,14 @@ def slack_blocks(notice: Notice, dry_run: bool) -> dict[str, Any]:
     head = ("[dry-run] " if dry_run else "") + notice.reason
     meta = notice.subject.get("metadata") or {}
     where = f"{notice.subject.get('kind', '')} {meta.get('namespace', '')}/{meta.get('name', '')}"
+    # The message and the names carry user-written text (lease purpose, owner, names): escaped for mrkdwn.
+    message, where = slack_escape(notice.message), slack_escape(where)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": head[:150]}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": notice.message[:2900]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": message[:2900]}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": where[:300]}]},
     ]
-    return {"text": f"{head}: {notice.message}"[:3000], "blocks": blocks}
+    return {"text": f"{slack_escape(head)}: {message}"[:3000], "blocks": blocks}
 
 
 class SlackBridge:

@@ -187,7 +187,8 @@ class IdleController:
         candidates = []
         for (pns, pname), (body, spec) in policies.items():
             selector = body["spec"].get("selector")
-            if policy_applies(selector, ns, namespaces.get(ns), wl.ref.kind, labels, policy_namespace=pns):
+            if policy_applies(selector, ns, namespaces.get(ns), wl.ref.kind, labels, policy_namespace=pns,
+                              platform_namespace=self.settings.platform_namespace):
                 candidates.append(PolicyCandidate(pns, pname, selector, spec.dry_run))
         chosen = choose_policy(candidates, ns)
         if chosen is None:

@@ -20,6 +20,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from gpu_steward.api.idlepolicy import MAX_SNOOZE_S
 from gpu_steward.kube import Kube
 from gpu_steward.notify.interactions import Click, InteractionError, click_patch, click_summary, parse_click, verify
+from gpu_steward.notify.messages import slack_escape
 from gpu_steward.settings import Settings
 from gpu_steward.workloads.model import IDLE_STATE_ANNOTATION
 
@@ -102,7 +103,7 @@ class InteractionServer:
     async def _reply(self, response_url: str, text: str) -> None:
         """An ephemeral answer to the clicker (the original message stays as it is)."""
         try:
-            resp = await AsyncWebhookClient(response_url).send(text=text, response_type="ephemeral",
+            resp = await AsyncWebhookClient(response_url).send(text=slack_escape(text), response_type="ephemeral",
                                                                replace_original=False)
             if resp.status_code != 200:
                 log.warning("slack reply refused", status=resp.status_code)

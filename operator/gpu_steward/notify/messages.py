@@ -9,11 +9,16 @@ workload, idle since when, GPUs, cost, when it will be suspended, dry-run or not
 - ``note_event(...)`` — for engine notes (a snooze cut to the policy maximum, an invalid annotation).
 
 Nothing here knows a secret: channels, URLs and tokens are added by ``notify.slack``.
+
+Every string a user can write (workload, namespace and owner names, labels and annotations, reasons,
+lease purposes...) is escaped for Slack mrkdwn with ``slack_escape`` (``&``, ``<``, ``>`` as Slack's
+formatting rules require), so a name like ``<!channel>`` or ``<http://evil|click>`` shows as text and
+never pings a channel or becomes a link. Event texts are plain and stay unescaped.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -69,6 +74,22 @@ class EventSpec:
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
+
+
+def slack_escape(text: object) -> str:
+    """``text`` safe inside Slack mrkdwn: the three control characters as entities, ``&`` first
+    (https://api.slack.com/reference/surfaces/formatting#escaping)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _escaped(ctx: NoticeContext) -> NoticeContext:
+    """The context with every user-writable string escaped for mrkdwn (buttons keep the raw one)."""
+    def esc(v: str | None) -> str | None:
+        return None if v is None else slack_escape(v)
+
+    return replace(ctx, kind=slack_escape(ctx.kind), name=slack_escape(ctx.name), namespace=slack_escape(ctx.namespace),
+                   owner=esc(ctx.owner), gpu_model=esc(ctx.gpu_model), policy=esc(ctx.policy), reason=esc(ctx.reason),
+                   currency=slack_escape(ctx.currency))
 
 
 def _ts(value: datetime | None) -> str:
@@ -178,6 +199,7 @@ def slack_message(ctx: NoticeContext) -> dict[str, Any]:
     title = {"warning": "Idle GPUs", "suspended": "Workload suspended", "resumed": "Workload resumed"}[ctx.stage]
     if ctx.dry_run:
         title = "[dry-run] " + ("Would suspend" if ctx.stage == "suspended" else title)
+    raw, ctx = ctx, _escaped(ctx)  # mrkdwn from here on; the buttons carry the raw reference
     text = headline(ctx)
     fields = [{"type": "mrkdwn", "text": f[:2000]} for f in _facts(ctx)][:10]
     context = "GPU Steward" + (" · dry-run: nothing will be changed" if ctx.dry_run else "")
@@ -187,7 +209,7 @@ def slack_message(ctx: NoticeContext) -> dict[str, Any]:
         {"type": "section", "fields": fields},
         {"type": "section", "text": {"type": "mrkdwn", "text": _how_to(ctx)[:3000]}},
     ]
-    if buttons := _buttons(ctx):
+    if buttons := _buttons(raw):
         blocks.append({"type": "actions", "block_id": "gpusteward", "elements": buttons})
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
     return {"text": text, "blocks": blocks}

@@ -1,24 +1,32 @@
 """GPUBudget decisions: the quota the namespace gets, thresholds to announce, what to do when the
 spend limit is exceeded, and period roll-over. Pure: plain values in, plain values out.
 
-The quota is a ``ResourceQuota`` on ``requests.nvidia.com/gpu`` that the operator owns, so the
-apiserver enforces it (a pod over it is rejected at admission, not after the fact).
+The quota is a ``ResourceQuota`` that the operator owns, so the apiserver enforces it (a pod over it
+is rejected at admission, not after the fact). It holds one ``requests.<resource>`` entry per GPU
+resource (``policy.gpus``: the well-known names, every GPU resource a node advertises and every one a
+pod of the namespace asks for), because a ResourceQuota cannot sum different resources. ``gpuQuota``
+bounds the *sum* of all of them: each entry is what that resource holds now plus the headroom left
+to the namespace as a whole (``quota_hard``). With nothing running every entry equals ``gpuQuota``;
+once GPUs of any kind are in use, every other kind shrinks by as much at the next reconcile. Between
+two reconciles a namespace that races several kinds at once can overshoot by at most the headroom
+per kind; the next pass blocks it until it is back under (status ``gpusInUse`` shows the sum).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from gpu_steward.policy.cost import Period, fmt_decimal, forecast, format_time, period_bounds, q_money
+from gpu_steward.policy.gpus import GPU_RESOURCE_NAMES, quota_key
 
 OnExceeded = Literal["Notify", "BlockNew", "SuspendIdleFirst"]
 
-QUOTA_RESOURCE = "requests.nvidia.com/gpu"
+QUOTA_RESOURCE = "requests.nvidia.com/gpu"  # the main entry; see quota_hard for the others
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "gpu-steward"
 BUDGET_LABEL = "gpusteward.dev/budget"
@@ -47,8 +55,20 @@ def quota_name(budget_name: str) -> str:
     return f"gpusteward-{budget_name}"
 
 
-def desired_quota(namespace: str, budget_name: str, budget_uid: str | None, hard: int) -> dict[str, Any]:
-    """The ResourceQuota the budget owns; an ownerReference deletes it with the budget."""
+def quota_hard(limit: int, used: Mapping[str, int] | None = None, resources: Iterable[str] = ()) -> dict[str, str]:
+    """``spec.hard`` for ``limit`` GPUs of any kind together: every GPU resource (the well-known ones,
+    ``resources`` and those in ``used``) may grow by the headroom ``limit - sum(used)`` from what it
+    holds now (``used``, GPUs per resource of the pods the apiserver's quota counts)."""
+    used = {r: n for r, n in (used or {}).items() if n > 0}
+    headroom = max(0, limit - sum(used.values()))
+    names = set(GPU_RESOURCE_NAMES) | set(resources) | set(used)
+    return {quota_key(r): str(used.get(r, 0) + headroom) for r in sorted(names)}
+
+
+def desired_quota(namespace: str, budget_name: str, budget_uid: str | None, hard: int,
+                  used: Mapping[str, int] | None = None, resources: Iterable[str] = ()) -> dict[str, Any]:
+    """The ResourceQuota the budget owns (``hard`` GPUs of every kind together, see ``quota_hard``); an
+    ownerReference deletes it with the budget."""
     meta: dict[str, Any] = {
         "name": quota_name(budget_name),
         "namespace": namespace,
@@ -69,7 +89,7 @@ def desired_quota(namespace: str, budget_name: str, budget_uid: str | None, hard
         "apiVersion": "v1",
         "kind": "ResourceQuota",
         "metadata": meta,
-        "spec": {"hard": {QUOTA_RESOURCE: str(hard)}},
+        "spec": {"hard": quota_hard(hard, used, resources)},
     }
 
 

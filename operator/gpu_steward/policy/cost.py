@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Literal
 
-GPU_RESOURCE = "nvidia.com/gpu"
+from gpu_steward.policy import gpus as _gpus
+
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 
 ANN_COST = "gpusteward.dev/cost"
@@ -102,29 +103,10 @@ def gpu_hour_price(table: PriceTable, node: Mapping[str, Any] | None) -> Decimal
 # ---- a pod's GPUs and running window --------------------------------------------------------------
 
 
-def _int_quantity(value: object) -> int:
-    try:
-        return int(str(value))
-    except ValueError:
-        return 0
-
-
-def _container_gpus(container: Mapping[str, Any]) -> int:
-    resources = container.get("resources") or {}
-    # Extended resources must have requests == limits; either one being set is enough.
-    for key in ("limits", "requests"):
-        amount = (resources.get(key) or {}).get(GPU_RESOURCE)
-        if amount is not None:
-            return _int_quantity(amount)
-    return 0
-
-
 def pod_gpus(pod: Mapping[str, Any]) -> int:
-    """GPUs a pod holds: the larger of its app containers' sum and its biggest init container."""
-    spec = pod.get("spec") or {}
-    app = sum(_container_gpus(c) for c in spec.get("containers") or [])
-    init = max((_container_gpus(c) for c in spec.get("initContainers") or []), default=0)
-    return max(app, init)
+    """GPUs a pod holds, every GPU resource together (``policy.gpus`` says which resources are GPUs):
+    per resource the larger of its app containers' sum and its biggest init container."""
+    return _gpus.pod_gpus(pod)
 
 
 def parse_time(value: object) -> dt.datetime | None:

@@ -11,6 +11,12 @@ every part that is present must match. With neither ``namespaces`` nor ``namespa
 policy covers its own namespace only (pass ``policy_namespace``); without ``policy_namespace`` it
 covers all namespaces.
 
+Scope (DESIGN.md invariant 9, "a namespaced policy governs only its namespace"): only a policy in the
+platform namespace (the operator's own, ``platform_namespace``) may reach other namespaces through
+``namespaces`` / ``namespaceSelector``. A policy anywhere else governs its own namespace and nothing
+more; there those fields can only narrow (own namespace not listed, or its labels not matching: the
+policy applies to nothing). Without a ``platform_namespace`` no policy reaches across namespaces.
+
 Choosing one policy (``choose_policy``): the most specific wins, then the strictest, then the name:
 1. namespace: listed in ``namespaces`` or the policy's own namespace (2) > ``namespaceSelector`` (1) > any (0);
 2. more workload-selector requirements (labels + expressions);
@@ -96,9 +102,13 @@ def policy_applies(
     workload_kind: str,
     workload_labels: Mapping[str, str] | None,
     policy_namespace: str | None = None,
+    platform_namespace: str | None = None,
 ) -> bool:
-    """Whether an IdlePolicy ``spec.selector`` covers this workload (see the module doc for defaults)."""
+    """Whether an IdlePolicy ``spec.selector`` covers this workload (see the module doc for defaults
+    and for the scope of a policy outside ``platform_namespace``)."""
     sel = policy_selector or {}
+    if policy_namespace is not None and policy_namespace != platform_namespace and namespace != policy_namespace:
+        return False  # a namespaced policy governs only its own namespace
     namespaces = sel.get("namespaces")
     ns_selector = sel.get("namespaceSelector")
     if namespaces:

@@ -10,6 +10,10 @@ asked again with ``DCGM_FI_DEV_GPU_UTIL`` (already percent), which every dcgm-ex
 publishes. One query set for all pods, filtered here: no giant regex of pod names.
 Label names are configurable (``exported_pod``/``exported_namespace`` when Prometheus renamed them).
 Any error (connection, HTTP, bad answer) makes every asked pod ``unknown`` — never idle.
+
+Trust: the server's TLS certificate is always verified (``ca_file``, else the system's CAs), so a
+spoofed Prometheus cannot feed "idle" into the engine; a bearer token is read from ``token_file``
+before each query set (rotation-safe) and only ever sent as a header, never logged.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import requests
 import structlog
 from prometheus_api_client import PrometheusConnect
 
@@ -45,8 +51,12 @@ class PrometheusSource:
         pod_label: str = "pod",
         namespace_label: str = "namespace",
         client: PrometheusConnect | None = None,
+        ca_file: str | None = None,
+        token_file: str | None = None,
     ) -> None:
         self.url = url
+        self.ca_file = ca_file
+        self.token_file = token_file
         self.window_seconds = window_seconds
         self.max_age = timedelta(seconds=max_age_seconds)
         self.timeout = timeout_seconds
@@ -58,11 +68,26 @@ class PrometheusSource:
     def from_settings(cls, settings: Any, **kw: Any) -> PrometheusSource:
         if not settings.prometheus_url:
             raise ValueError("utilization_source is prometheus but prometheus_url is not set")
-        return cls(settings.prometheus_url, max_age_seconds=settings.sample_max_age_seconds, **kw)
+        return cls(settings.prometheus_url, max_age_seconds=settings.sample_max_age_seconds,
+                   ca_file=settings.prometheus_ca_file, token_file=settings.prometheus_bearer_token_file, **kw)
+
+    def _session(self) -> requests.Session:
+        session = requests.Session()
+        session.verify = self.ca_file or True  # never off
+        return session
+
+    def _headers(self) -> dict[str, str] | None:
+        if not self.token_file:
+            return None
+        token = Path(self.token_file).read_text().strip()
+        if not token:
+            raise ValueError("the Prometheus bearer token file is empty")
+        return {"Authorization": f"Bearer {token}"}
 
     def _conn(self) -> PrometheusConnect:
         if self._client is None:
-            self._client = PrometheusConnect(url=self.url, disable_ssl=True, timeout=int(max(self.timeout, 1)))
+            self._client = PrometheusConnect(url=self.url, session=self._session(), timeout=int(max(self.timeout, 1)))
+        self._client.headers = self._headers()  # re-read each query set: projected tokens rotate
         return self._client
 
     async def close(self) -> None:
