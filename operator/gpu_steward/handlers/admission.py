@@ -20,6 +20,7 @@ _SETTINGS = configured_settings()
 # The admission handlers live in their own registry: handlers.run serves them from a kopf operator that
 # runs on every replica, while the default registry (everything else) runs only on the leader.
 REGISTRY = kopf.OperatorRegistry()
+kopf.on.login(registry=REGISTRY)(kopf.login_via_client)  # what kopf's default registry comes with
 
 
 def _user(userinfo: Any) -> tuple[str, list[str]]:

@@ -219,11 +219,9 @@ def run_operator(settings: Settings | None = None, *, stop_flag: Any = None, rea
     import_handlers(ADMISSION_MODULES if settings.webhook_enabled else ())
     if settings.metrics_port:  # on every replica; only the leader's counters move
         prometheus_client.start_http_server(settings.metrics_port)
-    registry = kopf.OperatorRegistry()
-    if settings.webhook_enabled:
-        from gpu_steward.handlers.admission import REGISTRY
-
-        registry = REGISTRY
+    # The webhook operator's registry: the admission handlers when webhooks are enabled, else none
+    # (it still serves the liveness endpoint).
+    from gpu_steward.handlers.admission import REGISTRY as registry
     elector = None
     if settings.leader_election_lease_name:
         elector = LeaseElector(rt.kube, settings.leader_election_namespace, settings.leader_election_lease_name,
