@@ -195,7 +195,13 @@ def build() -> S:
     operator = obj({
         "replicas": integer(minimum=1),
         "image": ref("image"),
-        "peering": obj({"enabled": BOOL, "name": string(pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$")}),
+        "leaderElection": obj({
+            "enabled": BOOL,
+            "leaseName": string(pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$"),
+            "leaseDurationSeconds": integer(minimum=1),  # a Lease's spec.leaseDurationSeconds is whole seconds
+            "renewDeadlineSeconds": number(exclusiveMinimum=0),
+            "retryPeriodSeconds": number(exclusiveMinimum=0),
+        }),
         "livenessPort": PORT,
         "metricsPort": PORT,
         "logLevel": string(enum=["DEBUG", "INFO", "WARNING", "ERROR"]),

@@ -153,6 +153,18 @@ class Kube:
         out = self._resource(body["apiVersion"], body["kind"]).create(body=body, namespace=meta.get("namespace"))
         return out.to_dict()  # type: ignore[no-any-return]
 
+    def replace(self, body: JSON, *, dry_run: bool) -> JSON | None:
+        """PUT the whole object; its ``metadata.resourceVersion`` makes it conditional (409 if stale).
+        The leader election's Lease writes use it (RBAC verb ``update``), as client-go's do."""
+        meta = body["metadata"]
+        if dry_run:
+            log.info("dry-run: would replace", kind=body["kind"], name=meta.get("name"),
+                     namespace=meta.get("namespace"))
+            return None
+        self.writes.add("update")
+        out = self._resource(body["apiVersion"], body["kind"]).replace(body=body, namespace=meta.get("namespace"))
+        return out.to_dict()  # type: ignore[no-any-return]
+
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None, *, dry_run: bool) -> None:
         if dry_run:
             log.info("dry-run: would delete", kind=kind, name=name, namespace=namespace)

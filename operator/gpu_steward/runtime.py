@@ -5,7 +5,7 @@ GPU pods and IdlePolicies, and the one utilization source both evaluation loops 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -27,6 +27,9 @@ class Runtime:
     source: UtilizationSource | None = None  # agents or Prometheus: one HTTP session for both loops
     utilization: UtilizationLookup | None = None
     index: Registry = field(default_factory=Registry)  # GPU pods and IdlePolicies, fed by handlers.watch
+    # Whether this replica may act now (leader election; always True without it). The loops and the
+    # kopf handlers check it before acting, besides running only on the leader at all.
+    is_leader: Callable[[], bool] = field(default=lambda: True)
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 

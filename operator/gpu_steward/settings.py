@@ -11,8 +11,10 @@ from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gpu_steward.policy.leadership import Timing
 
 
 class Settings(BaseSettings):
@@ -89,9 +91,19 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     # Deployment wiring the Helm chart sets (charts/gpu-steward, docs/install.md).
-    # kopf peering: replicas sharing one ClusterKopfPeering name keep a single active operator;
-    # None = standalone (local demo and tests run one operator).
-    peering_name: str | None = None
+    # Leader election (invariant 8, one actor): replicas compete for this coordination.k8s.io Lease in
+    # leader_election_namespace; only its holder runs the kopf handlers, loops and Slack endpoint, every
+    # replica serves the admission webhooks. None: no election, this process acts (one replica: local
+    # demo and tests). Needs 0 < retry period < renew deadline < lease duration.
+    leader_election_lease_name: str | None = None
+    leader_election_namespace: str = "default"
+    leader_election_lease_duration_seconds: float = Field(15.0, gt=0)
+    leader_election_renew_deadline_seconds: float = Field(10.0, gt=0)
+    leader_election_retry_period_seconds: float = Field(2.0, gt=0)
+    # The operator's own pod (the chart sets them from the downward API): it carries the
+    # gpusteward.dev/leader label. Unset outside a pod.
+    pod_name: str | None = None
+    pod_namespace: str | None = None
     # kopf's liveness endpoint, e.g. "http://0.0.0.0:8081/healthz"; None serves none.
     liveness_endpoint: str | None = None
     # Whether kopf creates and patches the webhook configurations itself (named
@@ -99,6 +111,17 @@ class Settings(BaseSettings):
     # certificate); then the operator needs, and gets, no RBAC on webhook configurations.
     webhook_manage_configuration: bool = True
     webhook_configuration_name: str = "gpusteward.dev"
+
+    @model_validator(mode="after")
+    def _election_margins(self) -> Settings:
+        if self.leader_election_lease_name:
+            self.leader_election_timing()  # raises when the margins are wrong
+        return self
+
+    def leader_election_timing(self) -> Timing:
+        return Timing(lease_duration=self.leader_election_lease_duration_seconds,
+                      renew_deadline=self.leader_election_renew_deadline_seconds,
+                      retry_period=self.leader_election_retry_period_seconds)
 
     def redacted(self) -> dict[str, Any]:
         """What is safe to log: every secret replaced by whether it is set, and every credential a URL

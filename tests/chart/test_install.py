@@ -20,8 +20,7 @@ pytestmark = pytest.mark.cluster
 NS = "gs-install-test"
 RELEASE = "gs-it"
 INSTANCE = f"app.kubernetes.io/instance={RELEASE}"
-KEPT_CRDS = {"gpubudgets.gpusteward.dev", "experimentleases.gpusteward.dev", "idlepolicies.gpusteward.dev",
-             "clusterkopfpeerings.kopf.dev"}
+KEPT_CRDS = {"gpubudgets.gpusteward.dev", "experimentleases.gpusteward.dev", "idlepolicies.gpusteward.dev"}
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +98,8 @@ def test_every_object_is_created(installed: str, kubectl: Any) -> None:
         f"MutatingWebhookConfiguration//{fullname}.gpusteward.dev",
         f"PodDisruptionBudget/{NS}/{fullname}-operator",
         f"ConfigMap/{NS}/{fullname}-dashboard",
-        f"ClusterKopfPeering//{fullname}",
+        f"Role/{NS}/{fullname}-operator-leader",
+        f"RoleBinding/{NS}/{fullname}-operator-leader",
         f"IdlePolicy/{NS}/idle-gpus",
     ]:
         assert expected in names, f"{expected} missing; have {sorted(names)}"
@@ -163,6 +163,5 @@ def test_uninstall_leaves_only_the_crds(installed: str, cluster: Any, helm: Path
         time.sleep(1)
         left = labelled_objects(kubectl)
     assert left == set()
-    assert kubectl("get", "clusterkopfpeering", f"{RELEASE}-gpu-steward", "--ignore-not-found") == ""
     crds = set(kubectl("get", "crd", "-o", "name").split())
     assert {f"customresourcedefinition.apiextensions.k8s.io/{c}" for c in KEPT_CRDS} <= crds

@@ -1,6 +1,7 @@
-"""kopf itself, run with the chart's ServiceAccount token, peering and liveness as the chart
-configures them: it discovers resources, keeps its peering alive, handles a GPUBudget (finalizer,
-progress annotations, a status patch, an Event) and watches pods, without a single 403."""
+"""kopf itself, run with the chart's ServiceAccount token, standalone (the leader Lease, not kopf
+peering, decides which replica acts) with liveness as the chart configures it: it discovers resources,
+handles a GPUBudget (finalizer, progress annotations, a status patch, an Event) and watches pods,
+without a single 403."""
 
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ pytestmark = pytest.mark.cluster
 
 NS = "gs-kopf-test"
 RELEASE = "gs-kopf"
-PEERING = f"{RELEASE}-gpu-steward"  # the chart's default peering name: the release's full name
 TEAM_NS = "gs-kopf-team"
 
 
@@ -52,8 +52,6 @@ def identity(cluster: Any, helm: Path, kubectl: Callable[..., str],
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorIdentity]:
     kubectl("apply", "--server-side", "-f", str(CHART / "crds"))
     kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    kubectl("apply", "-f", "-", stdin=json.dumps(
-        {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": PEERING}}))
     for ns in (NS, TEAM_NS):
         kubectl("create", "namespace", ns, check=False)
     ident = operator_kubeconfig(helm=helm, kubectl=kubectl_path(cluster), admin_kubeconfig=cluster.kubeconfig,
@@ -61,7 +59,6 @@ def identity(cluster: Any, helm: Path, kubectl: Callable[..., str],
                                 release=RELEASE)
     yield ident
     ident.remove()
-    kubectl("delete", "clusterkopfpeering", PEERING, "--ignore-not-found")
 
 
 def kubectl_path(cluster: Any) -> Path:
@@ -106,7 +103,7 @@ def test_kopf_runs_with_the_chart_rbac(identity: OperatorIdentity, kubectl: Call
     liveness = f"http://127.0.0.1:{unused_tcp_port}/healthz"
 
     def run() -> None:
-        asyncio.run(kopf.operator(registry=registry, clusterwide=True, peering_name=PEERING,
+        asyncio.run(kopf.operator(registry=registry, clusterwide=True, standalone=True,
                                   liveness_endpoint=liveness, stop_flag=stop, ready_flag=ready))
 
     thread = threading.Thread(target=run, daemon=True)
@@ -114,9 +111,6 @@ def test_kopf_runs_with_the_chart_rbac(identity: OperatorIdentity, kubectl: Call
     try:
         assert ready.wait(60), "kopf did not start"
         wait_for("liveness", lambda: http_ok(liveness))
-        # Peering: our keep-alive is in the ClusterKopfPeering's status.
-        wait_for("peering keep-alive", lambda: json.loads(
-            kubectl("get", "clusterkopfpeering", PEERING, "-o", "json")).get("status"))
 
         name = f"b-{uuid.uuid4().hex[:8]}"  # a fresh object (and fresh Events) on every run
         kubectl("apply", "-n", TEAM_NS, "-f", "-", stdin=json.dumps({

@@ -42,8 +42,8 @@ def test_default_render(helm: Path) -> None:
     docs = template(helm)
     kinds = sorted({d["kind"] for d in docs})
     assert kinds == sorted([
-        "ClusterKopfPeering", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition",
-        "DaemonSet", "Deployment", "IdlePolicy", "MutatingWebhookConfiguration", "NetworkPolicy", "PodDisruptionBudget",
+        "ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition", "DaemonSet", "Deployment",
+        "IdlePolicy", "MutatingWebhookConfiguration", "NetworkPolicy", "PodDisruptionBudget", "Role", "RoleBinding",
         "Secret",
         "Service", "ServiceAccount", "ValidatingWebhookConfiguration",
     ])
@@ -52,7 +52,11 @@ def test_default_render(helm: Path) -> None:
     pod = dep["spec"]["template"]["spec"]
     container = pod["containers"][0]
     env = {e["name"]: e for e in container["env"]}
-    assert env["GPU_STEWARD_PEERING_NAME"]["value"] == "gpu-steward"
+    # Leader election: one Lease in the release namespace; the pod knows its own name for the label.
+    assert env["GPU_STEWARD_LEADER_ELECTION_LEASE_NAME"]["value"] == "gpu-steward-leader"
+    assert env["GPU_STEWARD_LEADER_ELECTION_NAMESPACE"]["value"] == "gpu-steward"
+    assert env["GPU_STEWARD_POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["GPU_STEWARD_POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert env["GPU_STEWARD_LIVENESS_ENDPOINT"]["value"] == "http://0.0.0.0:8081/healthz"
     # Probes hit kopf's liveness endpoint on the port the env var names.
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
@@ -63,10 +67,8 @@ def test_default_render(helm: Path) -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     # No Slack secret configured: no Slack secret env at all.
     assert not [n for n in env if n.startswith("GPU_STEWARD_SLACK_") and n != "GPU_STEWARD_SLACK_API_URL"]
-    peering = one(docs, "ClusterKopfPeering")
-    assert peering["metadata"]["name"] == "gpu-steward"
     crd_names = {d["metadata"]["name"] for d in by_kind(docs, "CustomResourceDefinition")}
-    assert "clusterkopfpeerings.kopf.dev" in crd_names
+    assert not [n for n in crd_names if n.endswith("kopf.dev")]  # no kopf peering: the Lease decides
 
 
 def test_agent_daemonset_defaults(helm: Path) -> None:
@@ -108,13 +110,15 @@ def test_full_render(helm: Path) -> None:
     assert env["GPU_STEWARD_SLACK_WEBHOOK_URL"]["valueFrom"] == {
         "secretKeyRef": {"name": "gpu-steward-slack", "key": "webhook-url"}}
     assert env["GPU_STEWARD_SLACK_BOT_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "bot-token"
-    assert env["GPU_STEWARD_PEERING_NAME"]["value"] == "gs-peering"
+    assert env["GPU_STEWARD_LEADER_ELECTION_LEASE_NAME"]["value"] == "gs-leader-lease"
+    assert env["GPU_STEWARD_LEADER_ELECTION_LEASE_DURATION_SECONDS"]["value"] == "20"
     # A signing secret turns on Slack buttons: the endpoint's port, in the pod and behind a Service.
     assert env["GPU_STEWARD_SLACK_SIGNING_SECRET"]["valueFrom"]["secretKeyRef"]["key"] == "signing-secret"
     assert env["GPU_STEWARD_SLACK_INTERACTIONS_PORT"]["value"] == "8181"
     assert {"name": "slack", "containerPort": 8181} in container["ports"]
     svc = one(docs, "Service", "-slack-interactions")
     assert svc["spec"]["ports"] == [{"name": "slack", "port": 8181, "targetPort": "slack"}]
+    assert svc["spec"]["selector"]["gpusteward.dev/leader"] == "true"  # only the leader serves it
     assert env["PYTHONASYNCIODEBUG"]["value"] == "0"
     assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 2
     # cert-manager: a Certificate from the given ClusterIssuer, CA injected, no chart-made Secret.
@@ -200,7 +204,8 @@ def test_kopf_managed_webhook(helm: Path) -> None:
 
 @pytest.mark.parametrize("sets, message", [
     (["webhook.certificates=kopf"], "operator.replicas: 1"),
-    (["operator.peering.enabled=false"], "needs operator.peering.enabled"),
+    (["operator.leaderElection.enabled=false"], "needs operator.leaderElection.enabled"),
+    (["operator.leaderElection.renewDeadlineSeconds=15"], "retryPeriodSeconds < renewDeadlineSeconds < leaseDuration"),
     (["config.utilizationSource=prometheus"], "needs config.prometheusUrl"),
     (["config.ownershipAdmission=enforce", "webhook.enabled=false"], "needs webhook.enabled"),
 ])
@@ -213,16 +218,16 @@ def test_inconsistent_values_fail_with_a_reason(helm: Path, sets: list[str], mes
 
 def test_everything_optional_off(helm: Path) -> None:
     docs = template(helm, sets=["agent.enabled=false", "webhook.enabled=false", "metrics.service.enabled=false",
-                                "dashboard.enabled=false", "operator.peering.enabled=false", "operator.replicas=1",
-                                "policies=null", "rbac.userRoles=false"])
+                                "dashboard.enabled=false", "operator.leaderElection.enabled=false",
+                                "operator.replicas=1", "policies=null", "rbac.userRoles=false"])
     kinds = {d["kind"] for d in docs} - {"CustomResourceDefinition"}
     assert kinds == {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
     dep = one(docs, "Deployment")["spec"]["template"]["spec"]
     env = {e["name"]: e.get("value") for e in dep["containers"][0]["env"]}
-    assert "GPU_STEWARD_PEERING_NAME" not in env  # standalone
+    assert "GPU_STEWARD_LEADER_ELECTION_LEASE_NAME" not in env  # one replica, no election
     assert env["GPU_STEWARD_WEBHOOK_ENABLED"] == "false"
     role = one(docs, "ClusterRole")
-    assert not [r for r in role["rules"] if "kopf.dev" in r["apiGroups"]]
+    assert not [r for r in role["rules"] if "coordination.k8s.io" in r["apiGroups"]]
     assert "affinity" not in dep  # no anti-affinity for a single replica
     assert [v["name"] for v in dep["volumes"]] == ["tmp"]
 

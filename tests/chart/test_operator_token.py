@@ -60,7 +60,11 @@ ALLOWED = [
     ("patch", "gpubudgets.gpusteward.dev", "-n", "team-a", "--subresource=status"),
     ("patch", "experimentleases.gpusteward.dev", "-n", "team-a"),
     ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
-    ("patch", f"clusterkopfpeerings.kopf.dev/{RELEASE}-gpu-steward"),
+    # Leader election: the one Lease in the release namespace; the leader labels its own pod.
+    ("create", "leases.coordination.k8s.io", "-n", NS),
+    ("get", f"leases.coordination.k8s.io/{RELEASE}-gpu-steward-leader", "-n", NS),
+    ("update", f"leases.coordination.k8s.io/{RELEASE}-gpu-steward-leader", "-n", NS),
+    ("patch", "pods", "-n", NS),
     ("get", "secrets/team-slack", "-n", "team-a"),
 ]
 DENIED = [
@@ -76,7 +80,11 @@ DENIED = [
     ("delete", "idlepolicies.gpusteward.dev", "-n", "team-a"),
     ("create", "clusterroles.rbac.authorization.k8s.io"),
     ("create", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
-    ("patch", "clusterkopfpeerings.kopf.dev/someone-else"),
+    ("update", "leases.coordination.k8s.io/someone-else", "-n", NS),
+    ("get", "leases.coordination.k8s.io/someone-else", "-n", NS),
+    ("create", "leases.coordination.k8s.io", "-n", "team-a"),
+    ("update", f"leases.coordination.k8s.io/{RELEASE}-gpu-steward-leader", "-n", "team-a"),
+    ("delete", f"leases.coordination.k8s.io/{RELEASE}-gpu-steward-leader", "-n", NS),
     ("impersonate", "users"),
 ]
 

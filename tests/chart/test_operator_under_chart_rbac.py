@@ -1,6 +1,6 @@
 """The real operator (`python -m gpu_steward.handlers.run`), configured by exactly the environment
 the chart renders and authenticated with the chart's ServiceAccount token, reconciles a GPUBudget
-and an ExperimentLease and keeps its peering, without one 403 in its log — with the chart's default
+and an ExperimentLease and holds the leader Lease, without one 403 in its log — with the chart's default
 certificates (helm: a mounted certificate, the chart owns the webhook configurations, the operator
 has no rights on them) and with certificates=kopf (the operator registers its own webhooks, which
 the apiserver then calls for the lease). The chart's RBAC checked against the code, not a list."""
@@ -31,7 +31,7 @@ MODES = {
     # kopf manages the webhook configurations itself: the chart's RBAC must let it.
     "kopf": ["webhook.certificates=kopf", "operator.replicas=1"],
     "helm": [],  # the chart's defaults
-    # Only some namespaces watched: still the one ClusterKopfPeering.
+    # Only some namespaces watched: still the one leader Lease in the release namespace.
     "namespaced": ["config.namespaces={gs-op-team-namespaced}"],
 }
 
@@ -82,11 +82,9 @@ def case(request: pytest.FixtureRequest) -> Case:
 @pytest.fixture(scope="module")
 def identity(case: Case, cluster: Any, helm: Path, kubectl: Callable[..., str],
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorIdentity]:
-    # What `helm install` would put in place besides RBAC: CRDs and the peering object.
+    # What `helm install` would put in place besides RBAC: the CRDs.
     kubectl("apply", "--server-side", "-f", str(CHART / "crds"))
     kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    kubectl("apply", "-f", "-", stdin=json.dumps(
-        {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": case.fullname}}))
     for ns in (NS, case.team_ns):
         kubectl("create", "namespace", ns, check=False)
     ident = operator_kubeconfig(helm=helm, kubectl=Path(cluster.bin_dir) / "kubectl",
@@ -94,7 +92,7 @@ def identity(case: Case, cluster: Any, helm: Path, kubectl: Callable[..., str],
                                 sets=case.sets, out=tmp_path_factory.mktemp("op") / "operator.kubeconfig")
     yield ident
     ident.remove()
-    kubectl("delete", "clusterkopfpeering", case.fullname, "--ignore-not-found")
+    kubectl("delete", "lease", f"{case.fullname}-leader", "-n", NS, "--ignore-not-found")
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +111,7 @@ def operator(case: Case, identity: OperatorIdentity, helm: Path, kubectl: Callab
         "GPU_STEWARD_EVALUATION_INTERVAL_SECONDS": "2",
         "GPU_STEWARD_LOG_FORMAT": "console",
     })
-    assert env["GPU_STEWARD_PEERING_NAME"] == case.fullname
+    assert env["GPU_STEWARD_LEADER_ELECTION_LEASE_NAME"] == f"{case.fullname}-leader"
     assert env["GPU_STEWARD_WEBHOOK_MANAGE_CONFIGURATION"] == ("true" if case.mode == "kopf" else "false")
     if case.mode != "kopf":
         # The files the pod gets from the chart's Secret (mounted at GPU_STEWARD_WEBHOOK_CERT_DIR).
@@ -153,7 +151,8 @@ def test_operator_works_with_the_chart_rbac(case: Case, operator: tuple[subproce
         return json.loads(out) if out.strip() else None
 
     wait_for("liveness", lambda: http_ok(liveness), 90, proc, log)
-    wait_for("peering keep-alive", lambda: (get("clusterkopfpeering", fullname) or {}).get("status"), 60, proc, log)
+    wait_for("the leader Lease", lambda: ((get("lease", f"{fullname}-leader", "-n", NS) or {}).get("spec") or {})
+             .get("holderIdentity"), 60, proc, log)
     if case.mode == "kopf":
         # The operator created its webhook configurations under the chart's name.
         vwc = wait_for("webhook registration", lambda: (get("validatingwebhookconfiguration",

@@ -37,8 +37,11 @@ EXPECTED: dict[tuple[str, str], tuple[str, ...]] = {
     ("gpusteward.dev", "experimentleases/status"): ("get", "patch"),
     ("gpusteward.dev", "idlepolicies/status"): ("get", "patch"),
     ("apiextensions.k8s.io", "customresourcedefinitions"): ("list", "watch"),
-    ("kopf.dev", "clusterkopfpeerings"): ("list", "watch"),
 }
+# Leader election: a Role in the release namespace, on the one Lease (create cannot be limited by name).
+LEASE_RULES = {("coordination.k8s.io", "leases", "create", ""),
+               ("coordination.k8s.io", "leases", "get", "gpu-steward-leader"),
+               ("coordination.k8s.io", "leases", "update", "gpu-steward-leader")}
 
 
 def flatten(role: dict[str, Any]) -> set[Rule]:
@@ -73,17 +76,30 @@ def test_no_wildcards(helm: Path, values: list[Path]) -> None:
 
 def test_default_rules_exactly(helm: Path) -> None:
     docs = template(helm)
-    roles = operator_roles(docs)
+    roles = [r for r in operator_roles(docs) if r["kind"] == "ClusterRole"]
     assert len(roles) == 1, "one ClusterRole for the operator; the agent has none"
     got = flatten(roles[0])
     unnamed = {(g, r, v) for g, r, v, n in got if not n}
     expected = {(g, r, v) for (g, r), verbs in EXPECTED.items() for v in verbs}
     assert unnamed == expected
     named = {(g, r, v, n) for g, r, v, n in got if n}
-    # The peering object is only patched by name; nothing may touch Secrets by default.
-    assert named == {("kopf.dev", "clusterkopfpeerings", "get", "gpu-steward"),
-                     ("kopf.dev", "clusterkopfpeerings", "patch", "gpu-steward")}
+    # Nothing is limited by name by default (and nothing may touch Secrets).
+    assert named == set()
     assert not any(r == "secrets" for _, r, _, _ in got)
+    # The Lease: only in the release namespace (a Role), bound to the operator's ServiceAccount.
+    role = one(docs, "Role")
+    assert role["metadata"]["namespace"] == "gpu-steward"
+    assert flatten(role) == LEASE_RULES
+    binding = one(docs, "RoleBinding")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gpu-steward-operator",
+                                    "namespace": "gpu-steward"}]
+
+
+def test_no_lease_rules_without_leader_election(helm: Path) -> None:
+    docs = template(helm, sets=["operator.leaderElection.enabled=false", "operator.replicas=1"])
+    assert not by_kind(docs, "Role") and not by_kind(docs, "RoleBinding")
 
 
 def test_secrets_only_by_name(helm: Path) -> None:
@@ -143,4 +159,5 @@ def test_user_roles_exactly(helm: Path) -> None:
 
 def test_user_roles_can_be_left_out(helm: Path) -> None:
     docs = template(helm, sets=["rbac.userRoles=false"])
-    assert [r["metadata"]["name"] for r in all_roles(docs)] == ["gpu-steward-operator"]
+    assert [r["metadata"]["name"] for r in by_kind(docs, "ClusterRole")] == ["gpu-steward-operator"]
+    assert all(r["metadata"]["labels"].get("app.kubernetes.io/component") != "user-roles" for r in all_roles(docs))

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from helmtools import VALUES_FULL, one, template
 
+from gpu_steward.policy.leadership import Timing
 from gpu_steward.settings import Settings
 
 # Settings fields the chart deliberately does not set: agent_url_override and agent_endpoints are
@@ -26,11 +27,14 @@ def operator_env(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def load_settings(env: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Settings as the operator pod would build them; secretKeyRefs resolve to a marker value."""
+    """Settings as the operator pod would build them; secretKeyRefs resolve to a marker value, the
+    downward API (the pod's own name and namespace) to the field's path."""
     for e in env:
         if not e["name"].startswith("GPU_STEWARD_"):
             continue
-        if "valueFrom" in e:
+        if "fieldRef" in e.get("valueFrom", {}):
+            monkeypatch.setenv(e["name"], f"field:{e['valueFrom']['fieldRef']['fieldPath']}")
+        elif "valueFrom" in e:
             ref = e["valueFrom"]["secretKeyRef"]
             monkeypatch.setenv(e["name"], f"secret:{ref['name']}/{ref['key']}")
         else:
@@ -62,7 +66,10 @@ def test_defaults_load(helm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.default_gpu_hour_price == Decimal("2.50")
     assert s.agent_namespace == "gpu-steward"
     assert s.agent_label_selector == "app.kubernetes.io/component=agent,app.kubernetes.io/instance=gpu-steward"
-    assert s.peering_name == "gpu-steward"
+    assert s.leader_election_lease_name == "gpu-steward-leader"
+    assert s.leader_election_namespace == "gpu-steward"
+    assert (s.pod_name, s.pod_namespace) == ("field:metadata.name", "field:metadata.namespace")
+    assert s.leader_election_timing() == Timing(lease_duration=15, renew_deadline=10, retry_period=2)
     assert s.liveness_endpoint == "http://0.0.0.0:8081/healthz"
     assert s.webhook_enabled is True
     assert s.webhook_manage_configuration is False  # the chart renders the configurations
@@ -92,7 +99,8 @@ def test_full_values_load(helm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.ownership_admission == "warn"
     assert s.metrics_port == 18080
     assert s.log_format == "console" and s.log_level == "DEBUG"
-    assert s.peering_name == "gs-peering"
+    assert s.leader_election_lease_name == "gs-leader-lease"
+    assert s.leader_election_timing() == Timing(lease_duration=20, renew_deadline=12, retry_period=3)
     assert s.liveness_endpoint == "http://0.0.0.0:18081/healthz"
     assert s.webhook_port == 10443
     assert s.cost_idle_util_percent == 2.5

@@ -88,9 +88,19 @@ Secrets only arrive through secretKeyRef.
   value: {{ .Values.operator.logFormat | quote }}
 - name: GPU_STEWARD_LOG_LEVEL
   value: {{ .Values.operator.logLevel | quote }}
-{{- if .Values.operator.peering.enabled }}
-- name: GPU_STEWARD_PEERING_NAME
-  value: {{ include "gpu-steward.peeringName" . | quote }}
+{{- with .Values.operator.leaderElection }}
+{{- if .enabled }}
+- name: GPU_STEWARD_LEADER_ELECTION_LEASE_NAME
+  value: {{ include "gpu-steward.leaseName" $ | quote }}
+- name: GPU_STEWARD_LEADER_ELECTION_NAMESPACE
+  value: {{ $.Release.Namespace | quote }}
+- name: GPU_STEWARD_LEADER_ELECTION_LEASE_DURATION_SECONDS
+  value: {{ .leaseDurationSeconds | toString | quote }}
+- name: GPU_STEWARD_LEADER_ELECTION_RENEW_DEADLINE_SECONDS
+  value: {{ .renewDeadlineSeconds | toString | quote }}
+- name: GPU_STEWARD_LEADER_ELECTION_RETRY_PERIOD_SECONDS
+  value: {{ .retryPeriodSeconds | toString | quote }}
+{{- end }}
 {{- end }}
 - name: GPU_STEWARD_LIVENESS_ENDPOINT
   value: {{ printf "http://0.0.0.0:%v/healthz" .Values.operator.livenessPort | quote }}

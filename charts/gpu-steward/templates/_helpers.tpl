@@ -55,8 +55,8 @@ ImagePullBackOff on every node. */ -}}
 {{- default (printf "%s-agent" (include "gpu-steward.fullname" .)) .Values.serviceAccount.agent.name -}}
 {{- end -}}
 
-{{- define "gpu-steward.peeringName" -}}
-{{- default (include "gpu-steward.fullname" .) .Values.operator.peering.name -}}
+{{- define "gpu-steward.leaseName" -}}
+{{- default (printf "%s-leader" (include "gpu-steward.fullname" .)) .Values.operator.leaderElection.leaseName -}}
 {{- end -}}
 
 {{- define "gpu-steward.webhookService" -}}
@@ -81,8 +81,13 @@ ImagePullBackOff on every node. */ -}}
 {{- if and .Values.webhook.enabled (eq .Values.webhook.certificates "kopf") (gt (int .Values.operator.replicas) 1) -}}
 {{- fail "webhook.certificates=kopf makes one self-signed certificate per replica: set operator.replicas: 1, or use certificates: helm or certManager" -}}
 {{- end -}}
-{{- if and (gt (int .Values.operator.replicas) 1) (not .Values.operator.peering.enabled) -}}
-{{- fail "operator.replicas > 1 needs operator.peering.enabled: without peering every replica would act" -}}
+{{- if and (gt (int .Values.operator.replicas) 1) (not .Values.operator.leaderElection.enabled) -}}
+{{- fail "operator.replicas > 1 needs operator.leaderElection.enabled: without it every replica would act" -}}
+{{- end -}}
+{{- with .Values.operator.leaderElection }}
+{{- if and .enabled (not (and (lt (float64 .retryPeriodSeconds) (float64 .renewDeadlineSeconds)) (lt (float64 .renewDeadlineSeconds) (float64 .leaseDurationSeconds)))) -}}
+{{- fail "operator.leaderElection needs retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds" -}}
+{{- end -}}
 {{- end -}}
 {{- if and (eq .Values.config.utilizationSource "prometheus") (not .Values.config.prometheusUrl) -}}
 {{- fail "config.utilizationSource=prometheus needs config.prometheusUrl" -}}

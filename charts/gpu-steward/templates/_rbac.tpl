@@ -61,16 +61,6 @@ kubelet's pod-resources socket, and its ServiceAccount token is not even mounted
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
-{{- if .Values.operator.peering.enabled }}
-# kopf peering: replicas write keep-alives into the ClusterKopfPeering object the chart creates.
-- apiGroups: [kopf.dev]
-  resources: [clusterkopfpeerings]
-  verbs: [list, watch]
-- apiGroups: [kopf.dev]
-  resources: [clusterkopfpeerings]
-  resourceNames: [{{ include "gpu-steward.peeringName" . | quote }}]
-  verbs: [get, patch]
-{{- end }}
 {{- if and .Values.webhook.enabled (eq .Values.webhook.certificates "kopf") }}
 # kopf-managed admission: kopf creates its webhook configurations (create cannot be limited by
 # name) and then reads and patches only those.
@@ -89,4 +79,19 @@ kubelet's pod-resources socket, and its ServiceAccount token is not even mounted
   resourceNames: {{ toJson . }}
   verbs: [get]
 {{- end }}
+{{- end -}}
+
+
+{{/*
+Leader election: the one Lease, in the release namespace (a Role, not the ClusterRole). create cannot
+be limited by name; reading and renewing can.
+*/}}
+{{- define "gpu-steward.leaderElectionRules" -}}
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [create]
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  resourceNames: [{{ include "gpu-steward.leaseName" . | quote }}]
+  verbs: [get, update]
 {{- end -}}

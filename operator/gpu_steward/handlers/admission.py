@@ -17,6 +17,10 @@ from gpu_steward.policy.ownership import admission_verdict
 from gpu_steward.runtime import configured_settings
 
 _SETTINGS = configured_settings()
+# The admission handlers live in their own registry: handlers.run serves them from a kopf operator that
+# runs on every replica, while the default registry (everything else) runs only on the leader.
+REGISTRY = kopf.OperatorRegistry()
+kopf.on.login(registry=REGISTRY)(kopf.login_via_client)  # what kopf's default registry comes with
 
 
 def _user(userinfo: Any) -> tuple[str, list[str]]:
@@ -53,9 +57,9 @@ def validate_pod_ownership(body: Any, warnings: list[str], **_: Any) -> None:
 # while the operator is down, so approvals fail closed; the pod check fails open (ignore_failures).
 if _SETTINGS.webhook_enabled:
     kopf.on.validate(GROUP, VERSION, "experimentleases", id="lease-approval", operations=["CREATE", "UPDATE"],
-                     persistent=True)(validate_lease_approval)
+                     persistent=True, registry=REGISTRY)(validate_lease_approval)
     kopf.on.mutate(GROUP, VERSION, "experimentleases", id="lease-approved-by",
-                   operations=["CREATE", "UPDATE"])(stamp_lease_approver)
+                   operations=["CREATE", "UPDATE"], registry=REGISTRY)(stamp_lease_approver)
     if _SETTINGS.ownership_admission != "off":
         kopf.on.validate("", "v1", "pods", id="gpu-pod-ownership", operations=["CREATE"],
-                         ignore_failures=True)(validate_pod_ownership)
+                         ignore_failures=True, registry=REGISTRY)(validate_pod_ownership)

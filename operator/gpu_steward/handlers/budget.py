@@ -35,6 +35,7 @@ def _reconcile(namespace: str, name: str) -> None:
 @kopf.on.update(GROUP, VERSION, "gpubudgets", field="spec")
 @kopf.timer(GROUP, VERSION, "gpubudgets", interval=_INTERVAL, initial_delay=1.0)
 def budget_reconcile(namespace: str, name: str, **_: Any) -> None:
+    loops.require_leader()
     _reconcile(namespace, name)
 
 

@@ -9,6 +9,7 @@ import kopf
 
 from gpu_steward.api.common import GROUP, VERSION
 from gpu_steward.budgets.lease import reconcile_lease
+from gpu_steward.handlers import loops
 from gpu_steward.runtime import configured_settings, get_runtime
 
 _INTERVAL = configured_settings().evaluation_interval_seconds
@@ -18,6 +19,7 @@ _INTERVAL = configured_settings().evaluation_interval_seconds
 @kopf.on.update(GROUP, VERSION, "experimentleases", field="spec")
 @kopf.timer(GROUP, VERSION, "experimentleases", interval=_INTERVAL, initial_delay=1.0)
 def lease_reconcile(namespace: str, name: str, **_: Any) -> None:
+    loops.require_leader()
     rt = get_runtime()
     lease = rt.kube.get(f"{GROUP}/{VERSION}", "ExperimentLease", name, namespace)
     if lease is None:

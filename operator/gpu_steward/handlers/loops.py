@@ -1,4 +1,7 @@
-"""The operator's background evaluation loops: started at start-up, cancelled at clean-up."""
+"""The operator's background evaluation loops: started at start-up, cancelled at clean-up.
+
+Start-up and clean-up are those of the acting kopf operator, which runs only on the leader
+(handlers/run.py); the leadership checks here are the second line of defence."""
 
 from __future__ import annotations
 
@@ -19,12 +22,27 @@ async def run_every(interval: float, one_pass: Callable[[], Awaitable[None]], na
                     initial_delay: float = 0.0) -> None:
     """Run ``one_pass`` every ``interval`` seconds; a failed pass (an apiserver blip) never ends the loop."""
     await asyncio.sleep(initial_delay)
+    rt = get_runtime()
     while True:
         try:
-            await one_pass()
+            # The loops run only on the leader; a leader past its renew deadline skips the pass while
+            # the acting operator is being stopped (invariant 8).
+            if rt.is_leader():
+                await one_pass()
+            else:
+                log.info("pass skipped: not the leader", loop=name)
         except Exception:
             log.exception("pass failed", loop=name)
         await asyncio.sleep(interval)
+
+
+def require_leader() -> None:
+    """First line of every kopf handler that acts: they run only on the leader at all, but a leader past
+    its renew deadline (being stopped) must not act; kopf retries later, on whichever replica leads."""
+    rt = get_runtime()
+    if not rt.is_leader():
+        raise kopf.TemporaryError("not the leader: left to the replica that holds the Lease",
+                                  delay=rt.settings.leader_election_retry_period_seconds)
 
 
 def start(memo: kopf.Memo, name: str, interval: float, one_pass: Callable[[], Awaitable[None]],
