@@ -160,6 +160,7 @@ class IdleController:
         seen = {_key(w.ref) for w in workloads.values()}
         for key in set(self._dry_states) - seen:
             del self._dry_states[key]
+        self._backoff.forget(lambda k: isinstance(k, tuple) and k[0] in seen)
         await asyncio.to_thread(self._write_policy_status, policies, decisions, now, result)
         result.seconds = (self.clock() - started).total_seconds()
         return result
@@ -318,7 +319,7 @@ class IdleController:
             if action.would_only or (dry and not action.is_notice):
                 log.info("dry-run", action=action.kind.value, workload=str(wl.ref), reason=action.reason)
                 continue
-            retry_key = f"{'/'.join(key)}/{action.kind.value}/{action.episode}"
+            retry_key = (key, action.kind.value, action.episode)
             if action.is_notice and not self._backoff.due(retry_key, now):
                 continue  # it reached no one last time: wait for the backoff before trying again
             if self._perform(wl, obj, action, decision, usage, chosen, owner, now, retry_key):  # 2. act
@@ -359,7 +360,7 @@ class IdleController:
         result.writes += 1
 
     def _perform(self, wl: Workload, obj: dict[str, Any], action: engine.Action, decision: Decision, usage: Usage,
-                 chosen: Chosen, owner: Owner, now: dt.datetime, retry_key: str) -> bool:
+                 chosen: Chosen, owner: Owner, now: dt.datetime, retry_key: tuple[Any, ...]) -> bool:
         rules = chosen.rules
         if action.kind is ActionKind.SUSPEND:
             res = actions.suspend(self.kube, wl.ref, now, dry_run=False)

@@ -10,7 +10,7 @@ was delivered). Failed sends are counted per channel in ``gpusteward_notices_fai
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
 from prometheus_client import Counter
@@ -65,21 +65,22 @@ class Backoff:
 
     def __init__(self, base: dt.timedelta, cap: dt.timedelta = dt.timedelta(minutes=30)) -> None:
         self.base, self.cap = base, cap
-        self._failures: dict[str, tuple[int, dt.datetime]] = {}
+        self._failures: dict[Hashable, tuple[int, dt.datetime]] = {}
 
-    def due(self, key: str, now: dt.datetime) -> bool:
+    def due(self, key: Hashable, now: dt.datetime) -> bool:
         entry = self._failures.get(key)
         return entry is None or now >= entry[1]
 
-    def failed(self, key: str, now: dt.datetime) -> dt.datetime:
+    def failed(self, key: Hashable, now: dt.datetime) -> dt.datetime:
         count = self._failures.get(key, (0, now))[0] + 1
         retry_at: dt.datetime = now + min(self.base * 2 ** (count - 1), self.cap)
         self._failures[key] = (count, retry_at)
         return retry_at
 
-    def succeeded(self, key: str) -> None:
+    def succeeded(self, key: Hashable) -> None:
         self._failures.pop(key, None)
 
-    def forget_except(self, keys: set[str]) -> None:
-        for key in set(self._failures) - keys:
+    def forget(self, keep: Callable[[Hashable], bool]) -> None:
+        """Drop the entries ``keep`` rejects (workloads that are gone)."""
+        for key in [k for k in self._failures if not keep(k)]:
             del self._failures[key]

@@ -29,9 +29,13 @@ or on the next tick).
 
 Invariants (design doc, "Idle, notices and actions"):
 1. No data is not idle: unusable ``Usage`` (unknown, no samples, stale) gives phase Unknown and resets
-   the idle start; the idle clock only runs over continuous ok-idle readings (gaps > ``max_gap`` restart it).
-2. No SUSPEND unless this episode's warning was confirmed sent ≥ ``notice_before`` earlier and the
-   episode was not reset since (activity, unknown data, snooze, exemption, grace, window close, mode switch).
+   the idle start; the idle clock only runs over continuous ok-idle readings (gaps > ``max_gap`` restart it),
+   and after an Unknown reading it starts at the next reading's latest sample (never backdated into the gap).
+2. No SUSPEND unless this episode's warning was confirmed delivered ≥ ``notice_before`` earlier, not before
+   the suspension time that warning stated (``warn_suspend_at``), by the same policy (``rules.policy``), and
+   the episode was not reset since (activity, unknown data, snooze, exemption, grace, window close, mode
+   switch). A warning that stated no suspension time (NotifyOnly) is not a suspension notice; a warning of
+   another policy does not count: either starts a new notice cycle (same idle start).
 3. One notice per stage per episode: the intent/done marks live in the state, so a re-run of ``decide``
    on the persisted state (restart) does not repeat a confirmed notice.
 4. Restart-safe: ``IdleState`` round-trips through the annotation.
