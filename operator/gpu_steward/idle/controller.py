@@ -20,13 +20,12 @@ from typing import Any
 
 import structlog
 
-from gpu_steward.api.common import GROUP, VERSION
-from gpu_steward.api.conditions import set_condition
 from gpu_steward.api.parse import Valid, parse_idle_policy
 from gpu_steward.budgets.costs import price_table
 from gpu_steward.idle.delivery import Backoff, deliver, unusable_channels
 from gpu_steward.idle.metrics import WORKLOAD_FAILURES, record_policy
 from gpu_steward.idle.rules import rules_from_spec, windows_from_spec
+from gpu_steward.idle.status import policy_conditions, write_status
 from gpu_steward.index import GpuPod, Registry
 from gpu_steward.kube import Kube
 from gpu_steward.notify.messages import NoticeContext, event_for, note_event, slack_message
@@ -174,7 +173,7 @@ class IdleController:
             if isinstance(parsed, Valid):
                 out[(meta["namespace"], meta["name"])] = (body, parsed.value)
             else:
-                self._set_status(body, {}, now, ok=False, reason="Invalid", message=str(parsed))
+                write_status(self.kube, body, {}, now, ok=False, reason="Invalid", message=str(parsed))
         return out
 
     def _group(self, pods: list[GpuPod]) -> dict[tuple[str, str, str, str], Workload]:
@@ -432,43 +431,13 @@ class IdleController:
             fields["failed"] = result.failures.get(key, 0)
             protected = sorted(result.protected.get(key, []))
             fields["protected"] = len(protected)
-            unusable = self._degraded(spec.notice.channels)
-            extra = [
-                ("Degraded", "True", "NoticeChannelUnavailable",
-                 "notice channel(s) the operator cannot use: " + "; ".join(unusable)
-                 + ". Warnings go out on the others; nothing is suspended until this is fixed")
-                if unusable else ("Degraded", "False", "ChannelsAvailable", "every notice channel can be used"),
-                ("DataProtected", "True", "SuspensionWouldDeleteData",
-                 "notify-only, suspending would delete data: " + "; ".join(protected[:5])
-                 + (f" (and {len(protected) - 5} more)" if len(protected) > 5 else ""))
-                if protected else ("DataProtected", "False", "NoDataAtRisk", "no governed workload would lose data"),
-            ]
+            extra = policy_conditions(self._degraded(spec.notice.channels), protected)
             try:
-                if self._set_status(body, fields, now, ok=True, reason="Evaluated",
-                                    message=f"{summary.watched} GPU workloads watched", extra=extra):
+                if write_status(self.kube, body, fields, now, ok=True, reason="Evaluated",
+                                message=f"{summary.watched} GPU workloads watched", extra=extra):
                     result.writes += 1
             except Exception as exc:  # one policy's status never stops the others'
                 log.warning("idle policy status not written", policy="/".join(key), error=str(exc))
-
-    def _set_status(self, body: dict[str, Any], fields: dict[str, Any], now: dt.datetime, *, ok: bool,
-                    reason: str, message: str, extra: list[tuple[str, str, str, str]] = ()) -> bool:  # type: ignore[assignment]
-        meta, current = body["metadata"], body.get("status") or {}
-        gen = meta.get("generation")
-        conditions = set_condition(current.get("conditions") or [], "Ready", "True" if ok else "False", reason,
-                                   message, gen, now)
-        if not ok:
-            conditions = set_condition(conditions, "Invalid", "True", "InvalidSpec", message, gen, now)
-        else:
-            conditions = set_condition(conditions, "Invalid", "False", "Valid", "spec is valid", gen, now)
-        for ctype, cstatus, creason, cmessage in extra:
-            conditions = set_condition(conditions, ctype, cstatus, creason, cmessage[:1024], gen, now)  # type: ignore[arg-type]
-        desired = {**fields, "observedGeneration": gen, "conditions": conditions}
-        if all(current.get(k) == v for k, v in desired.items()):
-            return False  # write status only when it changed
-        self.kube.patch(f"{GROUP}/{VERSION}", "IdlePolicy", meta["name"], meta["namespace"], {"status": desired},
-                        dry_run=False, subresource="status")
-        body["status"] = {**current, **desired}
-        return True
 
 
 def _key(ref: WorkloadRef) -> tuple[str, str, str, str]:
