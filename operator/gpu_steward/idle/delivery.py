@@ -46,9 +46,12 @@ class Delivery:
 
 
 def deliver(channels: Iterable[str], senders: dict[str, Callable[[], tuple[bool, str]]]) -> Delivery:
-    """Run each named channel's sender (``() -> (ok, error)``); a channel without a sender failed."""
+    """Run each named channel's sender (``() -> (ok, error)``); a channel without a sender failed.
+
+    Slack goes last: the caller confirms right after, so the window in which a crash hides an external
+    send that already happened (and the notice is repeated) stays as short as it can be."""
     delivered, failed, errors = [], [], []
-    for channel in channels:
+    for channel in sorted(set(channels), key=lambda c: (c == "Slack", c)):
         send = senders.get(channel)
         ok, error = send() if send is not None else (False, f"{channel}: channel not available")
         if ok:
