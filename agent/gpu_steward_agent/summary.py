@@ -1,13 +1,17 @@
 """The versioned JSON summary the operator reads (GET /v1/summary): one request per node.
 
-Schema (apiVersion gpusteward.dev/agent-v1). Statistics cover the last `windowSeconds`:
+Schema (apiVersion gpusteward.dev/agent-v1). Statistics are over the last `windowSeconds` (at most); what
+the samples actually cover is per entry: `coveredFrom`..`lastSampleAt` (`coveredSeconds`), the unbroken run
+of utilization samples ending at the latest one (an agent restart, an NVML error or a pause in sampling
+breaks it; `coveredFrom` is null when the latest sample carried no utilization):
   gpus[]: uuid, index, model, status ok|unknown, error (NVML error name when unknown), util {mean, max}
           (percent, null without data), memUsedBytes (latest), memUsedBytesMax, memTotalBytes, samples,
           lastSampleAt, pods [{namespace, name, container, uid}] (current holders), mig [{uuid, ...}]
   pods[]: namespace, name, uid, container (any may be "" where the source cannot say: the cgroup fallback
           knows only the UID; join on it), gpus [uuid], util {mean, max}, memUsedBytes, memUsedBytesMax,
-          samples, utilSamples, lastSampleAt, attribution device|process|none, shared (utilization could
-          not be split on a shared GPU: util is null, never the device's value), status ok|unknown
+          samples, utilSamples, lastSampleAt, coveredFrom, coveredSeconds, attribution device|process|none,
+          shared (utilization could not be split on a shared GPU: util is null, never the device's value),
+          status ok|unknown
 An operator must treat util null, status unknown or an old lastSampleAt as "no data" — never as idle.
 """
 
@@ -36,11 +40,18 @@ def _holder(h: Holder) -> dict[str, str]:
     return {"namespace": h.namespace, "name": h.pod, "container": h.container, "uid": h.uid}
 
 
+def _coverage(stats: Stats) -> dict[str, Any]:
+    return {"coveredFrom": None if stats.covered_from is None else iso(stats.covered_from),
+            "coveredSeconds": round(stats.covered_seconds, 3)}
+
+
 def build(agent: Agent, now: float) -> dict[str, Any]:
     """Assemble the summary; the caller holds agent.lock."""
+    # Sampling that paused for more than a few rounds (a stalled or restarted agent) covers nothing in between.
+    max_gap = 3 * agent.config.interval_seconds
     gpus = []
     for key, info in sorted(agent.gpu_info.items(), key=lambda kv: kv[1].index):
-        stats = agent.gpu_window.stats(key, now)
+        stats = agent.gpu_window.stats(key, now, max_gap)
         if stats is None:
             continue
         gpus.append(
@@ -56,6 +67,7 @@ def build(agent: Agent, now: float) -> dict[str, Any]:
                 "memTotalBytes": info.mem_total,
                 "samples": stats.samples,
                 "lastSampleAt": iso(stats.last_at),
+                **_coverage(stats),
                 "pods": [_holder(h) for h in agent.latest_holders.get(info.uuid, [])],
                 "mig": [
                     {
@@ -73,7 +85,7 @@ def build(agent: Agent, now: float) -> dict[str, Any]:
         )
     pods = []
     for key, sample in agent.pod_info.items():
-        stats = agent.pod_window.stats(key, now)
+        stats = agent.pod_window.stats(key, now, max_gap)
         if stats is None:
             continue
         pods.append(
@@ -86,6 +98,7 @@ def build(agent: Agent, now: float) -> dict[str, Any]:
                 "samples": stats.samples,
                 "utilSamples": stats.util_samples,
                 "lastSampleAt": iso(stats.last_at),
+                **_coverage(stats),
                 "attribution": sample.attribution,
                 "shared": sample.shared,
                 "status": "unknown" if sample.unknown else "ok",

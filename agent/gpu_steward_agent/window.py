@@ -23,6 +23,14 @@ class Stats:
     mem_max: int | None
     first_at: float
     last_at: float
+    # Start of the unbroken run of utilization samples that ends at the latest sample (None: the latest
+    # sample carried no utilization). A sample without utilization, or a pause in sampling longer than
+    # ``max_gap``, breaks the run: the time before it is not covered by data.
+    covered_from: float | None = None
+
+    @property
+    def covered_seconds(self) -> float:
+        return 0.0 if self.covered_from is None else max(self.last_at - self.covered_from, 0.0)
 
 
 class Window(Generic[K]):
@@ -49,13 +57,21 @@ class Window(Generic[K]):
     def keys(self) -> list[K]:
         return list(self._series)
 
-    def stats(self, key: K, now: float) -> Stats | None:
+    def stats(self, key: K, now: float, max_gap: float | None = None) -> Stats | None:
         cutoff = now - self.seconds
         series = [s for s in self._series.get(key, ()) if cutoff <= s[0] <= now]
         if not series:
             return None
         utils = [u for _, u, _ in series if u is not None]
         mems = [m for _, _, m in series if m is not None]
+        covered_from: float | None = None
+        previous: float | None = None
+        for ts, util, _ in series:
+            if util is None or (previous is not None and max_gap is not None and ts - previous > max_gap):
+                covered_from = None
+            if util is not None and covered_from is None:
+                covered_from = ts
+            previous = ts
         return Stats(
             samples=len(series),
             util_samples=len(utils),
@@ -65,4 +81,5 @@ class Window(Generic[K]):
             mem_max=max(mems) if mems else None,
             first_at=series[0][0],
             last_at=series[-1][0],
+            covered_from=covered_from,
         )

@@ -190,8 +190,9 @@ class Kube:
         return "patched"
 
     def event(self, involved: JSON, reason: str, message: str, *, type_: str = "Normal",
-              now: dt.datetime, dry_run: bool = False) -> None:
-        """A core/v1 Event on ``involved``. Callers must never put a secret into ``message``."""
+              now: dt.datetime, dry_run: bool = False) -> bool:
+        """A core/v1 Event on ``involved``; True when it was recorded. Callers must never put a secret into
+        ``message``. Best effort for most callers, but a notice sent as an Event counts only when this is True."""
         meta = involved["metadata"]
         ns = meta.get("namespace") or "default"
         body = {
@@ -217,6 +218,8 @@ class Kube:
             self._resource("v1", "Event").create(body=body, namespace=ns)
         except ApiException as exc:  # an Event is best effort: never fail an action on it
             log.warning("event not recorded", reason=reason, status=exc.status)
+            return False
+        return True
 
 
 def diff_patch(current: JSON, desired: JSON) -> JSON:

@@ -40,6 +40,9 @@ def test_several_gpus_windowed_statistics_match_what_was_written(fake_nvml: Fake
     assert g[0]["samples"] == 4 and g[0]["status"] == "ok"
     assert g[0]["memUsedBytes"] == 4 * 2**30 and g[0]["memTotalBytes"] == 80 * 2**30
     assert g[0]["lastSampleAt"] == summary.iso(T0 + 60)
+    # Rounds 20 s apart at a 1 s interval: each pause breaks the coverage, so only the latest sample is
+    # vouched for — the summary never claims the whole 60 s window.
+    assert (g[0]["coveredFrom"], g[0]["coveredSeconds"]) == (summary.iso(T0 + 60), 0.0)
 
     # 70 s on, the window (60 s) holds only the samples at +20, +40, +60 ... and the new one at +70.
     fake_nvml.write({"gpus": [fakenvml.gpu(i, util=90) for i in range(3)]})

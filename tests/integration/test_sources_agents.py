@@ -20,7 +20,7 @@ def iso(t: datetime) -> str:
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def entry(ns, name, uid, mean, peak, *, last=NOW, container="main", status="ok", shared=False):
+def entry(ns, name, uid, mean, peak, *, last=NOW, container="main", status="ok", shared=False, covered=60.0):
     return {
         "namespace": ns,
         "name": name,
@@ -33,6 +33,8 @@ def entry(ns, name, uid, mean, peak, *, last=NOW, container="main", status="ok",
         "samples": 12,
         "utilSamples": 12,
         "lastSampleAt": iso(last),
+        "coveredFrom": iso(last - timedelta(seconds=covered)),
+        "coveredSeconds": covered,
         "attribution": "device",
         "shared": shared,
         "status": status,
@@ -181,3 +183,16 @@ def test_endpoints_from_agent_pods():
 
     eps = endpoints_from_pods([pod("b", "10.0.0.2"), pod("a", "fd00::1"), pod("c", "10.0.0.3", ready=False)], 9400)
     assert eps == [AgentEndpoint("a", "http://[fd00::1]:9400"), AgentEndpoint("b", "http://10.0.0.2:9400")]
+
+
+def test_usage_spans_what_the_samples_cover_not_the_configured_window():
+    from gpu_steward.sources.agents import _entry_usage
+
+    max_age = timedelta(minutes=3)
+    restarted = entry("ml", "nb", "u", 0.0, 0.0, covered=4.0)  # agent back for 4 s of a 60 s window
+    assert _entry_usage(restarted, 60.0, NOW, max_age).window_seconds == 4.0
+    full = entry("ml", "nb", "u", 0.0, 0.0, covered=600.0)  # never more than the window
+    assert _entry_usage(full, 60.0, NOW, max_age).window_seconds == 60.0
+    silent = entry("ml", "nb", "u", 0.0, 0.0)
+    del silent["coveredSeconds"]  # an agent that does not say what it covers vouches for no span
+    assert _entry_usage(silent, 60.0, NOW, max_age).window_seconds == 0.0

@@ -122,8 +122,23 @@ def test_an_unknown_reading_restarts_the_idle_clock():
     assert s.idle_since is not None
     s = decide(s, Usage.unknown("agent down"), facts(), r, T0 + 21 * MIN).state
     s, seen = run_idle(s, T0 + 22 * MIN, 25, r)
-    assert s.idle_since == T0 + 21 * MIN  # the first reading after the gap covers one minute back
+    # Which samples of the first reading came after the unknown one cannot be told: the idle clock starts at
+    # its latest sample (it used to start a whole window back, at the unknown reading itself or before it).
+    assert s.idle_since == T0 + 22 * MIN
     assert not any(k is ActionKind.WARN for _, k in kinds(seen))
+
+
+def test_idle_time_is_never_backdated_into_an_unknown_gap():
+    r = rules()
+    s = decide(IdleState(), idle(T0), facts(), r, T0).state
+    s = decide(s, Usage.unknown("agent down"), facts(), r, T0 + 5 * MIN).state
+    assert s.phase is Phase.UNKNOWN
+    # The agent comes back: one 0 % reading whose window reaches back ten minutes, over the outage.
+    back = T0 + 6 * MIN
+    s = decide(s, idle(back, util=0.0, window=600.0), facts(), r, back).state
+    assert s.phase is Phase.IDLE
+    assert s.idle_since is not None and s.idle_since >= T0 + 5 * MIN
+    assert s.idle_since == back
 
 
 def test_a_gap_between_readings_restarts_the_idle_clock():

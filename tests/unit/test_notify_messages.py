@@ -88,3 +88,12 @@ def test_events_per_stage():
     long = event_for(ctx(name="x" * 2000))
     assert len(long.message) <= 1024
     assert note_event("snooze cut").reason == "IdlePolicyNote"
+
+
+def test_a_warning_says_what_suspension_loses_or_why_there_will_be_none():
+    warn = ctx(stage="warning", suspend_at=NOW + timedelta(minutes=30))
+    assert "in-memory state" in event_for(warn).message
+    assert "in-memory state" in json.dumps(slack_message(warn))
+    held = ctx(stage="warning", suspend_at=None, not_suspended_because="suspending it would delete its volumes")
+    assert "will not be suspended: suspending it would delete its volumes" in event_for(held).message
+    assert "would delete its volumes" in json.dumps(slack_message(held))

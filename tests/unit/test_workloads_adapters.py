@@ -284,3 +284,16 @@ def test_parent_created_by_suspend_is_kept_when_it_gained_other_fields() -> None
     assert resume_patch(suspended)["spec"] == {"runPolicy": None}
     suspended["spec"]["runPolicy"]["backoffLimit"] = 3  # someone added a field meanwhile
     assert resume_patch(suspended)["spec"] == {"runPolicy": {"suspend": None}}
+
+
+def test_a_statefulset_that_deletes_its_volumes_when_scaled_is_never_scaled_to_zero():
+    sts = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": "ml"},
+           "spec": {"replicas": 2, "persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete",
+                                                                            "whenDeleted": "Retain"}}}
+    assert "whenScaled: Delete" in (adapters.data_loss_reason(sts) or "")
+    with pytest.raises(adapters.WouldLoseData):
+        adapters.suspend_patch(sts, NOW)
+    sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] = "Retain"
+    assert adapters.data_loss_reason(sts) is None
+    patch, _ = adapters.suspend_patch(sts, NOW)
+    assert patch["spec"]["replicas"] == 0

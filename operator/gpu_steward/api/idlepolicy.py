@@ -142,6 +142,10 @@ class IdlePolicyStatus(ResourceStatus):
     would_save_gpu_hours: Quantity | None = Field(None, alias="wouldSaveGPUHours")
     would_save_cost: Money | None = None
     currency: Currency | None = None
+    failed: int | None = Field(None, ge=0, description="Workloads whose evaluation failed in the last pass "
+                               "(an API error); the others were evaluated, these are retried next pass.")
+    protected: int | None = Field(None, ge=0, description="Workloads only notified about because suspending "
+                                  "them would delete data (condition DataProtected says which and why).")
 
 
 __all__ = [

@@ -20,19 +20,19 @@ from typing import Any
 
 import structlog
 
-from gpu_steward.api.common import GROUP, VERSION
-from gpu_steward.api.conditions import set_condition
 from gpu_steward.api.parse import Valid, parse_idle_policy
 from gpu_steward.budgets.costs import price_table
-from gpu_steward.idle.metrics import record_policy
+from gpu_steward.idle.delivery import Backoff, deliver, unusable_channels
+from gpu_steward.idle.metrics import WORKLOAD_FAILURES, record_policy
 from gpu_steward.idle.rules import rules_from_spec, windows_from_spec
+from gpu_steward.idle.status import policy_conditions, write_status
 from gpu_steward.index import GpuPod, Registry
 from gpu_steward.kube import Kube
 from gpu_steward.notify.messages import NoticeContext, event_for, note_event, slack_message
 from gpu_steward.notify.slack import SlackNotifier
 from gpu_steward.policy import idle as engine
 from gpu_steward.policy.cost import GPU_PRODUCT_LABEL, gpu_hour_price
-from gpu_steward.policy.idle_model import ActionKind, Decision, IdleRules, IdleState, WorkloadFacts
+from gpu_steward.policy.idle_model import ActionKind, Decision, IdleRules, IdleState, Phase, WorkloadFacts
 from gpu_steward.policy.idle_summary import summarize
 from gpu_steward.policy.schedule import in_window
 from gpu_steward.policy.selection import PolicyCandidate, choose_policy, exempt_by_selectors, policy_applies
@@ -45,6 +45,7 @@ from gpu_steward.workloads.model import (
     IDLE_STATE_ANNOTATION,
     RESUME_ANNOTATION,
     SNOOZE_ANNOTATION,
+    SUSPENDED_STATE_ANNOTATION,
     Owner,
     WorkloadRef,
 )
@@ -76,6 +77,28 @@ class PassResult:
     writes: int = 0
     actions: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     seconds: float = 0.0
+    failures: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))  # per policy
+    protected: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
+
+
+@dataclass
+class Chosen:
+    """The policy that governs one workload, as rules for the engine."""
+
+    key: tuple[str, str]
+    rules: IdleRules
+    windows: Any
+    tz: str | None
+    exemptions: list[Any]
+    not_suspended_because: str | None = None  # notify-only for a reason the owner must hear (data loss)
+
+
+@dataclass
+class Stored:
+    """What the workload holds of ours, as last read or written this pass (so a pass never writes twice)."""
+
+    state: str | None
+    label: str | None
 
 
 class IdleController:
@@ -90,6 +113,10 @@ class IdleController:
         # Two idle readings further apart than this are not one idle stretch (engine rule); it bounds
         # how stale the persisted coverage may get, hence how often an idle workload is written.
         self.max_gap = dt.timedelta(seconds=max(120.0, 4 * settings.evaluation_interval_seconds))
+        # Dry-run never writes to workloads, so its idle clocks live here, in memory (see docs/idle.md).
+        self._dry_states: dict[tuple[str, str, str, str], IdleState] = {}
+        # Notices that reached no one are retried on later passes, spaced out.
+        self._backoff = Backoff(dt.timedelta(seconds=max(30.0, settings.evaluation_interval_seconds)))
 
     # ---- the pass ------------------------------------------------------------------------------
     async def run_pass(self, now: dt.datetime | None = None) -> PassResult:
@@ -106,18 +133,33 @@ class IdleController:
             obj = objects.get(_key(wl.ref))
             if obj is None:
                 continue
-            chosen = self._policy_for(wl, obj, policies, namespaces)
-            if chosen is None:
+            pkey = ("", "")
+            try:  # one workload's error (a 404, 409, 422 ...) never stops the others' evaluation
+                chosen = self._policy_for(wl, obj, policies, namespaces)
+                if chosen is None:
+                    continue
+                pkey = chosen.key
+                usage = merge_usages([usages.get(p.uid, Usage.unknown("not measured")) for p in wl.pods]) \
+                    if wl.pods else Usage.unknown("no running pods")
+                target = objects.get(_key(wl.target)) if wl.target else obj
+                facts = self._facts(wl, obj, target, chosen, now)
+                decision = await asyncio.to_thread(self._evaluate, wl, obj, facts, usage, chosen, now, result)
+            except Exception as exc:
+                log.warning("idle evaluation of one workload failed; the pass goes on", workload=str(wl.ref),
+                            policy="/".join(pkey), error=f"{type(exc).__name__}: {exc}",
+                            status=getattr(exc, "status", None))
+                result.failures[pkey] += 1
+                WORKLOAD_FAILURES.labels(*pkey).inc()
                 continue
-            pkey, rules, windows, tz, exemptions = chosen
-            usage = merge_usages([usages.get(p.uid, Usage.unknown("not measured")) for p in wl.pods]) \
-                if wl.pods else Usage.unknown("no running pods")
-            target = objects.get(_key(wl.target)) if wl.target else obj
-            facts = self._facts(wl, obj, target, rules, windows, tz, exemptions, now)
-            decision = await asyncio.to_thread(self._evaluate, wl, obj, facts, usage, rules, pkey, now, result)
             decisions[pkey].append(decision)
+            if chosen.not_suspended_because:
+                result.protected[pkey].append(f"{wl.ref}: {chosen.not_suspended_because}")
             result.decisions += 1
         result.workloads = len(workloads)
+        seen = {_key(w.ref) for w in workloads.values()}
+        for key in set(self._dry_states) - seen:
+            del self._dry_states[key]
+        self._backoff.forget(lambda k: isinstance(k, tuple) and k[0] in seen)
         await asyncio.to_thread(self._write_policy_status, policies, decisions, now, result)
         result.seconds = (self.clock() - started).total_seconds()
         return result
@@ -131,7 +173,7 @@ class IdleController:
             if isinstance(parsed, Valid):
                 out[(meta["namespace"], meta["name"])] = (body, parsed.value)
             else:
-                self._set_status(body, {}, now, ok=False, reason="Invalid", message=str(parsed))
+                write_status(self.kube, body, {}, now, ok=False, reason="Invalid", message=str(parsed))
         return out
 
     def _group(self, pods: list[GpuPod]) -> dict[tuple[str, str, str, str], Workload]:
@@ -164,7 +206,12 @@ class IdleController:
             if kind == "Pod":
                 continue
             for obj in self.kube.list_optional(api_version, kind, None):
-                objects[_key(WorkloadRef.of(obj))] = obj
+                ref = WorkloadRef.of(obj)
+                objects[_key(ref)] = obj
+                if _key(ref) not in workloads and _suspended_by_us_unlabelled(obj):
+                    # A crash (or an older version) left it suspended without our label: evaluate it, which
+                    # writes the label back, so later passes find it by label.
+                    workloads[_key(ref)] = Workload(ref, ref, True, (obj,))
         for wl in workloads.values():
             if wl.ref.kind == "Pod":
                 objects[_key(wl.ref)] = wl.objects[0]
@@ -181,7 +228,7 @@ class IdleController:
         return objects, namespaces
 
     def _policy_for(self, wl: Workload, obj: dict[str, Any], policies: dict[tuple[str, str], Any],
-                    namespaces: dict[str, dict[str, str]]) -> tuple[Any, ...] | None:
+                    namespaces: dict[str, dict[str, str]]) -> Chosen | None:
         ns = wl.ref.namespace or ""
         labels = (obj.get("metadata") or {}).get("labels") or {}
         candidates = []
@@ -197,14 +244,23 @@ class IdleController:
         rules = rules_from_spec(spec, global_dry_run=self.settings.dry_run,
                                 max_sample_age=dt.timedelta(seconds=self.settings.sample_max_age_seconds),
                                 max_gap=self.max_gap)
-        if not wl.suspendable:
+        rules = replace(rules, policy=f"{chosen.namespace}/{chosen.name}")
+        lose = next(filter(None, (adapters.data_loss_reason(o) for o in (obj, *wl.objects))), None)
+        if not wl.suspendable or lose or self._degraded(rules.channels):
+            # Bare pods, data that suspension would delete, a notice channel the operator cannot use:
+            # warnings only, and those state no suspension time (so they never count as one).
             rules = replace(rules, action="NotifyOnly")
         windows, tz = windows_from_spec(spec)
         exemptions = body["spec"].get("exemptions", {}).get("selectors") or []
-        return (chosen.namespace, chosen.name), rules, windows, tz, exemptions
+        return Chosen((chosen.namespace, chosen.name), rules, windows, tz, exemptions, lose)
 
-    def _facts(self, wl: Workload, obj: dict[str, Any], target: dict[str, Any] | None, rules: IdleRules,
-               windows: Any, tz: str | None, exemptions: list[Any], now: dt.datetime) -> WorkloadFacts:
+    def _degraded(self, channels: Any) -> list[str]:
+        """The notice channels a policy names that the operator cannot use: such a policy never suspends."""
+        return unusable_channels(channels or ("Slack", "Event"), self.slack)
+
+    def _facts(self, wl: Workload, obj: dict[str, Any], target: dict[str, Any] | None, chosen: Chosen,
+               now: dt.datetime) -> WorkloadFacts:
+        windows, tz, exemptions = chosen.windows, chosen.tz, chosen.exemptions
         meta = obj.get("metadata") or {}
         ann, labels = meta.get("annotations") or {}, meta.get("labels") or {}
         starts = [p.started_at for p in wl.pods if p.started_at]
@@ -237,58 +293,75 @@ class IdleController:
         return ((node.get("metadata") or {}).get("labels") or {}).get(GPU_PRODUCT_LABEL)
 
     # ---- one workload ------------------------------------------------------------------------
-    def _evaluate(self, wl: Workload, obj: dict[str, Any], facts: WorkloadFacts, usage: Usage, rules: IdleRules,
-                  pkey: tuple[str, str], now: dt.datetime, result: PassResult) -> Decision:
-        ann = (obj.get("metadata") or {}).get("annotations") or {}
-        stored = ann.get(IDLE_STATE_ANNOTATION)
-        state, problem = engine.state_from_annotation(stored)
-        if problem:
-            log.warning("idle state unreadable, starting over", workload=str(wl.ref), problem=problem)
+    def _evaluate(self, wl: Workload, obj: dict[str, Any], facts: WorkloadFacts, usage: Usage, chosen: Chosen,
+                  now: dt.datetime, result: PassResult) -> Decision:
+        rules, key = chosen.rules, _key(wl.ref)
+        meta = obj.get("metadata") or {}
+        stored = Stored((meta.get("annotations") or {}).get(IDLE_STATE_ANNOTATION),
+                        (meta.get("labels") or {}).get(SUSPENDED_LABEL))
+        dry = rules.dry_run  # dry-run: the state lives in memory and nothing is written to the workload
+        if dry and key in self._dry_states:
+            state = self._dry_states[key]
+        else:
+            state, problem = engine.state_from_annotation(stored.state)
+            if problem:
+                log.warning("idle state unreadable, starting over", workload=str(wl.ref), problem=problem)
         decision = engine.decide(state, usage, facts, rules, now)
         state = decision.state
-        self._persist(wl, obj, stored, state, decision.clear_resume_request, result)  # 1. intent
-        stored = engine.state_to_annotation(state)
+        if not dry:
+            self._persist(wl, stored, state, decision.clear_resume_request, result)  # 1. intent (and label)
         owner = owner_of(wl.objects, self.settings)
         for note in decision.notes:
             spec = note_event(note)
             self.kube.event(obj, spec.reason, spec.message, type_=spec.type, now=now)
         for action in decision.actions:
             result.actions[("would-" if action.would_only else "") + action.kind.value] += 1
-            if action.would_only:
+            if action.would_only or (dry and not action.is_notice):
                 log.info("dry-run", action=action.kind.value, workload=str(wl.ref), reason=action.reason)
                 continue
-            if self._perform(wl, obj, action, decision, usage, rules, owner, pkey, now):  # 2. act
+            retry_key = (key, action.kind.value, action.episode)
+            if action.is_notice and not self._backoff.due(retry_key, now):
+                continue  # it reached no one last time: wait for the backoff before trying again
+            if self._perform(wl, obj, action, decision, usage, chosen, owner, now, retry_key):  # 2. act
                 state = engine.confirm(state, action, self.clock())  # 3. confirm
-                if action.kind in (ActionKind.SUSPEND, ActionKind.RESUME):
-                    self._persist(wl, obj, stored, state, False, result,
-                                  suspended=action.kind is ActionKind.SUSPEND)
-                    stored = engine.state_to_annotation(state)
-        self._persist(wl, obj, stored, state, False, result)
+                if not dry and not action.is_notice:
+                    self._persist(wl, stored, state, False, result)
+        if dry:
+            self._dry_states[key] = state
+        else:
+            self._persist(wl, stored, state, False, result)
         return replace(decision, state=state)
 
-    def _persist(self, wl: Workload, obj: dict[str, Any], stored: str | None, state: IdleState,
-                 clear_resume: bool, result: PassResult, suspended: bool | None = None) -> None:
+    def _persist(self, wl: Workload, stored: Stored, state: IdleState, clear_resume: bool,
+                 result: PassResult) -> None:
         """Write the state when it holds news (``engine.needs_persist``): every change that matters at
         once, the idle clock's progress at most every half ``max_gap`` (an idle workload costs a write a
         minute, not one per pass, and the stored coverage stays fresh enough that a restart never breaks
-        the idle stretch). A workload with nothing to remember is never annotated."""
+        the idle stretch). A workload with nothing to remember is never annotated.
+
+        The ``suspended`` label follows the state in the same patch: it is set with the suspension's
+        *intent*, before the adapter's patch, so a crash after that patch leaves a workload the next pass
+        finds by label; it goes when the state no longer holds a suspension of ours."""
         text = engine.state_to_annotation(state)
-        if not clear_resume and suspended is None:
-            if text == stored:
+        label = "true" if _holds_suspension(state) else None
+        if not clear_resume and label == stored.label:
+            if text == stored.state:
                 return
-            old, problem = engine.state_from_annotation(stored) if stored is not None else (None, None)
+            old, problem = engine.state_from_annotation(stored.state) if stored.state is not None else (None, None)
             if not problem and not engine.needs_persist(old, state, self.max_gap / 2):
                 return
         patch: dict[str, Any] = {"metadata": {"annotations": {IDLE_STATE_ANNOTATION: text}}}
         if clear_resume:
             patch["metadata"]["annotations"][RESUME_ANNOTATION] = None
-        if suspended is not None:
-            patch["metadata"]["labels"] = {SUSPENDED_LABEL: "true" if suspended else None}
+        if label != stored.label:
+            patch["metadata"]["labels"] = {SUSPENDED_LABEL: label}
         self.kube.patch(wl.ref.api_version, wl.ref.kind, wl.ref.name, wl.ref.namespace, patch, dry_run=False)
+        stored.state, stored.label = text, label
         result.writes += 1
 
     def _perform(self, wl: Workload, obj: dict[str, Any], action: engine.Action, decision: Decision, usage: Usage,
-                 rules: IdleRules, owner: Owner, pkey: tuple[str, str], now: dt.datetime) -> bool:
+                 chosen: Chosen, owner: Owner, now: dt.datetime, retry_key: tuple[Any, ...]) -> bool:
+        rules = chosen.rules
         if action.kind is ActionKind.SUSPEND:
             res = actions.suspend(self.kube, wl.ref, now, dry_run=False)
             if not res.ok:
@@ -299,21 +372,35 @@ class IdleController:
             if not res.ok:
                 self.kube.event(obj, "ResumeFailed", res.error or "resume failed", type_="Warning", now=now)
             return res.ok
-        ctx = self._notice(wl, action, decision, usage, rules, owner, pkey, now)
-        if "Event" in rules.channels:
-            spec = event_for(ctx)
-            self.kube.event(obj, spec.reason, spec.message, type_=spec.type, now=now)
-        if "Slack" in rules.channels and self.slack is not None and self.slack.configured:
-            sent = self.slack.send(slack_message(ctx), owner_email=owner.email)
-            if not sent.ok:
-                log.warning("slack notice failed", workload=str(wl.ref), errors=list(sent.errors))
-                # The Event was recorded: the owner was told through the cluster. Slack gets retried
-                # only if no other channel carried the notice.
-                return "Event" in rules.channels
-        return True
+        ctx = self._notice(wl, action, decision, usage, chosen, owner, now)
+        spec = event_for(ctx)
 
-    def _notice(self, wl: Workload, action: engine.Action, decision: Decision, usage: Usage, rules: IdleRules,
-                owner: Owner, pkey: tuple[str, str], now: dt.datetime) -> NoticeContext:
+        def event() -> tuple[bool, str]:
+            return self.kube.event(obj, spec.reason, spec.message, type_=spec.type, now=now), "Event not recorded"
+
+        def slack() -> tuple[bool, str]:
+            sent = self.slack.send(slack_message(ctx), owner_email=owner.email)  # type: ignore[union-attr]
+            return sent.ok, "; ".join(sent.errors)
+
+        senders = {"Event": event}
+        if self.slack is not None and self.slack.configured:
+            senders["Slack"] = slack
+        # Counted only when it reached the owner on a channel the policy names (design invariant 2).
+        outcome = deliver(rules.channels, senders)
+        if outcome.failed:
+            log.warning("notice not delivered on every channel", workload=str(wl.ref), stage=action.stage,
+                        delivered=list(outcome.delivered), errors=list(outcome.errors))
+        if outcome.ok:
+            self._backoff.succeeded(retry_key)
+        else:
+            retry_at = self._backoff.failed(retry_key, now)
+            log.warning("notice reached no one; it does not count and is retried", workload=str(wl.ref),
+                        stage=action.stage, retry_at=retry_at.isoformat())
+        return outcome.ok
+
+    def _notice(self, wl: Workload, action: engine.Action, decision: Decision, usage: Usage, chosen: Chosen,
+                owner: Owner, now: dt.datetime) -> NoticeContext:
+        rules, pkey = chosen.rules, chosen.key
         price = decision.gpu_hour_price or self._prices.default
         gpus = decision.gpus or sum(p.gpus for p in wl.pods)
         starts = [p.started_at for p in wl.pods if p.started_at]
@@ -330,6 +417,7 @@ class IdleController:
             suspend_at=action.suspend_at if rules.action == "Suspend" else None, max_snooze=rules.max_snooze,
             policy=f"{pkey[0]}/{pkey[1]}", reason=action.reason, api_version=wl.ref.api_version,
             buttons=self.settings.slack_signing_secret is not None,
+            not_suspended_because=chosen.not_suspended_because,
         )
 
     # ---- policy status -------------------------------------------------------------------------
@@ -341,31 +429,37 @@ class IdleController:
             record_policy(key[0], key[1], summary)
             fields = summary.as_status(spec.dry_run or self.settings.dry_run)
             fields["currency"] = self.settings.currency
-            if self._set_status(body, fields, now, ok=True, reason="Evaluated",
-                                message=f"{summary.watched} GPU workloads watched"):
-                result.writes += 1
-
-    def _set_status(self, body: dict[str, Any], fields: dict[str, Any], now: dt.datetime, *, ok: bool,
-                    reason: str, message: str) -> bool:
-        meta, current = body["metadata"], body.get("status") or {}
-        gen = meta.get("generation")
-        conditions = set_condition(current.get("conditions") or [], "Ready", "True" if ok else "False", reason,
-                                   message, gen, now)
-        if not ok:
-            conditions = set_condition(conditions, "Invalid", "True", "InvalidSpec", message, gen, now)
-        else:
-            conditions = set_condition(conditions, "Invalid", "False", "Valid", "spec is valid", gen, now)
-        desired = {**fields, "observedGeneration": gen, "conditions": conditions}
-        if all(current.get(k) == v for k, v in desired.items()):
-            return False  # write status only when it changed
-        self.kube.patch(f"{GROUP}/{VERSION}", "IdlePolicy", meta["name"], meta["namespace"], {"status": desired},
-                        dry_run=False, subresource="status")
-        body["status"] = {**current, **desired}
-        return True
+            fields["failed"] = result.failures.get(key, 0)
+            protected = sorted(result.protected.get(key, []))
+            fields["protected"] = len(protected)
+            extra = policy_conditions(self._degraded(spec.notice.channels), protected)
+            try:
+                if write_status(self.kube, body, fields, now, ok=True, reason="Evaluated",
+                                message=f"{summary.watched} GPU workloads watched", extra=extra):
+                    result.writes += 1
+            except Exception as exc:  # one policy's status never stops the others'
+                log.warning("idle policy status not written", policy="/".join(key), error=str(exc))
 
 
 def _key(ref: WorkloadRef) -> tuple[str, str, str, str]:
     return (ref.api_version.split("/")[0] if "/" in ref.api_version else "", ref.kind, ref.namespace or "", ref.name)
+
+
+def _holds_suspension(state: IdleState) -> bool:
+    """The state says we suspended the workload, or are about to, or are giving it back: label it."""
+    return state.phase is Phase.SUSPENDED or state.suspend.intended_at is not None or state.resume.pending
+
+
+def _suspended_by_us_unlabelled(obj: dict[str, Any]) -> bool:
+    meta = obj.get("metadata") or {}
+    if (meta.get("labels") or {}).get(SUSPENDED_LABEL) == "true":
+        return False
+    ann = meta.get("annotations") or {}
+    if SUSPENDED_STATE_ANNOTATION in ann and IDLE_STATE_ANNOTATION in ann:
+        return True
+    state, _ = engine.state_from_annotation(ann.get(IDLE_STATE_ANNOTATION)) if IDLE_STATE_ANNOTATION in ann \
+        else (None, None)
+    return state is not None and _holds_suspension(state)
 
 
 def _recorded_gpus(annotations: dict[str, str]) -> int:

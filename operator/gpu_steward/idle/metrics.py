@@ -34,3 +34,8 @@ def record_policy(namespace: str, name: str, summary: Any) -> None:
     SUSPENDED.labels(namespace, name).set(summary.suspended)
     RECLAIMED.labels(namespace, name).set(float(summary.reclaimed_gpu_hours))
     WOULD_SAVE.labels(namespace, name).set(float(summary.would_save_gpu_hours))
+
+
+WORKLOAD_FAILURES = Counter("gpusteward_idle_workload_failures_total",
+                            "Workloads whose idle evaluation failed (an API error); the pass went on with the others",
+                            ["namespace", "policy"])

@@ -67,6 +67,12 @@ class NoticeContext:
     reason: str | None = None  # e.g. "resumed outside GPU Steward"
     api_version: str | None = None  # of the workload: buttons name it exactly
     buttons: bool = False  # Slack interactivity is set up (a signing secret): add Snooze / Resume buttons
+    not_suspended_because: str | None = None  # why this workload is only notified about (e.g. it would lose data)
+
+
+# What a suspension costs the owner, said in every warning that announces one.
+MEMORY_LOST = ("Suspension stops its pods: in-memory state (a running kernel, variables, unsaved work in "
+               "memory) is lost; data on volumes is kept.")
 
 
 @dataclass(frozen=True)
@@ -172,11 +178,21 @@ def _how_to(ctx: NoticeContext) -> str:
     if ctx.stage == "warning":
         limit = f" (at most {_dur(ctx.max_snooze)})" if ctx.max_snooze else ""
         keep = "Still using it? Run something on the GPU, or snooze" + limit + ":"
-        return f"{keep}\n```{snooze_command(ctx)}```"
+        head = _warning_terms(ctx)
+        return f"{head}{keep}\n```{snooze_command(ctx)}```"
     if ctx.stage == "suspended":
         note = "Nothing was deleted: data and volumes are kept." if not ctx.dry_run else "Nothing was touched."
         return f"{note} To resume:\n```{resume_cli}```\nor\n```{resume_annotate}```"
     return "Startup grace applies before idle time counts again."
+
+
+def _warning_terms(ctx: NoticeContext) -> str:
+    """What the suspension will cost (in-memory state), or why there will be none; '' when neither applies."""
+    if ctx.suspend_at is not None:
+        return MEMORY_LOST + "\n"
+    if ctx.not_suspended_because:
+        return f"It will not be suspended: {ctx.not_suspended_because}.\n"
+    return ""
 
 
 def _buttons(ctx: NoticeContext) -> list[dict[str, Any]]:
@@ -231,6 +247,8 @@ def event_for(ctx: NoticeContext) -> EventSpec:
     parts = [headline(ctx) + "."]
     if ctx.stage == "warning":
         parts.append(f"GPU utilization below threshold since {_ts(ctx.idle_since)}.")
+        if terms := _warning_terms(ctx).strip():
+            parts.append(terms)
         if ctx.suspend_at is not None:
             parts.append(f"Snooze: {snooze_command(ctx)}")
     elif ctx.stage == "suspended" and not ctx.dry_run:

@@ -29,9 +29,13 @@ or on the next tick).
 
 Invariants (design doc, "Idle, notices and actions"):
 1. No data is not idle: unusable ``Usage`` (unknown, no samples, stale) gives phase Unknown and resets
-   the idle start; the idle clock only runs over continuous ok-idle readings (gaps > ``max_gap`` restart it).
-2. No SUSPEND unless this episode's warning was confirmed sent ≥ ``notice_before`` earlier and the
-   episode was not reset since (activity, unknown data, snooze, exemption, grace, window close, mode switch).
+   the idle start; the idle clock only runs over continuous ok-idle readings (gaps > ``max_gap`` restart it),
+   and after an Unknown reading it starts at the next reading's latest sample (never backdated into the gap).
+2. No SUSPEND unless this episode's warning was confirmed delivered ≥ ``notice_before`` earlier, not before
+   the suspension time that warning stated (``warn_suspend_at``), by the same policy (``rules.policy``), and
+   the episode was not reset since (activity, unknown data, snooze, exemption, grace, window close, mode
+   switch). A warning that stated no suspension time (NotifyOnly) is not a suspension notice; a warning of
+   another policy does not count: either starts a new notice cycle (same idle start).
 3. One notice per stage per episode: the intent/done marks live in the state, so a re-run of ``decide``
    on the persisted state (restart) does not repeat a confirmed notice.
 4. Restart-safe: ``IdleState`` round-trips through the annotation.
@@ -110,6 +114,8 @@ def _reset(s: IdleState, now: datetime, phase: Phase) -> IdleState:
         idle_since=None,
         idle_covered_to=None,
         warn=NO_MARK,
+        warn_suspend_at=None,
+        warn_policy=None,
         suspend=NO_MARK,
         would_suspend_at=None,
         would_suspend_gpus=0,
@@ -152,6 +158,8 @@ def _resumed(s: IdleState, at: datetime) -> IdleState:
         idle_since=None,
         idle_covered_to=None,
         warn=NO_MARK,
+        warn_suspend_at=None,
+        warn_policy=None,
         suspend=NO_MARK,
         suspended_gpus=0,
         resume=Mark(intended_at=s.resume.intended_at or at, done_at=at),
@@ -332,6 +340,10 @@ def _idle_step(
     covered_from = covered_to - timedelta(seconds=max(usage.window_seconds, 0.0))
     if grace is not None and covered_from < grace:
         covered_from = grace
+    if s.phase is Phase.UNKNOWN:
+        # The previous reading had no usable data: which of this reading's samples came after it cannot
+        # be told, so idle time starts at its latest sample — never backdated into the gap (invariant 1).
+        covered_from = covered_to
     continuous = (
         s.phase in (Phase.IDLE, Phase.WARNED, Phase.WOULD_SUSPEND)
         and s.idle_since is not None
@@ -356,16 +368,20 @@ def _idle_step(
         out.hold = Hold.OUTSIDE_WINDOW
         return s
 
-    if s.warn.done_at is not None and s.warn.dry_run and not rules.dry_run:
-        # A dry-run warning was never really given: enforcing starts its own notice cycle.
+    restart = _warning_void(s, rules)
+    if restart:
+        # That warning does not count for what the policy would do now: a new notice cycle, same idle start.
         s = _new_episode(s, now, s.idle_since)
     suspend_due = now + rules.notice_before if rules.action == "Suspend" else None
     if s.warn.intended_at is None or (s.warn.pending and rules.dry_run):
         why = f"idle for {_fmt_delta(idle_for)} (below {rules.util_threshold_percent:g}% GPU)"
+        if restart:
+            why += f"; new warning: {restart}"
         if rules.dry_run:
-            s = replace(s, phase=Phase.WARNED, warn=Mark(intended_at=now, done_at=now, dry_run=True))
+            s = replace(s, phase=Phase.WARNED, warn=Mark(intended_at=now, done_at=now, dry_run=True),
+                        warn_suspend_at=suspend_due, warn_policy=rules.policy)
         else:
-            s = replace(s, phase=Phase.WARNED, warn=Mark(intended_at=now))
+            s = replace(s, phase=Phase.WARNED, warn=Mark(intended_at=now), warn_policy=rules.policy)
         out.act(s, ActionKind.WARN, why, rules.dry_run, suspend_due)
         out.reason = "warning owner"
         return s
@@ -378,7 +394,9 @@ def _idle_step(
     if rules.action == "NotifyOnly":
         out.reason = f"idle; owner warned at {format_rfc3339(s.warn.done_at)}; policy action is NotifyOnly"
         return s
-    due = s.warn.done_at + rules.notice_before
+    # The notice period counts from the delivered warning, and never ends before the time it stated.
+    assert s.warn_suspend_at is not None  # _warning_void restarted the cycle otherwise
+    due = max(s.warn.done_at + rules.notice_before, s.warn_suspend_at)
     if now < due:
         out.reason = f"warned; suspension due at {format_rfc3339(due)}"
         return s
@@ -393,6 +411,26 @@ def _idle_step(
     out.act(s, ActionKind.SUSPEND, f"idle since {_maybe(s.idle_since)}, notice given", False)
     out.reason = "suspending"
     return s
+
+
+def _warning_void(s: IdleState, rules: IdleRules) -> str | None:
+    """Why this episode's warning (intended or given) cannot lead to what the policy would do now, or None.
+
+    A warning belongs to the policy that gave it; a dry-run warning was never given; a warning that stated
+    no suspension time (NotifyOnly) is not a suspension notice. A warning only intended (not yet delivered)
+    is re-sent with the current terms anyway, so only its policy matters.
+    """
+    if s.warn.intended_at is None:
+        return None
+    if s.warn_policy != rules.policy:
+        return f"policy {rules.policy or '?'} replaces {s.warn_policy or 'an earlier policy'}"
+    if s.warn.done_at is None:
+        return None
+    if s.warn.dry_run and not rules.dry_run:
+        return "the dry-run warning was never given"
+    if rules.action == "Suspend" and s.warn_suspend_at is None:
+        return "the earlier warning stated no suspension"
+    return None
 
 
 def needs_persist(persisted: IdleState | None, current: IdleState, checkpoint_every: timedelta) -> bool:
@@ -438,7 +476,8 @@ def confirm(state: IdleState, action: Action, at: datetime) -> IdleState:
     if action.episode != state.episode:
         return state
     if action.kind is ActionKind.WARN and state.warn.pending:
-        return replace(state, warn=replace(state.warn, done_at=at))
+        # The warning that was delivered is the one that counts: record the suspension time it stated.
+        return replace(state, warn=replace(state.warn, done_at=at), warn_suspend_at=action.suspend_at)
     if action.kind is ActionKind.SUSPEND and state.suspend.pending:
         return _suspended(state, at)
     return state

@@ -73,6 +73,8 @@ class IdleRules:
     # tolerance. 0 (default): every change is written and a restored state gets no extra tolerance.
     # An orchestrator that keeps states in memory and writes with needs_persist sets e.g. 10 minutes.
     checkpoint_every: timedelta = timedelta(0)
+    # Which policy these rules come from ("namespace/name"): a warning counts only for the policy that gave it.
+    policy: str = ""
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,10 @@ class IdleState:
     idle_since: datetime | None = None
     idle_covered_to: datetime | None = None  # end of the latest idle reading (continuity check)
     warn: Mark = NO_MARK
+    # What the warning said: the suspension time it stated (None: it stated none, e.g. NotifyOnly) and
+    # the policy that gave it. Nothing is suspended before that time, nor on another policy's warning.
+    warn_suspend_at: datetime | None = None
+    warn_policy: str | None = None
     suspend: Mark = NO_MARK
     suspended_notice: Mark = NO_MARK
     resume: Mark = NO_MARK
@@ -205,7 +211,7 @@ class Decision:
 # --------------------------------------------------------------------------- annotation codec
 
 _MARK_FIELDS = ("warn", "suspend", "suspended_notice", "resume", "resumed_notice")
-_TIME_FIELDS = ("idle_since", "idle_covered_to", "would_suspend_at", "resumed_at")
+_TIME_FIELDS = ("idle_since", "idle_covered_to", "warn_suspend_at", "would_suspend_at", "resumed_at")
 _OPT_FIELDS = ("snooze", "exemption")
 
 
@@ -239,6 +245,8 @@ def state_to_annotation(state: IdleState) -> str:
     for name in ("suspended_gpus", "would_suspend_gpus"):
         if getattr(state, name):
             out[_camel(name)] = getattr(state, name)
+    if state.warn_policy is not None:
+        out["warnPolicy"] = state.warn_policy
     for name in ("reclaimed_gpu_hours", "would_save_gpu_hours"):
         if getattr(state, name):
             out[_camel(name)] = round(getattr(state, name), 6)
@@ -310,6 +318,10 @@ def state_from_annotation(text: str | None) -> tuple[IdleState, str | None]:
         }
         for name in _TIME_FIELDS:
             values[name] = _parse_time(raw.get(_camel(name)), _camel(name))
+        warn_policy = raw.get("warnPolicy")
+        if warn_policy is not None and not isinstance(warn_policy, str):
+            raise ValueError("warnPolicy: expected a string")
+        values["warn_policy"] = warn_policy
         for name in _MARK_FIELDS:
             values[name] = _parse_mark(raw.get(_camel(name)), _camel(name))
         for name in _OPT_FIELDS:

@@ -80,7 +80,11 @@ def _entry_usage(entry: Mapping[str, Any], window: float, now: datetime, max_age
         return Usage.unknown("agent summary has no valid lastSampleAt")
     samples = entry.get("utilSamples", entry.get("samples"))
     count = int(samples) if isinstance(samples, int) and not isinstance(samples, bool) else 0
-    usage = Usage.ok(float(mean), float(peak) if isinstance(peak, int | float) else None, count, last, window)
+    # The span the samples actually cover, never the agent's configured window: after an agent restart or
+    # an NVML error the window holds less than it is long. An agent that does not say covers no span.
+    covered = entry.get("coveredSeconds")
+    span = min(window, float(covered)) if isinstance(covered, int | float) and not isinstance(covered, bool) else 0.0
+    usage = Usage.ok(float(mean), float(peak) if isinstance(peak, int | float) else None, count, last, max(span, 0.0))
     problem = usage.usable(now, max_age)
     return Usage.unknown(problem) if problem else usage
 

@@ -43,6 +43,27 @@ class InvalidRecord(ValueError):
     """The suspended-state annotation is not a record this module wrote."""
 
 
+class WouldLoseData(ValueError):
+    """Suspending this workload would delete persistent data: it is notify-only (design invariant 7)."""
+
+
+def data_loss_reason(obj: JSON) -> str | None:
+    """Why suspending ``obj`` (or a workload whose chain holds it) would delete data, or None.
+
+    A StatefulSet whose ``persistentVolumeClaimRetentionPolicy.whenScaled`` is ``Delete`` loses the PVCs
+    of every replica scaled away — scaling it to 0 would delete all its volumes. (A Kubeflow Notebook is
+    stopped by scaling its StatefulSet to 0, so the same holds for a Notebook whose StatefulSet says so.)
+    """
+    if (group_of(obj.get("apiVersion", "")), obj.get("kind")) != ("apps", "StatefulSet"):
+        return None
+    policy = (obj.get("spec") or {}).get("persistentVolumeClaimRetentionPolicy") or {}
+    if policy.get("whenScaled") == "Delete":
+        name = (obj.get("metadata") or {}).get("name", "?")
+        return (f"StatefulSet {name} deletes its PersistentVolumeClaims when scaled down "
+                "(persistentVolumeClaimRetentionPolicy.whenScaled: Delete): suspending it would delete its volumes")
+    return None
+
+
 def rfc3339(now: dt.datetime) -> str:
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -66,6 +87,8 @@ class Adapter:
         _check_kind(self, workload)
         if self.is_suspended(workload):
             return {}, read_record(workload)
+        if (reason := data_loss_reason(workload)) is not None:
+            raise WouldLoseData(reason)
         previous = _get(workload, self.path)
         record: JSON = {
             "version": RECORD_VERSION,

@@ -1,0 +1,151 @@
+"""Controller-level tests of the idle notice protocol: the real IdleController over an in-memory cluster."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from idle_world import ApiError, FakeSlack, Killed, World, job, policy, statefulset
+
+from gpu_steward.idle.delivery import NOTICES_FAILED
+from gpu_steward.idle.metrics import WORKLOAD_FAILURES
+from gpu_steward.workloads.model import RESUME_ANNOTATION
+
+LABEL = "gpusteward.dev/suspended"
+
+
+def _warnings(world: World, name: str) -> list[dict]:
+    return [e for e in world.kube.events if e["name"] == name and e["reason"] == "IdleWarning"]
+
+
+def test_a_smoke_run_warns_then_suspends_after_the_notice():
+    w = World(policy(["Event"]))
+    nb = w.run(job("train"))
+    w.passes(60, until=lambda: w.suspended(nb))
+    assert w.suspended(nb)
+    warned = _warnings(w, "train")
+    assert len(warned) == 1 and "in-memory state" in warned[0]["message"]
+    assert w.current(nb)["metadata"]["labels"][LABEL] == "true"
+
+
+# ---- 1. a warning counts only when it reached the owner ---------------------------------------------
+
+
+def test_slack_named_but_not_configured_makes_the_policy_degraded_and_it_never_suspends():
+    w = World(policy(["Slack", "Event"]), slack=None)
+    nb = w.run(job("train"))
+    w.passes(120)
+    assert not w.suspended(nb)
+    degraded = w.condition("Degraded")
+    assert degraded["status"] == "True" and "Slack" in degraded["message"]
+    warned = _warnings(w, "train")  # the Event still tells the owner, without a suspension time
+    assert len(warned) == 1 and "no action will be taken" in warned[0]["message"]
+
+
+def test_an_event_that_cannot_be_created_is_no_notice_and_is_retried():
+    w = World(policy(["Event"]))
+    nb = w.run(job("train"))
+    w.kube.event_ok = False
+    before = NOTICES_FAILED.labels("Event")._value.get()
+    w.passes(90)
+    assert not w.suspended(nb)
+    failed = NOTICES_FAILED.labels("Event")._value.get() - before
+    assert 2 <= failed < 30  # retried on later passes, with backoff (not every pass)
+    w.kube.event_ok = True
+    delivered_at = None
+    for _ in range(60):
+        w.passes(1)
+        if delivered_at is None and _warnings(w, "train"):
+            delivered_at = w.now
+        if w.suspended(nb):
+            break
+    assert delivered_at is not None and w.suspended(nb)
+    assert w.now - delivered_at >= dt.timedelta(minutes=15)
+
+
+def test_a_failed_slack_send_is_no_notice():
+    slack = FakeSlack(configured=True, ok=False)
+    w = World(policy(["Slack"]), slack=slack)
+    nb = w.run(job("train"))
+    w.passes(90)
+    assert not w.suspended(nb)
+    assert w.condition("Degraded")["status"] == "False"
+    slack.ok = True
+    w.passes(40, until=lambda: w.suspended(nb))
+    w.passes(1)
+    assert w.suspended(nb) and len(slack.sent) == 2  # the warning, then the suspension notice
+
+
+# ---- 3. dry-run writes nothing to workloads ------------------------------------------------------------
+
+
+def test_dry_run_makes_zero_writes_to_workloads():
+    w = World(policy(["Event"]), dry_run=True)
+    nb = w.run(job("train"))
+    w.kube.obj("batch/v1", "Job", "train")["metadata"]["annotations"] = {RESUME_ANNOTATION: "true"}
+    w.passes(5)
+    w.kube.obj("batch/v1", "Job", "train")["metadata"]["annotations"] = {}
+    w.passes(60)
+    assert w.kube.workload_patches() == []
+    assert w.state(nb) is None and not w.suspended(nb)
+    assert w.status()["wouldSuspend"] == 1 and w.status()["mode"] == "DryRun"
+
+
+# ---- 4. one failing workload never aborts the pass ---------------------------------------------------
+
+
+def test_one_workload_failing_does_not_stop_the_others():
+    w = World(policy(["Event"]))
+    bad, good = w.run(job("a-bad")), w.run(job("b-good"))
+    w.kube.fail_patch = lambda kind, name, body: ApiError(409) if name == "a-bad" else None
+    before = WORKLOAD_FAILURES.labels("ml", "idle")._value.get()
+    w.passes(60, until=lambda: w.suspended(good))
+    assert w.suspended(good) and not w.suspended(bad)
+    assert w.status()["failed"] == 1
+    assert WORKLOAD_FAILURES.labels("ml", "idle")._value.get() > before
+
+
+# ---- 5. crash windows -----------------------------------------------------------------------------------
+
+
+def test_a_kill_right_after_the_suspend_patch_is_recovered_by_the_next_pass():
+    w = World(policy(["Event"]))
+    nb = w.run(job("train"))
+    w.kube.kill_after_patch = lambda kind, name, body: (body.get("spec") or {}).get("suspend") is True
+    with pytest.raises(Killed):
+        w.passes(60)
+    assert w.suspended(nb)
+    # The label was written with the intent, before the adapter's patch.
+    assert w.current(nb)["metadata"]["labels"][LABEL] == "true"
+    w.kube.kill_after_patch = None
+    w.stop_pods(nb)  # suspended: its pods are gone, only the label finds it
+    w.restart()
+    w.now += dt.timedelta(minutes=1)
+    w.passes(2)
+    assert [e for e in w.kube.events if e["reason"] == "IdleSuspended"]
+    assert '"phase":"Suspended"' in (w.state(nb) or "")
+
+
+def test_a_workload_suspended_by_us_without_the_label_is_repaired():
+    w = World(policy(["Event"]))
+    lost = w.run(job("lost"))
+    w.passes(60, until=lambda: w.suspended(lost))
+    w.stop_pods(lost)
+    w.kube.obj("batch/v1", "Job", "lost")["metadata"]["labels"] = {}  # e.g. written by an older version
+    w.run(job("other"))  # Jobs are listed anyway for this running one
+    w.passes(2)
+    assert w.current(lost)["metadata"]["labels"][LABEL] == "true"
+
+
+# ---- 7. suspension never deletes persistent data -----------------------------------------------------
+
+
+def test_a_statefulset_that_deletes_its_volumes_when_scaled_is_notify_only():
+    w = World(policy(["Event"]))
+    sts = w.run(statefulset("db", when_scaled="Delete"))
+    w.passes(90)
+    assert not w.suspended(sts)
+    warned = _warnings(w, "db")
+    assert len(warned) == 1 and "whenScaled: Delete" in warned[0]["message"]
+    assert w.status()["protected"] == 1
+    assert "db" in w.condition("DataProtected")["message"]
