@@ -32,12 +32,12 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
     """In-cluster config when running in a pod, else the given or default kubeconfig."""
     if kubeconfig is None:
         try:
-            config.load_incluster_config()
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
             return client.ApiClient()
         except config.ConfigException:
             pass
     cfg = client.Configuration()
-    config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
     return client.ApiClient(cfg)
 
 
@@ -59,7 +59,7 @@ class Kube:
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self.api_client = api_client
-        self.dynamic = DynamicClient(api_client)
+        self.dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
         self.core = client.CoreV1Api(api_client)
         self.writes = WriteLog()
         # The dynamic client's discovery cache is not thread-safe, and a miss (a CRD that is not
