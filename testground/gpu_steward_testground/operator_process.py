@@ -25,7 +25,8 @@ class OperatorProcess:
     popen: subprocess.Popen[bytes] | None = None
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), PYTHONUNBUFFERED="1")
+        # No fixed metrics port unless a caller asks for one: several operators may run on this machine.
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), PYTHONUNBUFFERED="1", GPU_STEWARD_METRICS_PORT="0")
         for key, value in self.settings.items():
             env[f"GPU_STEWARD_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)
         return env

@@ -96,8 +96,6 @@ def operator_setup(cluster: Any, helm: Path, kubectl: Callable[..., str], images
                    tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     kubectl("apply", "--server-side", "-f", str(CHART / "crds"))
     kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    kubectl("apply", "-f", "-", stdin=json.dumps(
-        {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": FULLNAME}}))
     for ns in (NS, TEAM_NS):
         kubectl("create", "namespace", ns, check=False)
     sets = _image_values(images)

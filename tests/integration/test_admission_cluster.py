@@ -52,7 +52,8 @@ def operator(cluster, tmp_path_factory):
            "GPU_STEWARD_WEBHOOK_ENABLED": "true", "GPU_STEWARD_WEBHOOK_LISTEN_ADDR": "127.0.0.1",
            "GPU_STEWARD_WEBHOOK_PORT": str(port), "GPU_STEWARD_NAMESPACES": json.dumps([ns]),
            "GPU_STEWARD_OWNERSHIP_ADMISSION": "enforce", "GPU_STEWARD_EVALUATION_INTERVAL_SECONDS": "1",
-           "GPU_STEWARD_APPROVER_GROUPS": json.dumps([APPROVERS]), "GPU_STEWARD_LOG_FORMAT": "console"}
+           "GPU_STEWARD_APPROVER_GROUPS": json.dumps([APPROVERS]), "GPU_STEWARD_LOG_FORMAT": "console",
+           "GPU_STEWARD_METRICS_PORT": "0"}  # no fixed port: other operators may run beside this one
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "gpu_steward.handlers.run"], env=env, cwd=REPO,
