@@ -71,11 +71,20 @@ def test_no_wildcards(helm: Path, values: list[Path]) -> None:
             assert "*" not in (group, resource, verb), (role["metadata"]["name"], group, resource, verb)
 
 
+def cluster_role(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(r for r in operator_roles(docs) if r["kind"] == "ClusterRole")
+
+
 def test_default_rules_exactly(helm: Path) -> None:
     docs = template(helm)
     roles = operator_roles(docs)
-    assert len(roles) == 1, "one ClusterRole for the operator; the agent has none"
-    got = flatten(roles[0])
+    assert [r["kind"] for r in roles] == ["ClusterRole", "Role"], \
+        "one ClusterRole and one Role (its records) for the operator; the agent has none"
+    # ConfigMaps only in the operator's own namespace: the records users must not write.
+    records = next(r for r in roles if r["kind"] == "Role")
+    assert records["metadata"]["namespace"] == "gpu-steward"
+    assert flatten(records) == {("", "configmaps", v, "") for v in ("get", "list", "create", "patch")}
+    got = flatten(cluster_role(docs))
     unnamed = {(g, r, v) for g, r, v, n in got if not n}
     expected = {(g, r, v) for (g, r), verbs in EXPECTED.items() for v in verbs}
     assert unnamed == expected
@@ -87,19 +96,19 @@ def test_default_rules_exactly(helm: Path) -> None:
 
 
 def test_secrets_only_by_name(helm: Path) -> None:
-    got = flatten(operator_roles(template(helm, values_files=[VALUES_FULL]))[0])
+    got = flatten(cluster_role(template(helm, values_files=[VALUES_FULL])))
     secrets = {(v, n) for g, r, v, n in got if r == "secrets"}
     assert secrets == {("get", "gpu-budget-slack"), ("get", "team-slack-webhook")}
 
 
 def test_kopf_managed_webhook_rules(helm: Path) -> None:
-    got = flatten(operator_roles(template(helm, sets=["webhook.certificates=kopf", "operator.replicas=1"]))[0])
+    got = flatten(cluster_role(template(helm, sets=["webhook.certificates=kopf", "operator.replicas=1"])))
     for kind in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
         rules = {(v, n) for g, r, v, n in got if r == kind}
         assert rules == {("create", ""), ("get", "gpu-steward.gpusteward.dev"),
                          ("patch", "gpu-steward.gpusteward.dev")}
     # With the chart's certificates (default) the chart owns the configurations: no rights on them.
-    assert not any(r.endswith("webhookconfigurations") for _, r, _, _ in flatten(operator_roles(template(helm))[0]))
+    assert not any(r.endswith("webhookconfigurations") for _, r, _, _ in flatten(cluster_role(template(helm))))
 
 
 def test_binding_targets_the_operator_only(helm: Path) -> None:
@@ -107,7 +116,9 @@ def test_binding_targets_the_operator_only(helm: Path) -> None:
     binding = one(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gpu-steward-operator",
                                     "namespace": "gpu-steward"}]
-    assert binding["roleRef"]["name"] == operator_roles(docs)[0]["metadata"]["name"]
+    assert binding["roleRef"]["name"] == cluster_role(docs)["metadata"]["name"]
+    role_binding = one(docs, "RoleBinding")
+    assert role_binding["subjects"] == binding["subjects"]
     dep = one(docs, "Deployment")
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "gpu-steward-operator"
 
@@ -143,4 +154,4 @@ def test_user_roles_exactly(helm: Path) -> None:
 
 def test_user_roles_can_be_left_out(helm: Path) -> None:
     docs = template(helm, sets=["rbac.userRoles=false"])
-    assert [r["metadata"]["name"] for r in all_roles(docs)] == ["gpu-steward-operator"]
+    assert [r["metadata"]["name"] for r in all_roles(docs)] == ["gpu-steward-operator", "gpu-steward-operator-records"]
