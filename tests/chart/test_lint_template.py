@@ -131,10 +131,14 @@ def test_full_render(helm: Path) -> None:
         assert conf["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "gpu-steward/gs-webhook"
     hooks = {w["name"].split(".")[0]: w for w in vwc["webhooks"] + mwc["webhooks"]}
     # Each webhook calls the path of its kopf handler id.
+    creators = {f"created-by{g}-{r}": f"/created-by{g}-{r}" for g in ("", "-guard")
+                for r in ("pods", "jobs", "deployments", "statefulsets")}
     assert {k: w["clientConfig"]["service"]["path"] for k, w in hooks.items()} == {
         "lease-approval": "/lease-approval", "lease-approved-by": "/lease-approved-by",
-        "gpu-pod-ownership": "/gpu-pod-ownership"}
+        "gpu-pod-ownership": "/gpu-pod-ownership", **creators}
     assert hooks["gpu-pod-ownership"]["failurePolicy"] == "Fail"
+    assert hooks["created-by-deployments"]["rules"][0]["apiGroups"] == ["apps"]
+    assert hooks["created-by-guard-pods"]["rules"][0]["operations"] == ["CREATE", "UPDATE"]
     assert hooks["lease-approval"]["failurePolicy"] == "Ignore"
     assert all(w["clientConfig"]["service"]["port"] == 10443 for w in hooks.values())
     assert all("caBundle" not in w["clientConfig"] for w in hooks.values())  # cert-manager injects it
@@ -182,9 +186,12 @@ def test_helm_certificates_form_a_chain(helm: Path, tmp_path: Path) -> None:
     vwc = one(docs, "ValidatingWebhookConfiguration")
     mwc = one(docs, "MutatingWebhookConfiguration")
     assert all(w["clientConfig"]["caBundle"] == secret["data"]["ca.crt"] for w in vwc["webhooks"] + mwc["webhooks"])
-    # ownershipAdmission is off by default: only the lease webhooks.
-    assert [w["name"] for w in vwc["webhooks"]] == ["lease-approval.gpu-steward.gpusteward.dev"]
-    assert [w["name"] for w in mwc["webhooks"]] == ["lease-approved-by.gpu-steward.gpusteward.dev"]
+    # ownershipAdmission is off by default: only the lease webhooks and the creator stamps.
+    kinds = ("pods", "jobs", "deployments", "statefulsets")
+    assert [w["name"] for w in vwc["webhooks"]] == ["lease-approval.gpu-steward.gpusteward.dev"] + [
+        f"created-by-guard-{k}.gpu-steward.gpusteward.dev" for k in kinds]
+    assert [w["name"] for w in mwc["webhooks"]] == ["lease-approved-by.gpu-steward.gpusteward.dev"] + [
+        f"created-by-{k}.gpu-steward.gpusteward.dev" for k in kinds]
     # The operator gets the same files, ca.crt included.
     dep = one(docs, "Deployment")
     vol = next(v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "webhook-tls")
@@ -221,7 +228,8 @@ def test_everything_optional_off(helm: Path) -> None:
                                 "dashboard.enabled=false", "operator.leaderElection.enabled=false",
                                 "operator.replicas=1", "policies=null", "rbac.userRoles=false"])
     kinds = {d["kind"] for d in docs} - {"CustomResourceDefinition"}
-    assert kinds == {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    # Role/RoleBinding: the operator's records (ConfigMaps in its own namespace).
+    assert kinds == {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
     dep = one(docs, "Deployment")["spec"]["template"]["spec"]
     env = {e["name"]: e.get("value") for e in dep["containers"][0]["env"]}
     assert "GPU_STEWARD_LEADER_ELECTION_LEASE_NAME" not in env  # one replica, no election

@@ -74,11 +74,20 @@ def test_no_wildcards(helm: Path, values: list[Path]) -> None:
             assert "*" not in (group, resource, verb), (role["metadata"]["name"], group, resource, verb)
 
 
+def cluster_role(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(r for r in operator_roles(docs) if r["kind"] == "ClusterRole")
+
+
 def test_default_rules_exactly(helm: Path) -> None:
     docs = template(helm)
-    roles = [r for r in operator_roles(docs) if r["kind"] == "ClusterRole"]
-    assert len(roles) == 1, "one ClusterRole for the operator; the agent has none"
-    got = flatten(roles[0])
+    roles = operator_roles(docs)
+    assert sorted(r["kind"] for r in roles) == ["ClusterRole", "Role", "Role"], \
+        "one ClusterRole, the leader Lease's Role and its records' Role for the operator; the agent has none"
+    # ConfigMaps only in the operator's own namespace: the records users must not write.
+    records = one(docs, "Role", "-operator-records")
+    assert records["metadata"]["namespace"] == "gpu-steward"
+    assert flatten(records) == {("", "configmaps", v, "") for v in ("get", "list", "create", "patch")}
+    got = flatten(cluster_role(docs))
     unnamed = {(g, r, v) for g, r, v, n in got if not n}
     expected = {(g, r, v) for (g, r), verbs in EXPECTED.items() for v in verbs}
     assert unnamed == expected
@@ -87,10 +96,10 @@ def test_default_rules_exactly(helm: Path) -> None:
     assert named == set()
     assert not any(r == "secrets" for _, r, _, _ in got)
     # The Lease: only in the release namespace (a Role), bound to the operator's ServiceAccount.
-    role = one(docs, "Role")
+    role = one(docs, "Role", "-operator-leader")
     assert role["metadata"]["namespace"] == "gpu-steward"
     assert flatten(role) == LEASE_RULES
-    binding = one(docs, "RoleBinding")
+    binding = one(docs, "RoleBinding", "-operator-leader")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": role["metadata"]["name"]}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gpu-steward-operator",
@@ -99,23 +108,25 @@ def test_default_rules_exactly(helm: Path) -> None:
 
 def test_no_lease_rules_without_leader_election(helm: Path) -> None:
     docs = template(helm, sets=["operator.leaderElection.enabled=false", "operator.replicas=1"])
-    assert not by_kind(docs, "Role") and not by_kind(docs, "RoleBinding")
+    leader = [d for d in by_kind(docs, "Role") + by_kind(docs, "RoleBinding")
+              if d["metadata"]["name"].endswith("-operator-leader")]
+    assert leader == []
 
 
 def test_secrets_only_by_name(helm: Path) -> None:
-    got = flatten(operator_roles(template(helm, values_files=[VALUES_FULL]))[0])
+    got = flatten(cluster_role(template(helm, values_files=[VALUES_FULL])))
     secrets = {(v, n) for g, r, v, n in got if r == "secrets"}
     assert secrets == {("get", "gpu-budget-slack"), ("get", "team-slack-webhook")}
 
 
 def test_kopf_managed_webhook_rules(helm: Path) -> None:
-    got = flatten(operator_roles(template(helm, sets=["webhook.certificates=kopf", "operator.replicas=1"]))[0])
+    got = flatten(cluster_role(template(helm, sets=["webhook.certificates=kopf", "operator.replicas=1"])))
     for kind in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
         rules = {(v, n) for g, r, v, n in got if r == kind}
         assert rules == {("create", ""), ("get", "gpu-steward.gpusteward.dev"),
                          ("patch", "gpu-steward.gpusteward.dev")}
     # With the chart's certificates (default) the chart owns the configurations: no rights on them.
-    assert not any(r.endswith("webhookconfigurations") for _, r, _, _ in flatten(operator_roles(template(helm))[0]))
+    assert not any(r.endswith("webhookconfigurations") for _, r, _, _ in flatten(cluster_role(template(helm))))
 
 
 def test_binding_targets_the_operator_only(helm: Path) -> None:
@@ -123,7 +134,9 @@ def test_binding_targets_the_operator_only(helm: Path) -> None:
     binding = one(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gpu-steward-operator",
                                     "namespace": "gpu-steward"}]
-    assert binding["roleRef"]["name"] == operator_roles(docs)[0]["metadata"]["name"]
+    assert binding["roleRef"]["name"] == cluster_role(docs)["metadata"]["name"]
+    role_binding = one(docs, "RoleBinding")
+    assert role_binding["subjects"] == binding["subjects"]
     dep = one(docs, "Deployment")
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "gpu-steward-operator"
 

@@ -39,6 +39,10 @@ pytestmark = pytest.mark.cluster
 
 A100 = "NVIDIA-A100-SXM4-80GB"
 SETTINGS = Settings(gpu_hour_prices={A100: Decimal("4.10")}, default_gpu_hour_price=Decimal("2.50"))
+# As with the admission webhooks on: the created-by stamps below stand for the ones the mutating webhook
+# writes (tests/redteam/test_redteam_leases.py shows the webhook writing and guarding them).
+STAMPED = SETTINGS.model_copy(update={"webhook_enabled": True})
+CREATED_BY = "gpusteward.dev/created-by"
 
 
 @pytest.fixture(scope="module")
@@ -85,14 +89,18 @@ def test_quota_enforced_lease_raises_it_expiry_suspends_and_releases(cluster, ku
     create_pod_expect_quota_rejection(kube, gpu_pod(ns, "too-big", 3))
 
     # A lease inside the fast lane is active at once and raises the quota by its GPUs.
-    apply(cluster, lease_obj(ns, "exp1", gpus=2, duration="1h", grace="10m"))
-    res = reconcile_lease(kube, SETTINGS, get(kube, "ExperimentLease", ns, "exp1"), t0, notifier)
+    exp1 = lease_obj(ns, "exp1", gpus=2, duration="1h", grace="10m")
+    exp1["metadata"]["annotations"] = {CREATED_BY: "alice"}
+    apply(cluster, exp1)
+    res = reconcile_lease(kube, STAMPED, get(kube, "ExperimentLease", ns, "exp1"), t0, notifier)
     assert res.phase == "Active"
     wait_quota(kube, ns, "main", 4)
     status = get(kube, "GPUBudget", ns, "main")["status"]
     assert status["effectiveQuota"] == 4
 
-    kube.create(gpu_deployment(ns, "train", 3, {"gpusteward.dev/lease": "exp1"}), dry_run=False)
+    train = gpu_deployment(ns, "train", 3, {"gpusteward.dev/lease": "exp1"})
+    train["metadata"]["annotations"] = {CREATED_BY: "alice"}
+    kube.create(train, dry_run=False)
     pod = running_pod(kube, ns, selector="gpusteward.dev/lease=exp1")
     lease = get(kube, "ExperimentLease", ns, "exp1")
     expires = utc(lease["status"]["expiresAt"])
@@ -100,25 +108,25 @@ def test_quota_enforced_lease_raises_it_expiry_suspends_and_releases(cluster, ku
         abs((expires - (t0 + dt.timedelta(hours=1))).total_seconds()) < 1
 
     # gracePeriod before the end: the owner hears about it, once.
-    res = reconcile_lease(kube, SETTINGS, get(kube, "ExperimentLease", ns, "exp1"), expires - dt.timedelta(minutes=9),
+    res = reconcile_lease(kube, STAMPED, get(kube, "ExperimentLease", ns, "exp1"), expires - dt.timedelta(minutes=9),
                           notifier)
     assert res.phase == "Expiring" and res.notices == ["LeaseExpiring"]
     expiring = [n for n in notes.sent if n.reason == "LeaseExpiring"]
     assert len(expiring) == 1 and "alice" in expiring[0].owners and "alice@example.com" in expiring[0].owners
-    res = reconcile_lease(kube, SETTINGS, get(kube, "ExperimentLease", ns, "exp1"), expires - dt.timedelta(minutes=8),
+    res = reconcile_lease(kube, STAMPED, get(kube, "ExperimentLease", ns, "exp1"), expires - dt.timedelta(minutes=8),
                           notifier)
     assert res.notices == []
     assert "LeaseExpiring" in wait_for(lambda: event_reasons(kube, ns, "exp1"), what="events")
 
     # One renewal is inside the bound and moves the end; a second one is refused with a reason.
     kube.patch(API, "ExperimentLease", "exp1", ns, {"spec": {"renewals": 1}}, dry_run=False)
-    res = reconcile_lease(kube, SETTINGS, get(kube, "ExperimentLease", ns, "exp1"), expires - dt.timedelta(minutes=7),
+    res = reconcile_lease(kube, STAMPED, get(kube, "ExperimentLease", ns, "exp1"), expires - dt.timedelta(minutes=7),
                           notifier)
     assert res.phase == "Active" and "LeaseRenewed" in res.notices
     new_end = utc(res.status["expiresAt"])
     assert new_end == expires + dt.timedelta(hours=1)
     kube.patch(API, "ExperimentLease", "exp1", ns, {"spec": {"renewals": 2}}, dry_run=False)
-    res = reconcile_lease(kube, SETTINGS, get(kube, "ExperimentLease", ns, "exp1"), expires, notifier)
+    res = reconcile_lease(kube, STAMPED, get(kube, "ExperimentLease", ns, "exp1"), expires, notifier)
     lease = get(kube, "ExperimentLease", ns, "exp1")
     refused = next(cnd for cnd in lease["status"]["conditions"] if cnd["type"] == "RenewalRefused")
     assert refused["status"] == "True" and refused["reason"] == "RenewalLimit"
@@ -127,7 +135,7 @@ def test_quota_enforced_lease_raises_it_expiry_suspends_and_releases(cluster, ku
     assert "LeaseRenewalRefused" in wait_for(lambda: event_reasons(kube, ns, "exp1"), what="events")
 
     # At expiry: workloads suspended through the Job adapter, quota released.
-    res = reconcile_lease(kube, SETTINGS, get(kube, "ExperimentLease", ns, "exp1"), new_end + dt.timedelta(seconds=1),
+    res = reconcile_lease(kube, STAMPED, get(kube, "ExperimentLease", ns, "exp1"), new_end + dt.timedelta(seconds=1),
                           notifier)
     assert res.phase == "Expired" and any("suspended Deployment/train" in a for a in res.actions), res.actions
     assert kube.get("apps/v1", "Deployment", "train", ns)["spec"]["replicas"] == 0
@@ -139,7 +147,7 @@ def test_quota_enforced_lease_raises_it_expiry_suspends_and_releases(cluster, ku
     # The suspended Deployment's pod goes away; then the lease is Released.
     wait_for(lambda: not [p for p in kube.list("v1", "Pod", ns, label_selector="gpusteward.dev/lease=exp1")
                           if not p["metadata"].get("deletionTimestamp")], 60, what="job pods gone")
-    res = reconcile_lease(kube, SETTINGS, get(kube, "ExperimentLease", ns, "exp1"), new_end + dt.timedelta(minutes=1),
+    res = reconcile_lease(kube, STAMPED, get(kube, "ExperimentLease", ns, "exp1"), new_end + dt.timedelta(minutes=1),
                           notifier)
     assert res.phase == "Released"
     # The pod's cost is still in the lease's spend after the pod is gone (settled in the ledger).
@@ -152,7 +160,7 @@ def test_lease_beyond_fast_lane_waits_for_approval(cluster, kube):
     apply(cluster, budget_obj(ns, quota=4, lane={"maxGPUs": 1, "maxDuration": "1h"}))
     apply(cluster, lease_obj(ns, "big", gpus=4, duration="3h", grace="10m"))
     now = dt.datetime.now(dt.UTC)
-    res = reconcile_lease(kube, SETTINGS, get(kube, "ExperimentLease", ns, "big"), now, RecordingNotifier())
+    res = reconcile_lease(kube, STAMPED, get(kube, "ExperimentLease", ns, "big"), now, RecordingNotifier())
     assert res.phase == "PendingApproval"
     approved = next(cnd for cnd in res.status["conditions"] if cnd["type"] == "Approved")
     assert approved["reason"] == "BeyondFastLane" and "maxGPUs 1" in approved["message"]

@@ -24,7 +24,7 @@ NO_USAGE = L.LeaseUsage()
 
 def run(t, state, now, usage=NO_USAGE, lane=LANE):
     d = L.step(t, state, lane, usage, PRICE, now)
-    return d, L.LeaseState(d.phase, d.expires_at, d.renewals_granted)
+    return d, d.state
 
 
 def test_inside_fast_lane_is_active_at_once_and_counts_for_quota():
@@ -122,3 +122,49 @@ def test_approval_rules():
     forged = {"metadata": {"annotations": {L.APPROVED_BY_ANNOTATION: "bob"}}, "spec": old["spec"]}
     assert L.approval_denial(old, forged, "alice", [], approvers) is not None
     assert "must name" in L.approval_denial(old, forged, "carol", approvers, approvers)
+
+
+def test_an_active_lease_runs_on_its_grant_and_edits_beyond_the_lane_wait():
+    d, s = run(terms(gpus=1), L.LeaseState(), T0)
+    assert d.quota_gpus == 1 and s.grant is not None and s.grant.grounds == "FastLane"
+    d, s = run(terms(gpus=4096), s, T0 + H)  # edited after activation, no approval
+    assert d.phase == "Active" and d.quota_gpus == 1 and d.expires_at == T0 + 2 * H
+    assert d.conditions["Approved"][1] == "ChangePendingApproval"
+    d, s = run(terms(gpus=4096, approved=True), s, T0 + H, lane=LANE)  # approved for exactly these terms
+    assert d.quota_gpus == 4096 and s.grant.grounds == "Approved"
+    d, s = run(terms(gpus=2), s, T0 + H)  # narrower: granted at once
+    assert d.quota_gpus == 2
+
+
+def test_a_longer_edit_does_not_move_the_end_without_a_grant():
+    _, s = run(terms(), L.LeaseState(), T0)
+    d, _ = run(terms(duration=400 * H), s, T0 + H)
+    assert d.expires_at == T0 + 2 * H and d.quota_gpus == 2
+
+
+def test_the_fast_lane_closes_at_its_caps_and_without_webhooks_nothing_is_approved():
+    d = L.step(terms(), L.LeaseState(), LANE, NO_USAGE, PRICE, T0, lane_closed="maxActivePerOwner reached")
+    assert d.phase == "PendingApproval" and "maxActivePerOwner" in d.conditions["Approved"][2]
+    d = L.step(terms(gpus=8, approved=True), L.LeaseState(), LANE, NO_USAGE, PRICE, T0, approvals_possible=False)
+    assert d.phase == "PendingApproval" and d.conditions["Approved"][1] == "ApprovalUnavailable"
+
+
+def test_the_creator_stamp_decides_who_may_approve():
+    approvers = ["gpu-steward-approvers"]
+    created = {"metadata": {"annotations": {L.CREATED_BY_ANNOTATION: "bob"}}, "spec": {"owner": "alice2", "gpus": 8}}
+    approved = {**created, "spec": {**created["spec"], "approved": True}}
+    assert "owns this lease" in L.approval_denial(created, approved, "bob", approvers, approvers)
+    assert L.approval_denial(created, approved, "erin", approvers, approvers) is None
+    # The creator stamp: set by the webhook on CREATE, never written or changed by a user.
+    assert L.creator_denial(None, created, "mallory") is not None
+    assert L.creator_denial(None, created, "bob") is None
+    assert L.creator_denial(created, {"metadata": {}, "spec": {}}, "bob") is not None
+    # An approval stamps the digest of the terms; a non-approver's edit of the terms withdraws it.
+    patch = L.lease_admission_patch(created, approved, "erin", approvers, approvers)
+    assert patch["metadata"]["annotations"][L.APPROVED_TERMS_ANNOTATION] == L.terms_digest(approved["spec"])
+    stamped = {"metadata": {"annotations": {**created["metadata"]["annotations"], **patch["metadata"]["annotations"]}},
+               "spec": approved["spec"]}
+    grown = {**stamped, "spec": {**stamped["spec"], "gpus": 64}}
+    withdraw = L.lease_admission_patch(stamped, grown, "bob", ["dev"], approvers)
+    assert withdraw["spec"] == {"approved": False}
+    assert withdraw["metadata"]["annotations"][L.APPROVED_BY_ANNOTATION] is None

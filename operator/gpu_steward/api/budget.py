@@ -65,6 +65,13 @@ class FastLane(Model):
     ]
     max_spend: Money | None = None
     max_renewals: int = Field(2, ge=0, le=52)
+    max_active_per_owner: int = Field(
+        1, ge=0, le=1000,
+        description="Active fast-lane leases one user (the lease's creator) may hold in this namespace at once.",
+    )
+    max_active_per_namespace: int = Field(
+        4, ge=0, le=10000, description="Active fast-lane leases this namespace may hold at once."
+    )
 
 
 class BudgetNotify(Model):

@@ -94,7 +94,11 @@ class ExperimentLeaseSpec(Model):
         json_schema_extra=duration_bounds(None, 86400, "spec.gracePeriod"),
     )
     on_expiry: OnExpiry = "Suspend"
-    approved: bool = Field(False, description="Set by an approver; checked by the admission webhook.")
+    approved: bool = Field(
+        False,
+        description="Set by an approver; the admission webhook checks who and stamps the approved terms. "
+        "An edit of gpus, duration, expiresAt, maxSpend or selector withdraws it.",
+    )
 
     @model_validator(mode="after")
     def _one_end(self) -> ExperimentLeaseSpec:
@@ -122,6 +126,12 @@ class ExperimentLeaseStatus(ResourceStatus):
     spend: Money | None = None
     renewals_granted: int | None = Field(None, ge=0)
     workloads: list[WorkloadRef] = Field(default_factory=list, max_length=1000)
+    created_by: str | None = Field(None, max_length=NAME_MAX, description="Who created the lease (admission).")
+    granted_gpus: int | None = Field(None, ge=0, description="GPUs the lease was granted (what the quota adds).")
+    foreign_workloads: int | None = Field(
+        None, ge=0,
+        description="Workloads the selector matches that the lease's creator did not create: never suspended by it.",
+    )
 
 
 __all__ = [

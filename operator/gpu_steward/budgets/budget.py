@@ -20,11 +20,12 @@ from gpu_steward.budgets.costs import CostLedger, Prices, UtilizationLookup, hol
 from gpu_steward.budgets.metrics import record_budget
 from gpu_steward.budgets.notifier import Notice, Notifier
 from gpu_steward.budgets.parse import ParsedBudget, parse_budget
+from gpu_steward.budgets.records import RecordStore
 from gpu_steward.kube import Kube
 from gpu_steward.policy import budget as pb
 from gpu_steward.policy import cost as c
 from gpu_steward.policy import gpus as gpu_resources
-from gpu_steward.policy.lease import QUOTA_PHASES
+from gpu_steward.policy.lease import QUOTA_PHASES, Grant
 from gpu_steward.settings import Settings
 from gpu_steward.units import format_money
 
@@ -42,10 +43,26 @@ class BudgetResult:
     suspended: list[str] = field(default_factory=list)
 
 
-def lease_gpus(kube: Kube, namespace: str) -> int:
-    leases = kube.list_optional(API_VERSION, "ExperimentLease", namespace)
-    return sum(int((lease.get("spec") or {}).get("gpus") or 0) for lease in leases
-               if ((lease.get("status") or {}).get("phase")) in QUOTA_PHASES)
+LEASE_RECORDS = "lease"
+BUDGET_RECORDS = "budget"
+
+
+def lease_records(kube: Kube, settings: Settings) -> RecordStore:
+    return RecordStore(kube, settings.platform_namespace, LEASE_RECORDS)
+
+
+def granted_lease_gpus(kube: Kube, settings: Settings, namespace: str) -> int:
+    """GPUs the namespace's Active/Expiring leases were granted, from the operator's records (a
+    lease's spec or status cannot raise it)."""
+    uids = {lease["metadata"]["uid"] for lease in kube.list_optional(API_VERSION, "ExperimentLease", namespace)}
+    total = 0
+    for uid, rec in lease_records(kube, settings).in_namespace(namespace).items():
+        grant = Grant.from_json(rec.get("grant"))
+        if uid in uids and rec.get("phase") in QUOTA_PHASES and grant is not None:
+            total += grant.gpus
+    return total
+
+
 
 
 def measure(pods: list[JSON], prices: Prices, window: tuple[dt.datetime, dt.datetime], now: dt.datetime,
@@ -117,10 +134,15 @@ def reconcile_budget(
     pods = list_gpu_pods(kube, settings, ns)
     prices = Prices.load(kube, settings)
     costs, burn, in_use = measure(pods, prices, (start, end), now, ledger)
-    annotations = meta.get("annotations") or {}
-    spend_ledger = pb.roll_ledger(pb.SpendLedger.from_json(annotations.get(pb.SPEND_LEDGER_ANNOTATION)),
-                                  c.format_time(start), costs)
-    obs = pb.BudgetObservation(spend_ledger.spend, burn, in_use, lease_gpus(kube, ns))
+    # The ledger is the operator's record (never the budget's annotations or status): editing or
+    # deleting what users can write does not lower counted spend. An older version's annotation is
+    # read once, when no record exists yet.
+    records = RecordStore(kube, settings.platform_namespace, BUDGET_RECORDS)
+    rec = records.get(meta["uid"])
+    legacy = (meta.get("annotations") or {}).get(pb.SPEND_LEDGER_ANNOTATION)
+    previous = pb.SpendLedger.from_json(rec.get("spendLedger") if rec is not None else legacy)
+    spend_ledger = pb.roll_ledger(previous, c.format_time(start), costs)
+    obs = pb.BudgetObservation(spend_ledger.spend, burn, in_use, granted_lease_gpus(kube, settings, ns))
     decision = pb.decide(terms, obs, status.get("announcedThresholds") or [], status.get("periodStart"), now)
     currency = terms.spend.currency if terms.spend else settings.currency
 
@@ -146,9 +168,7 @@ def reconcile_budget(
         notifier.send(_notice(budget, parsed, "BudgetThreshold", msg, "Warning" if threshold >= 80 else "Normal"),
                       now=now, dry_run=dry_run)
 
-    if annotations.get(pb.SPEND_LEDGER_ANNOTATION) != spend_ledger.to_json():
-        kube.patch(API_VERSION, "GPUBudget", name, ns,
-                   {"metadata": {"annotations": {pb.SPEND_LEDGER_ANNOTATION: spend_ledger.to_json()}}}, dry_run=dry_run)
+    records.put(budget, {"spendLedger": spend_ledger.to_json()}, previous=rec, dry_run=dry_run)
 
     conds = status.get("conditions") or []
     conds = set_condition(conds, "Ready", "True", "Reconciled", "quota and spend are up to date", generation, now)

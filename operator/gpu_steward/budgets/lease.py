@@ -1,8 +1,16 @@
 """Reconcile one ExperimentLease: usage of its covered pods, the state machine, notices, expiry
 actions (suspend through the workload adapters; bare pods are notify-only) and the quota it adds.
 
-Notices go out before the status that records the transition, so a crash can repeat a notice but
-never lose one; the phase in status is what makes each notice go out once across restarts.
+What the reconcile relies on — phase, activation, end, the granted terms, the spend and GPU-hour
+ledgers — is the operator's record (``budgets.records``, a ConfigMap in the operator's namespace),
+never the lease's status or annotations, which users (or anyone with a ``/status`` right) can write.
+Status is the display copy. Notices go out before the record of the transition, so a crash can
+repeat a notice but never lose one; the recorded phase makes each notice go out once across restarts.
+
+Covered workloads: the pods the *granted* selector matches whose workload (the top of the owner
+chain, or the bare pod) was created by the lease's creator (``gpusteward.dev/created-by``, stamped
+at admission). Expiry suspends only those; others matched by the selector are counted in
+``status.foreignWorkloads`` and named in the expiry notice, never touched.
 """
 
 from __future__ import annotations
@@ -17,10 +25,10 @@ import structlog
 from gpu_steward.api.common import API_VERSION
 from gpu_steward.api.conditions import find_condition as get_condition
 from gpu_steward.api.conditions import invalid_status, set_condition
-from gpu_steward.budgets.budget import _write_status, reconcile_budget
+from gpu_steward.budgets.budget import _write_status, lease_records, reconcile_budget
 from gpu_steward.budgets.costs import Prices, gpu_pods, holds_gpus
 from gpu_steward.budgets.notifier import Notice, Notifier
-from gpu_steward.budgets.parse import ParsedBudget, parse_budget, parse_lease
+from gpu_steward.budgets.parse import ParsedBudget, ParsedLease, parse_budget, parse_lease
 from gpu_steward.kube import Kube
 from gpu_steward.policy import budget as pb
 from gpu_steward.policy import cost as c
@@ -32,6 +40,7 @@ log = structlog.get_logger(__name__)
 
 JSON = dict[str, Any]
 LEASE_PERIOD = "lease"  # the lease's ledgers run for its whole life, not per budget period
+# Where older versions kept the lease's ledgers (user-writable): read once when no record exists yet.
 GPU_HOURS_LEDGER_ANNOTATION = "gpusteward.dev/gpu-hours-ledger"
 
 
@@ -60,17 +69,75 @@ def _budget_parsed(budget: JSON | None) -> ParsedBudget | None:
         return None
 
 
-def _workload_refs(kube: Kube, pods: list[JSON]) -> list[JSON]:
+def _state(rec: JSON | None, status: JSON) -> pl.LeaseState:
+    if rec is None:
+        # No record yet (new lease, or one reconciled by an older version): only the phases that
+        # take something away are taken over from status; anything else starts afresh.
+        phase = status.get("phase")
+        if phase in ("Expired", "Released", "Rejected"):
+            return pl.LeaseState(phase, c.parse_time(status.get("expiresAt")), int(status.get("renewalsGranted") or 0))
+        return pl.LeaseState()
+    return pl.LeaseState(rec.get("phase"), c.parse_time(rec.get("expiresAt")), int(rec.get("renewalsGranted") or 0),
+                         c.parse_time(rec.get("activatedAt")), pl.Grant.from_json(rec.get("grant")))
+
+
+def _lane_closed(kube: Kube, settings: Settings, lease: JSON, parsed: ParsedLease,
+                 lane: pl.FastLane | None) -> str | None:
+    """Why the fast lane takes no more leases now (maxActivePerOwner / maxActivePerNamespace)."""
+    if lane is None:
+        return None
+    meta = lease["metadata"]
+    others = {x["metadata"]["uid"]: x for x in kube.list_optional(API_VERSION, "ExperimentLease", meta["namespace"])
+              if x["metadata"]["uid"] != meta["uid"]}
+    active_ns = active_owner = 0
+    for uid, rec in lease_records(kube, settings).in_namespace(meta["namespace"]).items():
+        grant = pl.Grant.from_json(rec.get("grant"))
+        if uid not in others or rec.get("phase") not in pl.QUOTA_PHASES or grant is None:
+            continue
+        if grant.grounds != "FastLane":
+            continue
+        active_ns += 1
+        try:
+            other = parse_lease(others[uid], webhooks=settings.webhook_enabled)
+        except ValueError:
+            continue
+        if other.identity == parsed.identity:
+            active_owner += 1
+    if active_owner >= lane.max_active_per_owner:
+        return (f"{parsed.identity} already holds {active_owner} active fast-lane lease(s) here "
+                f"(fastLane.maxActivePerOwner {lane.max_active_per_owner})")
+    if active_ns >= lane.max_active_per_namespace:
+        return (f"the namespace already holds {active_ns} active fast-lane leases "
+                f"(fastLane.maxActivePerNamespace {lane.max_active_per_namespace})")
+    return None
+
+
+@dataclass(frozen=True)
+class _Covered:
+    ref: JSON  # the workload {apiVersion, kind, name}
+    creator: str | None  # its gpusteward.dev/created-by
+
+
+def _covered(kube: Kube, pods: list[JSON]) -> dict[str, _Covered]:
+    """Per pod uid: the workload behind it (top of the owner chain, or the pod) and who created it."""
     from gpu_steward.workloads import actions
     from gpu_steward.workloads.resolve import resolve
 
     lookup = actions.KubeLookup(kube)
-    refs: dict[tuple[str, str, str], JSON] = {}
+    out: dict[str, _Covered] = {}
     for pod in pods:
         res = resolve(pod, lookup, lookup.owned)
-        ref = res.workload if res.workload is not None else res.chain[0]
-        refs[(ref.api_version, ref.kind, ref.name)] = {"apiVersion": ref.api_version, "kind": ref.kind,
-                                                       "name": ref.name}
+        ref = res.workload if res.workload is not None else res.chain[-1]
+        top = next((o for o in res.objects if o.get("kind") == ref.kind and
+                    (o.get("metadata") or {}).get("name") == ref.name), pod)
+        creator = ((top.get("metadata") or {}).get("annotations") or {}).get(pl.CREATED_BY_ANNOTATION)
+        out[pod["metadata"]["uid"]] = _Covered(
+            {"apiVersion": ref.api_version, "kind": ref.kind, "name": ref.name}, creator)
+    return out
+
+
+def _refs(items: list[_Covered]) -> list[JSON]:
+    refs = {(x.ref["apiVersion"], x.ref["kind"], x.ref["name"]): x.ref for x in items}
     return [refs[k] for k in sorted(refs)][:1000]
 
 
@@ -81,25 +148,45 @@ def reconcile_lease(
     from gpu_steward.budgets.suspend import suspend_pod_workload
 
     meta = lease["metadata"]
-    ns, name, generation = meta["namespace"], meta["name"], meta.get("generation")
+    ns, name, generation, uid = meta["namespace"], meta["name"], meta.get("generation"), meta["uid"]
     status = dict(lease.get("status") or {})
     dry_run = settings.dry_run
     try:
-        parsed = parse_lease(lease)
+        parsed = parse_lease(lease, webhooks=settings.webhook_enabled)
     except ValueError as exc:
         invalid = invalid_status(status, str(exc), generation, now)
         written = _write_status(kube, lease, status, invalid, dry_run)
         return LeaseResult(str(status.get("phase")), {**status, **invalid}, written)
 
-    if status.get("phase") in pl.TERMINAL_PHASES and status.get("observedGeneration") == generation:
+    records = lease_records(kube, settings)
+    rec = records.get(uid)
+    state = _state(rec, status)
+    if state.phase in pl.TERMINAL_PHASES and rec is not None and status.get("phase") == state.phase \
+            and status.get("observedGeneration") == generation:
         # Released / Rejected leases are history: nothing to measure, nothing to write.
-        return LeaseResult(status["phase"], status, False)
+        return LeaseResult(str(state.phase), status, False)
 
     budget = namespace_budget(kube, ns)
     bparsed = _budget_parsed(budget)
     lane = bparsed.fast_lane if bparsed else None
+    lane_closed = None
+    if state.phase in (None, "PendingApproval") or (state.grant is not None
+                                                   and not state.grant.same_terms(parsed.terms)):
+        lane_closed = _lane_closed(kube, settings, lease, parsed, lane)
 
-    pods = gpu_pods(kube.list("v1", "Pod", ns, label_selector=parsed.label_selector))
+    # The pods of the grant (before activation: of the spec, for display only).
+    selector = state.grant.selector if state.grant is not None else parsed.label_selector
+    matched = gpu_pods(kube.list("v1", "Pod", ns, label_selector=selector))
+    workloads = _covered(kube, matched)
+    # Covered: created by the lease's creator. Without a trusted creator (webhooks off) nothing is
+    # suspended, and everything matched counts for spend (never less than before).
+    if parsed.creator is not None:
+        pods = [p for p in matched if workloads[p["metadata"]["uid"]].creator == parsed.creator]
+    else:
+        pods = matched
+    covered_uids = {p["metadata"]["uid"] for p in pods} if parsed.creator is not None else set()
+    foreign = [w for u, w in workloads.items() if u not in covered_uids]
+
     prices = Prices.load(kube, settings)
     window = (parsed.terms.created, now)
     costs: dict[str, Decimal] = {}
@@ -110,14 +197,15 @@ def reconcile_lease(
             costs[pod["metadata"]["uid"]] = pc.cost
             hours[pod["metadata"]["uid"]] = pc.gpu_hours
     ann = meta.get("annotations") or {}
-    spend_ledger = pb.roll_ledger(pb.SpendLedger.from_json(ann.get(pb.SPEND_LEDGER_ANNOTATION)), LEASE_PERIOD, costs)
-    hours_ledger = pb.roll_ledger(pb.SpendLedger.from_json(ann.get(GPU_HOURS_LEDGER_ANNOTATION)), LEASE_PERIOD, hours)
+    old = rec if rec is not None else {"spendLedger": ann.get(pb.SPEND_LEDGER_ANNOTATION),
+                                       "gpuHoursLedger": ann.get(GPU_HOURS_LEDGER_ANNOTATION)}
+    spend_ledger = pb.roll_ledger(pb.SpendLedger.from_json(old.get("spendLedger")), LEASE_PERIOD, costs)
+    hours_ledger = pb.roll_ledger(pb.SpendLedger.from_json(old.get("gpuHoursLedger")), LEASE_PERIOD, hours)
     holding = [p for p in pods if holds_gpus(p) and (p.get("spec") or {}).get("nodeName")]
     usage = pl.LeaseUsage(spend_ledger.spend, len(holding))
 
-    state = pl.LeaseState(status.get("phase"), c.parse_time(status.get("expiresAt")),
-                          int(status.get("renewalsGranted") or 0))
-    decision = pl.step(parsed.terms, state, lane, usage, settings.default_gpu_hour_price, now)
+    decision = pl.step(parsed.terms, state, lane, usage, settings.default_gpu_hour_price, now,
+                       lane_closed=lane_closed, approvals_possible=settings.webhook_enabled)
 
     owners = tuple(x for x in (parsed.terms.owner, parsed.owner_email) if x)
 
@@ -132,10 +220,15 @@ def reconcile_lease(
 
     if decision.suspend_workloads or (became_expired and parsed.terms.on_expiry == "Suspend"):
         act = suspend_workload or suspend_pod_workload
-        for pod in holding:
+        for pod in holding if parsed.creator is not None else []:
             outcome = act(kube, pod, now, dry_run)
             if outcome.changed or (became_expired and not outcome.suspendable):
                 actions_taken.append(outcome.message)
+    if became_expired and foreign:
+        who = parsed.creator or "nobody (no creator stamp: the admission webhook is off)"
+        actions_taken.append(
+            f"{len(_refs(foreign))} workload(s) matched by the selector but not created by {who} left alone: "
+            + ", ".join(f"{r['kind']}/{r['name']}" for r in _refs(foreign)[:10]))
     prefix = f"ExperimentLease {ns}/{name} ({parsed.terms.gpus} GPU, owner {parsed.terms.owner}): "
     for n in decision.notices:
         message = prefix + n.message
@@ -154,27 +247,36 @@ def reconcile_lease(
             sent.append("LeaseRenewalRefused")
     conds = set_condition(conds, "Ready", "True", decision.phase, f"lease is {decision.phase}", generation, now)
 
+    record: JSON = {
+        "phase": decision.phase,
+        "expiresAt": c.format_time(decision.expires_at) if decision.expires_at is not None else None,
+        "activatedAt": c.format_time(decision.activated_at) if decision.activated_at is not None else None,
+        "renewalsGranted": decision.renewals_granted,
+        "grant": decision.grant.to_json() if decision.grant is not None else None,
+        "spendLedger": spend_ledger.to_json(),
+        "gpuHoursLedger": hours_ledger.to_json(),
+    }
+    records.put(lease, record, previous=rec, dry_run=dry_run)
+
     desired: JSON = {
         "phase": decision.phase,
         "gpuHours": format_quantity(hours_ledger.spend),
         "spend": format_money(spend_ledger.spend),
         "renewalsGranted": decision.renewals_granted,
-        "workloads": _workload_refs(kube, pods),
+        "workloads": _refs([workloads[p["metadata"]["uid"]] for p in pods]),
+        "foreignWorkloads": len(_refs(foreign)),
+        "grantedGpus": decision.quota_gpus,
         "observedGeneration": generation,
         "conditions": conds,
+        "expiresAt": c.format_time(decision.expires_at) if decision.expires_at is not None else None,
+        "approvedBy": parsed.approved_by if decision.grant is not None and decision.grant.grounds == "Approved"
+        else None,
     }
-    if decision.expires_at is not None:
-        desired["expiresAt"] = c.format_time(decision.expires_at)
-    if parsed.approved_by:
-        desired["approvedBy"] = parsed.approved_by
-
-    ledgers = {pb.SPEND_LEDGER_ANNOTATION: spend_ledger.to_json(), GPU_HOURS_LEDGER_ANNOTATION: hours_ledger.to_json()}
-    changed = {k: v for k, v in ledgers.items() if ann.get(k) != v}
-    if changed:
-        kube.patch(API_VERSION, "ExperimentLease", name, ns, {"metadata": {"annotations": changed}}, dry_run=dry_run)
+    if parsed.creator:
+        desired["createdBy"] = parsed.creator
     written = _write_status(kube, lease, status, desired, dry_run)
 
-    quota_changed = (state.phase in pl.QUOTA_PHASES) != decision.counts_for_quota
+    quota_changed = (state.grant.gpus if state.grant and state.phase in pl.QUOTA_PHASES else 0) != decision.quota_gpus
     if quota_changed and budget is not None and not dry_run:
         # The lease's GPUs join or leave the quota now, not at the budget's next timer tick.
         reconcile_budget(kube, settings, kube.get(API_VERSION, "GPUBudget", budget["metadata"]["name"], ns) or budget,

@@ -15,7 +15,15 @@ from gpu_steward.api.budget import GPUBudgetSpec
 from gpu_steward.api.lease import ExperimentLeaseSpec
 from gpu_steward.policy.budget import BudgetTerms, SpendTerms
 from gpu_steward.policy.cost import LEASE_LABEL, parse_time
-from gpu_steward.policy.lease import APPROVED_BY_ANNOTATION, REJECTED_ANNOTATION, FastLane, LeaseTerms
+from gpu_steward.policy.lease import (
+    APPROVED_BY_ANNOTATION,
+    APPROVED_TERMS_ANNOTATION,
+    CREATED_BY_ANNOTATION,
+    REJECTED_ANNOTATION,
+    FastLane,
+    LeaseTerms,
+    terms_digest,
+)
 
 
 def _explain(kind: str, exc: ValidationError) -> ValueError:
@@ -46,7 +54,8 @@ def parse_budget(obj: dict[str, Any]) -> ParsedBudget:
     lane = None
     if spec.fast_lane is not None:
         fl = spec.fast_lane
-        lane = FastLane(fl.max_gpus, fl.max_duration, fl.max_spend, fl.max_renewals)
+        lane = FastLane(fl.max_gpus, fl.max_duration, fl.max_spend, fl.max_renewals, fl.max_active_per_owner,
+                        fl.max_active_per_namespace)
     notify = spec.notify
     ref = None
     if notify is not None and notify.webhook_secret_ref is not None:
@@ -65,7 +74,13 @@ class ParsedLease:
     terms: LeaseTerms
     owner_email: str | None
     label_selector: str  # the selector as a label-selector string for list calls
-    approved_by: str | None
+    approved_by: str | None  # the approver's stamp, when it is a valid approval of the current terms
+    creator: str | None  # who created the lease (the admission webhook's stamp), when it can be trusted
+
+    @property
+    def identity(self) -> str:
+        """Whose lease it is for per-owner limits: the stamped creator, else the (free-text) owner."""
+        return self.creator or self.terms.owner
 
 
 def selector_string(selector: dict[str, Any] | None, lease_name: str) -> str:
@@ -89,7 +104,10 @@ def selector_string(selector: dict[str, Any] | None, lease_name: str) -> str:
     return ",".join(parts)
 
 
-def parse_lease(obj: dict[str, Any]) -> ParsedLease:
+def parse_lease(obj: dict[str, Any], *, webhooks: bool = False) -> ParsedLease:
+    """``webhooks``: whether the admission webhooks run, so the stamps they write (created-by,
+    approved-by, approved-terms) can be trusted. Without them there is no creator and no approval:
+    ``spec.approved`` alone is never an approval."""
     try:
         spec = ExperimentLeaseSpec.model_validate(obj.get("spec") or {})
     except ValidationError as exc:
@@ -99,8 +117,17 @@ def parse_lease(obj: dict[str, Any]) -> ParsedLease:
     if created is None:
         raise ValueError("metadata.creationTimestamp missing")
     annotations = meta.get("annotations") or {}
+    raw_spec = obj.get("spec") or {}
+    creator = annotations.get(CREATED_BY_ANNOTATION) if webhooks else None
+    approver = annotations.get(APPROVED_BY_ANNOTATION)
+    valid_approval = bool(
+        webhooks and spec.approved and approver and creator
+        and approver not in (creator, spec.owner)
+        and annotations.get(APPROVED_TERMS_ANNOTATION) == terms_digest(raw_spec)
+    )
     rejected = annotations.get(REJECTED_ANNOTATION)
-    approved: bool | None = True if spec.approved else (False if rejected else None)
+    approved: bool | None = True if valid_approval else (False if rejected and webhooks else None)
+    selector = selector_string(raw_spec.get("selector"), meta["name"])
     terms = LeaseTerms(
         owner=spec.owner,
         gpus=spec.gpus,
@@ -112,7 +139,6 @@ def parse_lease(obj: dict[str, Any]) -> ParsedLease:
         grace=spec.effective_grace_period(),
         on_expiry=spec.on_expiry,
         approved=approved,
+        selector=selector,
     )
-    raw_selector = (obj.get("spec") or {}).get("selector")
-    return ParsedLease(terms, spec.owner_email, selector_string(raw_selector, meta["name"]),
-                      annotations.get(APPROVED_BY_ANNOTATION))
+    return ParsedLease(terms, spec.owner_email, selector, approver if valid_approval else None, creator)

@@ -24,5 +24,7 @@ def lease_reconcile(namespace: str, name: str, **_: Any) -> None:
     lease = rt.kube.get(f"{GROUP}/{VERSION}", "ExperimentLease", name, namespace)
     if lease is None:
         return
-    with rt.serialized(lease["metadata"]["uid"]):
+    # One lease of a namespace at a time: the fast lane's per-owner / per-namespace caps count the
+    # namespace's other leases, so two activating together must not both see room for one.
+    with rt.serialized(f"experimentleases/{namespace}"):
         reconcile_lease(rt.kube, rt.settings, lease, dt.datetime.now(dt.UTC), rt.notifier)
