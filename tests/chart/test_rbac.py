@@ -135,8 +135,8 @@ def test_binding_targets_the_operator_only(helm: Path) -> None:
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gpu-steward-operator",
                                     "namespace": "gpu-steward"}]
     assert binding["roleRef"]["name"] == cluster_role(docs)["metadata"]["name"]
-    role_binding = one(docs, "RoleBinding")
-    assert role_binding["subjects"] == binding["subjects"]
+    for role_binding in by_kind(docs, "RoleBinding"):  # the leader Lease's and the records'
+        assert role_binding["subjects"] == binding["subjects"]
     dep = one(docs, "Deployment")
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "gpu-steward-operator"
 
