@@ -1,6 +1,6 @@
 """Upgrading from the last release keeps its promises, from the state that release itself left.
 
-The previous release (0.1.0, git commit 4bdc1a1) runs for real: its operator package is exported from
+The previous release (git commit 4bdc1a1) runs for real: its operator package is exported from
 git (``git archive``) and started as a process (``python -m gpu_steward.cli run``) with that checkout
 first on ``PYTHONPATH``, with its own CRDs and with kopf peering through a ClusterKopfPeering as its chart
 configured it, against the local control plane, the simulated GPU node (real agent, fake NVML) and the

@@ -1,6 +1,6 @@
 """Upgrading from the previous release keeps its promises: what it wrote on workloads is read as it meant.
 
-The annotation texts below are exactly what the previous release (0.1.0, git commit 4bdc1a1) wrote: they
+The annotation texts below are exactly what the previous release (git commit 4bdc1a1) wrote: they
 were produced by running that commit's own engine and adapters (``git worktree add /tmp/gs-prev 4bdc1a1``;
 ``PYTHONPATH=/tmp/gs-prev/operator``) on the ``idle_helpers`` rules (idle 30 min, notice 15 min) from T0.
 That release recorded neither the policy that gave a warning nor the suspension time it stated. The

@@ -415,7 +415,7 @@ def _idle_step(
 
 
 def _adopt_legacy_warning(s: IdleState, rules: IdleRules) -> IdleState:
-    """A warning recorded by the previous release (0.1.0, commit 4bdc1a1), which kept neither the policy
+    """A warning recorded by the previous release (git commit 4bdc1a1), which kept neither the policy
     that gave it nor the suspension time it stated, counts as the governing policy's warning: the upgrade
     neither repeats it (one notice per stage) nor voids it. That release suspended at delivery +
     ``notice.before`` and its warning stated intent + ``notice.before`` (no later), so the suspension time
