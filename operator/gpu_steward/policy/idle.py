@@ -216,6 +216,7 @@ def decide(state: IdleState, usage: Usage, facts: WorkloadFacts, rules: IdleRule
         state.snooze, facts.snooze_until, rules.max_snooze, now, "snooze-until", notes
     )
     s = replace(state, exemption=exemption, snooze=snooze, restored=False)
+    s = _adopt_legacy_warning(s, rules)
     # A restored state's idle_covered_to may lag by up to one checkpoint (see needs_persist).
     gap = rules.max_gap + (rules.checkpoint_every if state.restored else timedelta(0))
     s, clear_resume = _step(s, usage, facts, rules, now, out, exempt_until, snooze_until, gap)
@@ -411,6 +412,22 @@ def _idle_step(
     out.act(s, ActionKind.SUSPEND, f"idle since {_maybe(s.idle_since)}, notice given", False)
     out.reason = "suspending"
     return s
+
+
+def _adopt_legacy_warning(s: IdleState, rules: IdleRules) -> IdleState:
+    """A warning recorded by the previous release (git commit 4bdc1a1), which kept neither the policy
+    that gave it nor the suspension time it stated, counts as the governing policy's warning: the upgrade
+    neither repeats it (one notice per stage) nor voids it. That release suspended at delivery +
+    ``notice.before`` and its warning stated intent + ``notice.before`` (no later), so the suspension time
+    it stands for is delivery + the policy's ``notice.before``. This release always records the policy with
+    the warning (possibly ""), so a warning mark without one can only come from the previous release.
+    A warning it never confirmed delivered is sent again, with this release's terms, as after any crash.
+    """
+    if s.warn.intended_at is None or s.warn_policy is not None:
+        return s
+    stated = s.warn.done_at + rules.notice_before if s.warn.done_at is not None and rules.action == "Suspend" \
+        else None
+    return replace(s, warn_policy=rules.policy, warn_suspend_at=stated)
 
 
 def _warning_void(s: IdleState, rules: IdleRules) -> str | None:
