@@ -245,9 +245,9 @@ __all__ = [
     "controls_from_data",
     "gate",
     "new_suspension",
-    "refuse",
     "record_from_data",
     "record_to_data",
+    "refuse",
     "tripped",
     "withhold",
 ]
