@@ -221,7 +221,8 @@ def test_everything_optional_off(helm: Path) -> None:
                                 "dashboard.enabled=false", "operator.leaderElection.enabled=false",
                                 "operator.replicas=1", "policies=null", "rbac.userRoles=false"])
     kinds = {d["kind"] for d in docs} - {"CustomResourceDefinition"}
-    assert kinds == {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    # The Role on the blast-radius ConfigMaps stays: the suspension limits are not optional.
+    assert kinds == {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
     dep = one(docs, "Deployment")["spec"]["template"]["spec"]
     env = {e["name"]: e.get("value") for e in dep["containers"][0]["env"]}
     assert "GPU_STEWARD_LEADER_ELECTION_LEASE_NAME" not in env  # one replica, no election

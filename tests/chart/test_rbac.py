@@ -42,6 +42,11 @@ EXPECTED: dict[tuple[str, str], tuple[str, ...]] = {
 LEASE_RULES = {("coordination.k8s.io", "leases", "create", ""),
                ("coordination.k8s.io", "leases", "get", "gpu-steward-leader"),
                ("coordination.k8s.io", "leases", "update", "gpu-steward-leader")}
+# The blast-radius ConfigMaps: the record (read and written) and the controls (read only), by name.
+CONTROLS_RULES = {("", "configmaps", "create", ""),
+                  ("", "configmaps", "get", "gpu-steward-blast-radius"),
+                  ("", "configmaps", "update", "gpu-steward-blast-radius"),
+                  ("", "configmaps", "get", "gpu-steward-controls")}
 
 
 def flatten(role: dict[str, Any]) -> set[Rule]:
@@ -87,19 +92,23 @@ def test_default_rules_exactly(helm: Path) -> None:
     assert named == set()
     assert not any(r == "secrets" for _, r, _, _ in got)
     # The Lease: only in the release namespace (a Role), bound to the operator's ServiceAccount.
-    role = one(docs, "Role")
-    assert role["metadata"]["namespace"] == "gpu-steward"
-    assert flatten(role) == LEASE_RULES
-    binding = one(docs, "RoleBinding")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                  "name": role["metadata"]["name"]}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gpu-steward-operator",
-                                    "namespace": "gpu-steward"}]
+    roles = {r["metadata"]["name"]: r for r in by_kind(docs, "Role")}
+    assert set(roles) == {"gpu-steward-operator-leader", "gpu-steward-operator-controls"}
+    bindings = {b["metadata"]["name"]: b for b in by_kind(docs, "RoleBinding")}
+    for name, rules in (("gpu-steward-operator-leader", LEASE_RULES), ("gpu-steward-operator-controls", CONTROLS_RULES)):
+        role = roles[name]
+        assert role["metadata"]["namespace"] == "gpu-steward"
+        assert flatten(role) == rules
+        binding = bindings[name]
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gpu-steward-operator",
+                                        "namespace": "gpu-steward"}]
 
 
 def test_no_lease_rules_without_leader_election(helm: Path) -> None:
     docs = template(helm, sets=["operator.leaderElection.enabled=false", "operator.replicas=1"])
-    assert not by_kind(docs, "Role") and not by_kind(docs, "RoleBinding")
+    assert [r["metadata"]["name"] for r in by_kind(docs, "Role")] == ["gpu-steward-operator-controls"]
+    assert [b["metadata"]["name"] for b in by_kind(docs, "RoleBinding")] == ["gpu-steward-operator-controls"]
 
 
 def test_secrets_only_by_name(helm: Path) -> None:
