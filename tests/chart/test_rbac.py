@@ -95,7 +95,8 @@ def test_default_rules_exactly(helm: Path) -> None:
     roles = {r["metadata"]["name"]: r for r in by_kind(docs, "Role")}
     assert set(roles) == {"gpu-steward-operator-leader", "gpu-steward-operator-controls"}
     bindings = {b["metadata"]["name"]: b for b in by_kind(docs, "RoleBinding")}
-    for name, rules in (("gpu-steward-operator-leader", LEASE_RULES), ("gpu-steward-operator-controls", CONTROLS_RULES)):
+    expected = {"gpu-steward-operator-leader": LEASE_RULES, "gpu-steward-operator-controls": CONTROLS_RULES}
+    for name, rules in expected.items():
         role = roles[name]
         assert role["metadata"]["namespace"] == "gpu-steward"
         assert flatten(role) == rules
