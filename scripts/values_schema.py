@@ -212,6 +212,14 @@ def build() -> S:
     })
     config = obj({
         "dryRun": BOOL,
+        "pauseActions": BOOL,
+        "blastRadius": obj({
+            "perPass": integer(minimum=0),
+            "perHour": integer(minimum=0),
+            "perNamespacePerHour": integer(minimum=0),
+            "breakerPercent": number(exclusiveMinimum=0, maximum=100),
+            "breakerMinimum": integer(minimum=1),
+        }),
         "namespaces": STRINGS,
         "evaluationIntervalSeconds": number(exclusiveMinimum=0),
         "sampleMaxAgeSeconds": number(exclusiveMinimum=0),

@@ -28,6 +28,21 @@ class Settings(BaseSettings):
     # other namespaces (spec.selector.namespaces / namespaceSelector); elsewhere a policy governs its own.
     platform_namespace: str = "gpu-steward"
 
+    # Blast radius of idle suspensions (docs/idle.md, "Blast radius"): caps per pass and per rolling hour,
+    # cluster-wide and per namespace; a circuit breaker that suspends none when one pass would suspend
+    # more than breaker_percent of the watched workloads (and at least breaker_minimum); and a switch
+    # that stops every suspension (warnings and reports go on). The switch can also be flipped at run
+    # time in the controls ConfigMap; the hourly counts live in the record ConfigMap (both in
+    # platform_namespace).
+    suspensions_per_pass: int = Field(20, ge=0)
+    suspensions_per_hour: int = Field(100, ge=0)
+    suspensions_per_namespace_per_hour: int = Field(10, ge=0)
+    breaker_percent: float = Field(30.0, gt=0, le=100)
+    breaker_minimum: int = Field(5, ge=1)
+    actions_paused: bool = False
+    controls_configmap: str = "gpu-steward-controls"
+    blast_record_configmap: str = "gpu-steward-blast-radius"
+
     # Evaluation loop cadence and how fresh a utilization sample must be to count.
     evaluation_interval_seconds: float = Field(30.0, gt=0)
     sample_max_age_seconds: float = Field(180.0, gt=0)

@@ -32,6 +32,7 @@ from gpu_steward_testground.processes import die_with_parent, free_port
 GPU_RESOURCE = "nvidia.com/gpu"
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 DEFAULT_GPU_PRODUCT = "NVIDIA-A100-SXM4-80GB"
+OPERATOR_NAMESPACE = "gpu-steward"  # the Settings default of platform_namespace
 
 @dataclass
 class Proc:
@@ -86,6 +87,9 @@ class ControlPlane:
             self._start_scheduler()
             self._start_kwok()
             self._wait_namespace_sa("default", deadline=started + timeout)
+            # The operator's own namespace (its setting platform_namespace, by default "gpu-steward"), as a
+            # Helm install has it: the idle loop keeps its blast-radius record there and reads its controls.
+            self.kubectl("create", "namespace", OPERATOR_NAMESPACE)
         except BaseException:
             self.stop()
             raise

@@ -100,6 +100,8 @@ def test_every_object_is_created(installed: str, kubectl: Any) -> None:
         f"ConfigMap/{NS}/{fullname}-dashboard",
         f"Role/{NS}/{fullname}-operator-leader",
         f"RoleBinding/{NS}/{fullname}-operator-leader",
+        f"Role/{NS}/{fullname}-operator-controls",
+        f"RoleBinding/{NS}/{fullname}-operator-controls",
         f"IdlePolicy/{NS}/idle-gpus",
     ]:
         assert expected in names, f"{expected} missing; have {sorted(names)}"

@@ -42,6 +42,11 @@ EXPECTED: dict[tuple[str, str], tuple[str, ...]] = {
 LEASE_RULES = {("coordination.k8s.io", "leases", "create", ""),
                ("coordination.k8s.io", "leases", "get", "gpu-steward-leader"),
                ("coordination.k8s.io", "leases", "update", "gpu-steward-leader")}
+# The blast-radius ConfigMaps: the record (read and written) and the controls (read only), by name.
+CONTROLS_RULES = {("", "configmaps", "create", ""),
+                  ("", "configmaps", "get", "gpu-steward-blast-radius"),
+                  ("", "configmaps", "update", "gpu-steward-blast-radius"),
+                  ("", "configmaps", "get", "gpu-steward-controls")}
 
 
 def flatten(role: dict[str, Any]) -> set[Rule]:
@@ -81,8 +86,8 @@ def cluster_role(docs: list[dict[str, Any]]) -> dict[str, Any]:
 def test_default_rules_exactly(helm: Path) -> None:
     docs = template(helm)
     roles = operator_roles(docs)
-    assert sorted(r["kind"] for r in roles) == ["ClusterRole", "Role", "Role"], \
-        "one ClusterRole, the leader Lease's Role and its records' Role for the operator; the agent has none"
+    assert sorted(r["kind"] for r in roles) == ["ClusterRole", "Role", "Role", "Role"], \
+        "one ClusterRole and Roles for the leader Lease, the records and the controls; the agent has none"
     # ConfigMaps only in the operator's own namespace: the records users must not write.
     records = one(docs, "Role", "-operator-records")
     assert records["metadata"]["namespace"] == "gpu-steward"
@@ -96,21 +101,25 @@ def test_default_rules_exactly(helm: Path) -> None:
     assert named == set()
     assert not any(r == "secrets" for _, r, _, _ in got)
     # The Lease: only in the release namespace (a Role), bound to the operator's ServiceAccount.
-    role = one(docs, "Role", "-operator-leader")
-    assert role["metadata"]["namespace"] == "gpu-steward"
-    assert flatten(role) == LEASE_RULES
-    binding = one(docs, "RoleBinding", "-operator-leader")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                  "name": role["metadata"]["name"]}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gpu-steward-operator",
-                                    "namespace": "gpu-steward"}]
+    roles = {r["metadata"]["name"]: r for r in by_kind(docs, "Role")}
+    assert set(roles) == {"gpu-steward-operator-leader", "gpu-steward-operator-controls",
+                          "gpu-steward-operator-records"}
+    bindings = {b["metadata"]["name"]: b for b in by_kind(docs, "RoleBinding")}
+    expected = {"gpu-steward-operator-leader": LEASE_RULES, "gpu-steward-operator-controls": CONTROLS_RULES}
+    for name, rules in expected.items():
+        role = roles[name]
+        assert role["metadata"]["namespace"] == "gpu-steward"
+        assert flatten(role) == rules
+        binding = bindings[name]
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gpu-steward-operator",
+                                        "namespace": "gpu-steward"}]
 
 
 def test_no_lease_rules_without_leader_election(helm: Path) -> None:
     docs = template(helm, sets=["operator.leaderElection.enabled=false", "operator.replicas=1"])
-    leader = [d for d in by_kind(docs, "Role") + by_kind(docs, "RoleBinding")
-              if d["metadata"]["name"].endswith("-operator-leader")]
-    assert leader == []
+    assert not [d for d in by_kind(docs, "Role") + by_kind(docs, "RoleBinding")
+                if d["metadata"]["name"].endswith("-operator-leader")]
 
 
 def test_secrets_only_by_name(helm: Path) -> None:

@@ -78,12 +78,18 @@ def test_defaults_load(helm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.webhook_configuration_name == "gpu-steward.gpusteward.dev"
     assert s.cost_idle_util_percent == 5.0
     assert s.slack_webhook_url is None
+    assert (s.actions_paused, s.suspensions_per_pass, s.suspensions_per_hour) == (False, 20, 100)
+    assert (s.suspensions_per_namespace_per_hour, s.breaker_percent, s.breaker_minimum) == (10, 30.0, 5)
+    assert (s.controls_configmap, s.blast_record_configmap) == ("gpu-steward-controls", "gpu-steward-blast-radius")
     assert s.evaluation_interval_seconds == 30.0
 
 
 def test_full_values_load(helm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     values = yaml.safe_load(VALUES_FULL.read_text())
     s = load_settings(operator_env(template(helm, values_files=[VALUES_FULL])), monkeypatch)
+    assert s.actions_paused is True
+    assert (s.suspensions_per_pass, s.suspensions_per_hour, s.suspensions_per_namespace_per_hour) == (5, 40, 4)
+    assert (s.breaker_percent, s.breaker_minimum) == (25.0, 3)
     assert s.dry_run is True
     assert s.namespaces == ("ml-research", "ml-prod")
     assert s.utilization_source == "prometheus"

@@ -90,6 +90,32 @@ class FakeKube:
             raise Killed()
         return self.objects[key]
 
+    def create(self, body: dict[str, Any], *, dry_run: bool) -> Any:
+        assert not dry_run
+        meta = body["metadata"]
+        key = (body["apiVersion"], body["kind"], meta.get("namespace") or "", meta["name"])
+        if key in self.objects:
+            raise ApiError(409)
+        obj = copy.deepcopy(body)
+        obj["metadata"]["resourceVersion"] = "1"
+        self.objects[key] = obj
+        return copy.deepcopy(obj)
+
+    def replace(self, body: dict[str, Any], *, dry_run: bool) -> Any:
+        """PUT, conditional on metadata.resourceVersion as the API server's."""
+        assert not dry_run
+        meta = body["metadata"]
+        key = (body["apiVersion"], body["kind"], meta.get("namespace") or "", meta["name"])
+        current = self.objects.get(key)
+        if current is None:
+            raise ApiError(404)
+        if meta.get("resourceVersion") not in (None, current["metadata"]["resourceVersion"]):
+            raise ApiError(409)
+        obj = copy.deepcopy(body)
+        obj["metadata"]["resourceVersion"] = str(int(current["metadata"]["resourceVersion"]) + 1)
+        self.objects[key] = obj
+        return copy.deepcopy(obj)
+
     def event(self, involved: dict[str, Any], reason: str, message: str, *, type_: str = "Normal",
               now: dt.datetime, dry_run: bool = False) -> bool:
         if not self.event_ok:

@@ -8,6 +8,24 @@ Secrets only arrive through secretKeyRef.
 {{- $c := .Values.config -}}
 - name: GPU_STEWARD_DRY_RUN
   value: {{ $c.dryRun | toString | quote }}
+- name: GPU_STEWARD_ACTIONS_PAUSED
+  value: {{ $c.pauseActions | toString | quote }}
+- name: GPU_STEWARD_CONTROLS_CONFIGMAP
+  value: {{ include "gpu-steward.controlsConfigMap" . | quote }}
+- name: GPU_STEWARD_BLAST_RECORD_CONFIGMAP
+  value: {{ include "gpu-steward.blastRecordConfigMap" . | quote }}
+{{- with $c.blastRadius }}
+- name: GPU_STEWARD_SUSPENSIONS_PER_PASS
+  value: {{ .perPass | toString | quote }}
+- name: GPU_STEWARD_SUSPENSIONS_PER_HOUR
+  value: {{ .perHour | toString | quote }}
+- name: GPU_STEWARD_SUSPENSIONS_PER_NAMESPACE_PER_HOUR
+  value: {{ .perNamespacePerHour | toString | quote }}
+- name: GPU_STEWARD_BREAKER_PERCENT
+  value: {{ .breakerPercent | toString | quote }}
+- name: GPU_STEWARD_BREAKER_MINIMUM
+  value: {{ .breakerMinimum | toString | quote }}
+{{- end }}
 - name: GPU_STEWARD_NAMESPACES
   value: {{ $c.namespaces | toJson | quote }}
 - name: GPU_STEWARD_PLATFORM_NAMESPACE

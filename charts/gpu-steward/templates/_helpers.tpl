@@ -101,3 +101,12 @@ ImagePullBackOff on every node. */ -}}
 {{- define "gpu-steward.slackInteractive" -}}
 {{- if and .Values.slack.existingSecret .Values.slack.signingSecretKey }}true{{ end -}}
 {{- end }}
+
+
+{{/* The runtime controls (the global switch, the breaker acknowledgement) and the blast-radius record. */}}
+{{- define "gpu-steward.controlsConfigMap" -}}
+{{ include "gpu-steward.fullname" . }}-controls
+{{- end -}}
+{{- define "gpu-steward.blastRecordConfigMap" -}}
+{{ include "gpu-steward.fullname" . }}-blast-radius
+{{- end -}}

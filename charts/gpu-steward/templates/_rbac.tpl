@@ -95,3 +95,23 @@ be limited by name; reading and renewing can.
   resourceNames: [{{ include "gpu-steward.leaseName" . | quote }}]
   verbs: [get, update]
 {{- end -}}
+
+
+{{/*
+The idle loop's blast-radius ConfigMaps in the release namespace (docs/idle.md, "Blast radius"): the
+controls a platform engineer writes (read only), and the record of the last hour's suspensions (written
+before each suspension). create cannot be limited by name; reading and updating can.
+*/}}
+{{- define "gpu-steward.blastRadiusRules" -}}
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create]
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [{{ include "gpu-steward.blastRecordConfigMap" . | quote }}]
+  verbs: [get, update]
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [{{ include "gpu-steward.controlsConfigMap" . | quote }}]
+  verbs: [get]
+{{- end -}}

@@ -146,6 +146,9 @@ class IdlePolicyStatus(ResourceStatus):
                                "(an API error); the others were evaluated, these are retried next pass.")
     protected: int | None = Field(None, ge=0, description="Workloads only notified about because suspending "
                                   "them would delete data (condition DataProtected says which and why).")
+    deferred: int | None = Field(None, ge=0, description="Suspensions held back in the last pass by the "
+                                 "blast-radius limits (caps per pass/hour, circuit breaker, global switch); "
+                                 "they wait for a later pass, their warnings stand.")
 
 
 __all__ = [

@@ -23,13 +23,14 @@ import structlog
 from gpu_steward.api.parse import Valid, parse_idle_policy
 from gpu_steward.budgets.costs import price_table
 from gpu_steward.idle.delivery import Backoff, deliver, unusable_channels
-from gpu_steward.idle.metrics import WORKLOAD_FAILURES, record_policy
+from gpu_steward.idle.metrics import WORKLOAD_FAILURES, record_blast, record_policy
 from gpu_steward.idle.rules import rules_from_spec, windows_from_spec
 from gpu_steward.idle.status import policy_conditions, write_status
 from gpu_steward.index import GpuPod, Registry
 from gpu_steward.kube import Kube
 from gpu_steward.notify.messages import NoticeContext, event_for, note_event, slack_message
 from gpu_steward.notify.slack import SlackNotifier
+from gpu_steward.policy import blast
 from gpu_steward.policy import idle as engine
 from gpu_steward.policy.cost import GPU_PRODUCT_LABEL, gpu_hour_price
 from gpu_steward.policy.idle_model import ActionKind, Decision, IdleRules, IdleState, Phase, WorkloadFacts
@@ -79,6 +80,9 @@ class PassResult:
     seconds: float = 0.0
     failures: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))  # per policy
     protected: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
+    deferred: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))  # per policy
+    breaker_policies: set[tuple[str, str]] = field(default_factory=set)  # held back by the open breaker
+    verdict: blast.Verdict | None = None  # the blast-radius gate's, this pass
 
 
 @dataclass
@@ -99,6 +103,23 @@ class Stored:
 
     state: str | None
     label: str | None
+
+
+@dataclass
+class Planned:
+    """One workload's decision, before the blast-radius gate and before anything is carried out."""
+
+    wl: Workload
+    obj: dict[str, Any]
+    usage: Usage
+    chosen: Chosen
+    stored: Stored
+    prior: IdleState
+    decision: Decision
+
+    @property
+    def id(self) -> str:
+        return "/".join(_key(self.wl.ref))
 
 
 class IdleController:
@@ -129,6 +150,7 @@ class IdleController:
         objects, namespaces = await asyncio.to_thread(self._read_cluster, workloads)
         usages = await self.source.fetch([PodRef(p.namespace, p.name, p.uid, p.node) for p in pods], now)
         decisions: dict[tuple[str, str], list[Decision]] = defaultdict(list)
+        planned: list[Planned] = []
         for wl in workloads.values():
             obj = objects.get(_key(wl.ref))
             if obj is None:
@@ -143,17 +165,27 @@ class IdleController:
                     if wl.pods else Usage.unknown("no running pods")
                 target = objects.get(_key(wl.target)) if wl.target else obj
                 facts = self._facts(wl, obj, target, chosen, now)
-                decision = await asyncio.to_thread(self._evaluate, wl, obj, facts, usage, chosen, now, result)
+                planned.append(self._decide(wl, obj, facts, usage, chosen, now))
             except Exception as exc:
-                log.warning("idle evaluation of one workload failed; the pass goes on", workload=str(wl.ref),
-                            policy="/".join(pkey), error=f"{type(exc).__name__}: {exc}",
-                            status=getattr(exc, "status", None))
-                result.failures[pkey] += 1
-                WORKLOAD_FAILURES.labels(*pkey).inc()
+                self._failed(wl, pkey, exc, result)
+        # The blast-radius gate sees every suspension this pass would start before any is carried out.
+        verdict = await asyncio.to_thread(self._gate, planned, now, result)
+        for p in planned:
+            pkey = p.chosen.key
+            why = verdict.deferred.get(p.id)
+            if why is not None:
+                p.decision = blast.withhold(p.decision, p.prior, why.value)
+                result.deferred[pkey] += 1
+                if why is blast.Deferral.BREAKER:
+                    result.breaker_policies.add(pkey)
+            try:  # one workload's error (a 404, 409, 422 ...) never stops the others' actions
+                decision = await asyncio.to_thread(self._carry_out, p, now, result, verdict.paused)
+            except Exception as exc:
+                self._failed(p.wl, pkey, exc, result)
                 continue
             decisions[pkey].append(decision)
-            if chosen.not_suspended_because:
-                result.protected[pkey].append(f"{wl.ref}: {chosen.not_suspended_because}")
+            if p.chosen.not_suspended_because:
+                result.protected[pkey].append(f"{p.wl.ref}: {p.chosen.not_suspended_because}")
             result.decisions += 1
         result.workloads = len(workloads)
         seen = {_key(w.ref) for w in workloads.values()}
@@ -163,6 +195,82 @@ class IdleController:
         await asyncio.to_thread(self._write_policy_status, policies, decisions, now, result)
         result.seconds = (self.clock() - started).total_seconds()
         return result
+
+    def _failed(self, wl: Workload, pkey: tuple[str, str], exc: Exception, result: PassResult) -> None:
+        log.warning("idle evaluation of one workload failed; the pass goes on", workload=str(wl.ref),
+                    policy="/".join(pkey), error=f"{type(exc).__name__}: {exc}", status=getattr(exc, "status", None))
+        result.failures[pkey] += 1
+        WORKLOAD_FAILURES.labels(*pkey).inc()
+
+    # ---- blast radius --------------------------------------------------------------------------
+    def _limits(self) -> blast.Limits:
+        s = self.settings
+        return blast.Limits(per_pass=s.suspensions_per_pass, per_hour=s.suspensions_per_hour,
+                            per_namespace_per_hour=s.suspensions_per_namespace_per_hour,
+                            breaker_percent=s.breaker_percent, breaker_minimum=s.breaker_minimum)
+
+    def _controls(self) -> blast.Controls:
+        """The runtime switches: a ConfigMap in the operator's namespace (users cannot write there), read
+        each pass. One that cannot be read pauses actions: a switch we cannot see might be on."""
+        try:
+            cm = self.kube.get("v1", "ConfigMap", self.settings.controls_configmap, self.settings.platform_namespace)
+        except Exception as exc:
+            log.warning("controls ConfigMap unreadable: actions paused this pass", error=f"{type(exc).__name__}")
+            return blast.Controls(paused=True, reason="the controls ConfigMap could not be read")
+        controls = blast.controls_from_data((cm or {}).get("data"), paused_by_setting=self.settings.actions_paused)
+        for problem in controls.problems:
+            log.warning("controls ConfigMap", problem=problem)
+        return controls
+
+    def _gate(self, planned: list[Planned], now: dt.datetime, result: PassResult) -> blast.Verdict:
+        """Which of the suspensions this pass would start may go ahead (``policy.blast``); the hourly record
+        is written before any of them is carried out."""
+        limits, controls = self._limits(), self._controls()
+        candidates = [blast.Candidate(p.id, p.wl.ref.namespace or "", p.decision.state.warn_suspend_at or now)
+                      for p in planned if blast.new_suspension(p.decision, now)]
+        watched = sum(1 for p in planned if p.wl.pods)  # governed workloads that hold GPUs now
+        name, ns = self.settings.blast_record_configmap, self.settings.platform_namespace
+        try:
+            cm = self.kube.get("v1", "ConfigMap", name, ns)
+            unreadable = None
+        except Exception as exc:
+            cm, unreadable = None, f"{type(exc).__name__}: {exc}"
+        record, problem = blast.record_from_data((cm or {}).get("data"), limits, now)
+        verdict = blast.gate(candidates, watched, record, limits, controls, now)
+        if problem:
+            log.warning("blast-radius record", problem=problem)
+        if unreadable:
+            log.warning("blast-radius record unreadable: no suspension this pass", error=unreadable)
+            verdict = blast.refuse(verdict, blast.Deferral.RECORD_UNAVAILABLE)
+        elif verdict.record != record or (problem and cm is not None):
+            try:
+                self._write_record(name, ns, cm, verdict.record)
+                result.writes += 1
+            except Exception as exc:
+                log.warning("blast-radius record not written: no suspension this pass",
+                            error=f"{type(exc).__name__}: {exc}")
+                verdict = blast.refuse(verdict, blast.Deferral.RECORD_UNAVAILABLE)
+        if verdict.breaker.open != (record.breaker_open_since is not None) or (verdict.breaker.open and candidates
+                                                                                and not verdict.breaker.acknowledged):
+            (log.warning if verdict.breaker.open else log.info)(verdict.breaker.message())
+        if verdict.deferred:
+            log.info("suspensions deferred by the blast-radius limits", allowed=len(verdict.allowed),
+                     deferred={k.value: v for k, v in verdict.by_reason.items()},
+                     suspended_last_hour=verdict.suspended_last_hour)
+        result.verdict = verdict
+        record_blast(verdict)
+        return verdict
+
+    def _write_record(self, name: str, ns: str, current: dict[str, Any] | None, record: blast.Record) -> None:
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap",
+                                "metadata": {"name": name, "namespace": ns,
+                                             "labels": {"app.kubernetes.io/managed-by": "gpu-steward"}},
+                                "data": blast.record_to_data(record)}
+        if current is None:
+            self.kube.create(body, dry_run=False)
+        else:  # conditional on what was read: a stale view fails (409) instead of losing an entry
+            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            self.kube.replace(body, dry_run=False)
 
     # ---- inputs --------------------------------------------------------------------------------
     def _valid_policies(self, now: dt.datetime) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
@@ -293,20 +401,26 @@ class IdleController:
         return ((node.get("metadata") or {}).get("labels") or {}).get(GPU_PRODUCT_LABEL)
 
     # ---- one workload ------------------------------------------------------------------------
-    def _evaluate(self, wl: Workload, obj: dict[str, Any], facts: WorkloadFacts, usage: Usage, chosen: Chosen,
-                  now: dt.datetime, result: PassResult) -> Decision:
+    def _decide(self, wl: Workload, obj: dict[str, Any], facts: WorkloadFacts, usage: Usage, chosen: Chosen,
+                now: dt.datetime) -> Planned:
         rules, key = chosen.rules, _key(wl.ref)
         meta = obj.get("metadata") or {}
         stored = Stored((meta.get("annotations") or {}).get(IDLE_STATE_ANNOTATION),
                         (meta.get("labels") or {}).get(SUSPENDED_LABEL))
-        dry = rules.dry_run  # dry-run: the state lives in memory and nothing is written to the workload
-        if dry and key in self._dry_states:
+        if rules.dry_run and key in self._dry_states:  # dry-run: the state lives in memory
             state = self._dry_states[key]
         else:
             state, problem = engine.state_from_annotation(stored.state)
             if problem:
                 log.warning("idle state unreadable, starting over", workload=str(wl.ref), problem=problem)
-        decision = engine.decide(state, usage, facts, rules, now)
+        return Planned(wl, obj, usage, chosen, stored, state, engine.decide(state, usage, facts, rules, now))
+
+    def _carry_out(self, p: Planned, now: dt.datetime, result: PassResult, paused: bool) -> Decision:
+        """Persist the intent, act, confirm. ``paused``: the global switch is on, no suspension is carried
+        out (not even the repeat of one already intended); notices and resumes go on."""
+        wl, obj, usage, chosen, stored, decision = p.wl, p.obj, p.usage, p.chosen, p.stored, p.decision
+        rules, key = chosen.rules, _key(wl.ref)
+        dry = rules.dry_run  # dry-run: nothing is written to the workload
         state = decision.state
         if not dry:
             self._persist(wl, stored, state, decision.clear_resume_request, result)  # 1. intent (and label)
@@ -315,6 +429,9 @@ class IdleController:
             spec = note_event(note)
             self.kube.event(obj, spec.reason, spec.message, type_=spec.type, now=now)
         for action in decision.actions:
+            if paused and action.kind is ActionKind.SUSPEND and not action.would_only and not dry:
+                log.info("actions paused: suspension not carried out", workload=str(wl.ref))
+                continue
             result.actions[("would-" if action.would_only else "") + action.kind.value] += 1
             if action.would_only or (dry and not action.is_notice):
                 log.info("dry-run", action=action.kind.value, workload=str(wl.ref), reason=action.reason)
@@ -432,7 +549,12 @@ class IdleController:
             fields["failed"] = result.failures.get(key, 0)
             protected = sorted(result.protected.get(key, []))
             fields["protected"] = len(protected)
-            extra = policy_conditions(self._degraded(spec.notice.channels), protected)
+            fields["deferred"] = result.deferred.get(key, 0)
+            verdict = result.verdict
+            breaker = verdict.breaker.message() if verdict and key in result.breaker_policies else None
+            paused = (verdict.paused_reason or "actions paused") if verdict and verdict.paused else None
+            extra = policy_conditions(self._degraded(spec.notice.channels), protected, breaker=breaker,
+                                      paused=paused)
             try:
                 if write_status(self.kube, body, fields, now, ok=True, reason="Evaluated",
                                 message=f"{summary.watched} GPU workloads watched", extra=extra):

@@ -39,3 +39,24 @@ def record_policy(namespace: str, name: str, summary: Any) -> None:
 WORKLOAD_FAILURES = Counter("gpusteward_idle_workload_failures_total",
                             "Workloads whose idle evaluation failed (an API error); the pass went on with the others",
                             ["namespace", "policy"])
+
+
+DEFERRED = Counter("gpusteward_idle_suspensions_deferred_total",
+                   "Idle suspensions held back for a later pass by the blast-radius limits (caps, breaker, "
+                   "switch)", ["reason"])
+BREAKER_OPEN = Gauge("gpusteward_idle_breaker_open",
+                     "1 while the blast-radius circuit breaker is open (a pass would suspend too many at once)")
+BREAKER_WOULD_SUSPEND = Gauge("gpusteward_idle_breaker_would_suspend",
+                              "Suspensions the last pass would have started (what the breaker compares)")
+ACTIONS_PAUSED = Gauge("gpusteward_idle_actions_paused", "1 while the global switch stops every suspension")
+SUSPENSIONS_LAST_HOUR = Gauge("gpusteward_idle_suspensions_last_hour",
+                              "Idle suspensions started in the last hour (the hourly cap counts these)")
+
+
+def record_blast(verdict: Any) -> None:
+    for reason, n in verdict.by_reason.items():
+        DEFERRED.labels(reason.value).inc(n)
+    BREAKER_OPEN.set(1 if verdict.breaker.open and not verdict.breaker.acknowledged else 0)
+    BREAKER_WOULD_SUSPEND.set(verdict.breaker.would_suspend)
+    ACTIONS_PAUSED.set(1 if verdict.paused else 0)
+    SUSPENSIONS_LAST_HOUR.set(verdict.suspended_last_hour)

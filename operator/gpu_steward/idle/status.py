@@ -15,10 +15,17 @@ from gpu_steward.kube import Kube
 Condition = tuple[str, str, str, str]  # type, status, reason, message
 
 
-def policy_conditions(unusable_channels: list[str], protected: list[str]) -> list[Condition]:
-    """Degraded: a named notice channel cannot be used (the policy never suspends then).
-    DataProtected: workloads only notified about because suspending them would delete data."""
-    if unusable_channels:
+def policy_conditions(unusable_channels: list[str], protected: list[str], *, breaker: str | None = None,
+                      paused: str | None = None) -> list[Condition]:
+    """Degraded: a named notice channel cannot be used (the policy never suspends then), or the blast-radius
+    circuit breaker holds back suspensions of this policy (``breaker``: its message, with the numbers).
+    DataProtected: workloads only notified about because suspending them would delete data.
+    ActionsPaused: the global switch is on (``paused``: why): warnings and reports go on, no suspension."""
+    if breaker:
+        more = ("; also notice channel(s) the operator cannot use: " + "; ".join(unusable_channels)
+                if unusable_channels else "")
+        degraded = ("Degraded", "True", "CircuitBreakerOpen", breaker + more)
+    elif unusable_channels:
         degraded = ("Degraded", "True", "NoticeChannelUnavailable",
                     "notice channel(s) the operator cannot use: " + "; ".join(unusable_channels)
                     + ". Warnings go out on the others; nothing is suspended until this is fixed")
@@ -30,7 +37,12 @@ def policy_conditions(unusable_channels: list[str], protected: list[str]) -> lis
                 "notify-only, suspending would delete data: " + "; ".join(protected[:5]) + more)
     else:
         data = ("DataProtected", "False", "NoDataAtRisk", "no governed workload would lose data")
-    return [degraded, data]
+    if paused:
+        pause = ("ActionsPaused", "True", "ActionsPaused",
+                 f"no workload is suspended ({paused}); warnings, resumes and reports go on")
+    else:
+        pause = ("ActionsPaused", "False", "ActionsAllowed", "suspensions are allowed")
+    return [degraded, data, pause]
 
 
 def write_status(kube: Kube, body: dict[str, Any], fields: dict[str, Any], now: dt.datetime, *, ok: bool,
