@@ -344,9 +344,11 @@ def main(argv: list[str] | None = None) -> int:
             cp.add_gpu_node(f"gpu-node-{i}")
         if args.pids_file:
             args.pids_file.write_text(" ".join(map(str, cp.pids())))
-        print(f"control plane ready in {cp.start_seconds:.1f}s; KUBECONFIG={cp.kubeconfig}", flush=True)
+        # Blocked before "ready" is printed: a Ctrl-C sent right after reading that line must be waited for,
+        # not interrupt the process with a KeyboardInterrupt.
         stop_on = {signal.SIGINT, signal.SIGTERM}
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_on)
+        print(f"control plane ready in {cp.start_seconds:.1f}s; KUBECONFIG={cp.kubeconfig}", flush=True)
         signal.sigwait(stop_on)
     return 0
 
