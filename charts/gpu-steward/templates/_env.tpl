@@ -14,6 +14,8 @@ Secrets only arrive through secretKeyRef.
   value: {{ include "gpu-steward.controlsConfigMap" . | quote }}
 - name: GPU_STEWARD_BLAST_RECORD_CONFIGMAP
   value: {{ include "gpu-steward.blastRecordConfigMap" . | quote }}
+- name: GPU_STEWARD_SLACK_CLICK_RECORD_CONFIGMAP
+  value: {{ include "gpu-steward.slackClickRecordConfigMap" . | quote }}
 {{- with $c.blastRadius }}
 - name: GPU_STEWARD_SUSPENSIONS_PER_PASS
   value: {{ .perPass | toString | quote }}
