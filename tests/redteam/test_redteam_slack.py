@@ -70,7 +70,8 @@ def test_idle_notices_escape_every_user_string(evil, stage):
 
 def test_buttons_keep_the_raw_reference():
     ctx = NoticeContext(stage="warning", kind="Notebook", name="nb-a", namespace="ml", now=NOW, owner="<!channel>",
-                        suspend_at=NOW + dt.timedelta(minutes=30), api_version="kubeflow.org/v1", buttons=True)
+                        suspend_at=NOW + dt.timedelta(minutes=30), api_version="kubeflow.org/v1", buttons=True,
+                        uid="u-1")
     [actions] = [b for b in slack_message(ctx)["blocks"] if b["type"] == "actions"]
     assert "nb-a" in actions["elements"][0]["value"]
 
