@@ -238,19 +238,16 @@ def test_unsealed_buttons_are_never_sent() -> None:
 
 
 # ---- rule 1: only owners ---------------------------------------------------------------------------
-KEYS = ("gpusteward.dev/owner-email",)
-
-
 def test_the_creator_stamped_by_the_webhook_is_the_owner_when_webhooks_run() -> None:
-    click = parse_click(form(click_payload(value=sealed(owner="label@example.com"))), WEEK, KEY)
-    obj = _obj(annotations={"gpusteward.dev/created-by": "Ada@Example.com"},
-               labels={"gpusteward.dev/owner-email": "mallory@example.com"})
-    assert workload_owner_emails(obj, click, KEYS, trust_creator=True) == {"ada@example.com"}
+    click = parse_click(form(click_payload(value=sealed(owner="notice@example.com"))), WEEK, KEY)
+    obj = _obj(annotations={"gpusteward.dev/created-by": "Ada@Example.com"})
+    assert workload_owner_emails(obj, click, "label@example.com", trust_creator=True) == {"ada@example.com"}
     # Without webhooks anyone can write created-by: it is ignored; the owner e-mail the operator uses counts.
-    assert workload_owner_emails(obj, click, KEYS, trust_creator=False) == {"mallory@example.com", "label@example.com"}
+    assert workload_owner_emails(obj, click, "label@example.com", trust_creator=False) == \
+        {"label@example.com", "notice@example.com"}
     # A creator that is no e-mail address (a service account) cannot be matched: the owner e-mail counts.
     sa = _obj(annotations={"gpusteward.dev/created-by": "system:serviceaccount:ml:ci"})
-    assert workload_owner_emails(sa, click, KEYS, trust_creator=True) == {"label@example.com"}
+    assert workload_owner_emails(sa, click, None, trust_creator=True) == {"notice@example.com"}
 
 
 def test_budget_owners_with_an_e_mail_may_click_too() -> None:
@@ -260,7 +257,8 @@ def test_budget_owners_with_an_e_mail_may_click_too() -> None:
 
 def test_without_an_owner_e_mail_nobody_is_allowed() -> None:
     click = parse_click(form(click_payload(value=sealed(owner=None))), WEEK, KEY)
-    assert workload_owner_emails(_obj(labels={"gpusteward.dev/owner": "ada"}), click, KEYS, trust_creator=True) == set()
+    obj = _obj(labels={"gpusteward.dev/owner": "ada"})
+    assert workload_owner_emails(obj, click, "ada", trust_creator=True) == set()
 
 
 # ---- rule 2: each click acts once ------------------------------------------------------------------

@@ -225,20 +225,17 @@ def _email(value: str | None) -> str | None:
     return value.strip().lower() if value and "@" in value else None
 
 
-def workload_owner_emails(obj: Mapping[str, Any], click: Click, owner_email_keys: Iterable[str],
+def workload_owner_emails(obj: Mapping[str, Any], click: Click, owner_email: str | None,
                           *, trust_creator: bool) -> set[str]:
     """The workload owner's e-mail(s): the creator the admission webhook stamped (``created-by``, only
     with the webhooks on, and only when that user name is an e-mail) wins; else the owner e-mail the
-    operator notifies, from the workload's labels/annotations now and from the notice (signed)."""
-    meta = obj.get("metadata") or {}
-    annotations, labels = meta.get("annotations") or {}, meta.get("labels") or {}
+    operator notifies: ``owner_email`` (from the workload's labels/annotations now, as
+    ``workloads.resolve.owner_of`` reads them) and the one the notice went to (signed in the button)."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
     creator = _email(annotations.get(CREATED_BY_ANNOTATION)) if trust_creator else None
     if creator:
         return {creator}
-    out = {e for e in (_email(labels.get(k) or annotations.get(k)) for k in owner_email_keys) if e}
-    if (notice := _email(click.notice_owner)) is not None:
-        out.add(notice)
-    return out
+    return {e for e in (_email(owner_email), _email(click.notice_owner)) if e}
 
 
 def budget_owner_emails(budgets: Iterable[Mapping[str, Any]]) -> set[str]:

@@ -42,6 +42,7 @@ from gpu_steward.notify.messages import slack_escape
 from gpu_steward.notify.slack import SlackNotifier
 from gpu_steward.settings import Settings
 from gpu_steward.workloads.model import IDLE_STATE_ANNOTATION
+from gpu_steward.workloads.resolve import owner_of
 
 log = structlog.get_logger(__name__)
 
@@ -130,8 +131,9 @@ class InteractionServer:
         except Exception as exc:
             log.warning("slack interaction: budgets unreadable", error=type(exc).__name__)
             budgets = []  # the workload's owner can still click
-        allowed = workload_owner_emails(obj, click, self.settings.owner_email_keys,
-                                        trust_creator=self.settings.webhook_enabled) | budget_owner_emails(budgets)
+        owner = owner_of([obj], self.settings).email
+        allowed = workload_owner_emails(obj, click, owner, trust_creator=self.settings.webhook_enabled) \
+            | budget_owner_emails(budgets)
         if email.strip().lower() not in allowed:
             return 403, not_owner_text(click)
         used = self._use(click, now)
