@@ -241,7 +241,7 @@ def workload_owner_emails(obj: Mapping[str, Any], click: Click, owner_email: str
 def budget_owner_emails(budgets: Iterable[Mapping[str, Any]]) -> set[str]:
     """``spec.notify.owners`` of the namespace's GPUBudgets that are e-mail addresses (only the platform
     role writes budgets)."""
-    out = set()
+    out: set[str] = set()
     for budget in budgets:
         owners = (((budget.get("spec") or {}).get("notify") or {}).get("owners")) or []
         out.update(e for e in (_email(o) for o in owners if isinstance(o, str)) if e)
