@@ -14,8 +14,6 @@ Secrets only arrive through secretKeyRef.
   value: {{ include "gpu-steward.controlsConfigMap" . | quote }}
 - name: GPU_STEWARD_BLAST_RECORD_CONFIGMAP
   value: {{ include "gpu-steward.blastRecordConfigMap" . | quote }}
-- name: GPU_STEWARD_SLACK_CLICK_RECORD_CONFIGMAP
-  value: {{ include "gpu-steward.slackClickRecordConfigMap" . | quote }}
 {{- with $c.blastRadius }}
 - name: GPU_STEWARD_SUSPENSIONS_PER_PASS
   value: {{ .perPass | toString | quote }}
@@ -96,6 +94,8 @@ Secrets only arrive through secretKeyRef.
   value: "0.0.0.0"
 - name: GPU_STEWARD_SLACK_INTERACTIONS_PORT
   value: {{ .interactionsPort | toString | quote }}
+- name: GPU_STEWARD_SLACK_CLICK_RECORD_CONFIGMAP
+  value: {{ include "gpu-steward.slackClickRecordConfigMap" $ | quote }}
 {{- end }}
 {{- with .defaultChannel }}
 - name: GPU_STEWARD_SLACK_DEFAULT_CHANNEL
