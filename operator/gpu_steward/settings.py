@@ -83,11 +83,14 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
     slack_default_channel: str | None = None
-    # With a signing secret, notices carry Snooze / Resume buttons and the operator serves Slack's
-    # interactivity Request URL (POST /slack/interactions) on this port; requests must be signed.
+    # With a signing secret and a bot token, notices carry Snooze / Resume buttons and the operator serves
+    # Slack's interactivity Request URL (POST /slack/interactions) on this port; requests must be signed
+    # and clicks come from the workload's or the budget's owners (the bot token's users.info tells who).
     slack_signing_secret: SecretStr | None = None
     slack_interactions_listen_addr: str = "0.0.0.0"
     slack_interactions_port: int = Field(8090, ge=0, le=65535)
+    # Used Slack click ids (replay protection), in this ConfigMap of platform_namespace.
+    slack_click_record_configmap: str = "gpu-steward-slack-clicks"
 
     # ExperimentLease approvals and pod ownership admission.
     approver_groups: tuple[str, ...] = ("gpu-steward-approvers",)

@@ -98,10 +98,13 @@ def run_demo(keep: bool = False) -> int:
         stack.callback(plugin.stop)
         slack = stack.enter_context(SlackReceiver())
         webhook = slack.add_webhook()
+        slack.add_user("lin@example.com", "U0LIN")  # the notebook's owner, DMed by the bot
         op = OperatorProcess(cp.kubeconfig, workdir / "operator.log", settings={
             "evaluation_interval_seconds": "3", "sample_max_age_seconds": "30", "log_format": "console",
             "agent_endpoints": {n.name: n.url for n in nodes}, "slack_webhook_url": webhook, "metrics_port": "0",
-            # A signing secret turns on the Snooze / Resume buttons (their endpoint stays on loopback here).
+            # A signing secret and a bot token turn on the Snooze / Resume buttons (the bot tells who
+            # clicked: only the owner may; the endpoint stays on loopback here).
+            "slack_bot_token": slack.add_token(), "slack_api_url": slack.api_url,
             "slack_signing_secret": secrets.token_hex(16), "slack_interactions_listen_addr": "127.0.0.1",
             "slack_interactions_port": str(free_port()),
         }).start()

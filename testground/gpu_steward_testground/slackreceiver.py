@@ -9,7 +9,8 @@ Interaction response URLs (``POST /actions/T…/<id>/<secret>``, given to an app
     answer the same way; what they receive is recorded with kind ``response``.
 Web API (``/api/<method>``; token as ``Authorization: Bearer`` or a ``token`` parameter; JSON or form
 body, or query string; always HTTP 200 with ``{"ok": ...}`` like Slack):
-    chat.postMessage, users.lookupByEmail, conversations.open, auth.test;
+    chat.postMessage, users.lookupByEmail, users.info (``user`` id -> profile e-mail), conversations.open,
+    auth.test;
     ``not_authed`` without a token, ``invalid_auth`` with a wrong one, ``unknown_method`` otherwise.
 Every accepted message is recorded (``receiver.messages``) for tests to read back. Loopback only, free port.
 """
@@ -215,6 +216,7 @@ def _make_handler(state: _State) -> type[BaseHTTPRequestHandler]:
             handler = {
                 "chat.postMessage": self._post_message,
                 "users.lookupByEmail": self._lookup,
+                "users.info": self._info,
                 "conversations.open": self._open,
                 "auth.test": lambda p: self._json({"ok": True, "user_id": "UBOT", "team_id": "T0001"}),
             }.get(method)
@@ -263,6 +265,18 @@ def _make_handler(state: _State) -> type[BaseHTTPRequestHandler]:
             if user_id is None:
                 return self._json({"ok": False, "error": "users_not_found"})
             user = {"id": user_id, "name": email.split("@")[0], "profile": {"email": email}, "deleted": False}
+            return self._json({"ok": True, "user": user})
+
+        def _info(self, p: dict[str, Any]) -> None:
+            user_id = str(p.get("user") or "")
+            if not user_id:
+                return self._json({"ok": False, "error": "user_not_found"})
+            with state.lock:
+                email = next((e for e, u in state.users.items() if u == user_id), None)
+            if email is None:
+                return self._json({"ok": False, "error": "user_not_found"})
+            user = {"id": user_id, "name": email.split("@")[0], "deleted": False,
+                    "profile": {"email": email, "real_name": email.split("@")[0]}}
             return self._json({"ok": True, "user": user})
 
         def _open(self, p: dict[str, Any]) -> None:

@@ -46,7 +46,10 @@ LEASE_RULES = {("coordination.k8s.io", "leases", "create", ""),
 CONTROLS_RULES = {("", "configmaps", "create", ""),
                   ("", "configmaps", "get", "gpu-steward-blast-radius"),
                   ("", "configmaps", "update", "gpu-steward-blast-radius"),
-                  ("", "configmaps", "get", "gpu-steward-controls")}
+                  ("", "configmaps", "get", "gpu-steward-controls"),
+                  # the Slack buttons' used click ids (replays), written before a click acts
+                  ("", "configmaps", "get", "gpu-steward-slack-clicks"),
+                  ("", "configmaps", "update", "gpu-steward-slack-clicks")}
 
 
 def flatten(role: dict[str, Any]) -> set[Rule]:

@@ -1,28 +1,35 @@
 """Slack buttons end to end: the operator process serves the interactivity endpoint; a click Slack
-signed snoozes or resumes the workload on the real apiserver, records an Event and answers the
-clicker through the response_url; anything unsigned, unknown or not ours changes nothing."""
+signed, on a button the operator sealed, by the workload's owner (users.info on the local Slack
+receiver), snoozes or resumes the workload on the real apiserver, records an Event and answers the
+clicker through the response_url; anything unsigned, unknown, not ours or already used changes nothing.
+The attempts to get around the owner, replay, expiry and UID checks are in tests/redteam/test_redteam_slack.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlencode
 
 import pytest
-import yaml
 
-from fixtures.idle_env import job
-from fixtures.slack_receiver import SlackReceiver, sign_request
+from fixtures.slack_buttons import (
+    ADA,
+    LEAD,
+    Buttons,
+    buttons_endpoint,
+    click_body,
+    click_record,
+    post,
+    wait_events,
+    wait_replies,
+)
 from gpu_steward.kube import Kube
-from gpu_steward.notify.interactions import RESUME_ACTION, SNOOZE_ACTION, button_value
-from gpu_steward.notify.interactions_server import PATH
-from gpu_steward.workloads.model import IDLE_STATE_ANNOTATION, RESUME_ANNOTATION, SNOOZE_ANNOTATION, WorkloadRef
-from gpu_steward_testground.operator_process import OperatorProcess
-from gpu_steward_testground.processes import free_port, wait_for
+from gpu_steward.notify.interactions import RESUME_ACTION, SNOOZE_ACTION
+from gpu_steward.notify.interactions_server import InteractionServer
+from gpu_steward.settings import Settings
+from gpu_steward.workloads.model import RESUME_ANNOTATION, SNOOZE_ANNOTATION, WorkloadRef
 from gpu_steward_testground.runner import ControlPlane
 
 pytestmark = pytest.mark.cluster
@@ -31,110 +38,86 @@ SECRET = "b6c1d0e2f3a4959687a8b9c0d1e2f3a4"  # the Slack app's signing secret, a
 
 
 @pytest.fixture(scope="module")
-def endpoint(cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    cluster.create_namespace(NS)
-    port = free_port()
-    log = tmp_path_factory.mktemp("slack-buttons") / "operator.log"
-    op = OperatorProcess(cluster.kubeconfig, log, settings={
-        "namespaces": [NS], "metrics_port": "0", "log_format": "console",
-        "slack_signing_secret": SECRET, "slack_interactions_listen_addr": "127.0.0.1",
-        "slack_interactions_port": str(port)}).start()
-    url = f"http://127.0.0.1:{port}{PATH}"
-    try:
-        wait_for(lambda: _post(url, b"", {})[0] == 401 or None, timeout=60, what="the interactions endpoint")
-        yield url
-        assert SECRET not in op.log_text()  # the secret is never logged
-        assert op.alive(), op.log_text()[-3000:]
-    finally:
-        op.stop()
+def endpoint(cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Buttons]:
+    with buttons_endpoint(cluster, tmp_path_factory.mktemp("slack-buttons"), NS, SECRET,
+                          budget_owners=(LEAD[1], "team-ml")) as b:
+        yield b
 
 
-def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
-    req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": "application/x-www-form-urlencoded", **headers})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-    except OSError:
-        return 0, ""
-
-
-def _click(action_id: str, value: str, response_url: str = "") -> bytes:
-    payload = {"type": "block_actions", "user": {"id": "U07ADA", "username": "ada"},
-               "response_url": response_url or None,
-               "actions": [{"action_id": action_id, "block_id": "gpusteward", "type": "button", "value": value}]}
-    return urlencode({"payload": json.dumps(payload)}).encode()
-
-
-def _signed(body: bytes, secret: str = SECRET) -> dict[str, str]:
-    return sign_request(body, int(time.time()), secret)
-
-
-def _job(kube: Kube, cluster: ControlPlane, name: str, noticed: bool) -> WorkloadRef:
-    body = job(name, "no-such-node")
-    if noticed:  # as the idle engine leaves it once it warned (any value: the endpoint checks presence)
-        body["metadata"].setdefault("annotations", {})[IDLE_STATE_ANNOTATION] = '{"v":1,"phase":"Warned"}'
-    cluster.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump(body))
-    return WorkloadRef("batch/v1", "Job", NS, name)
-
-
-def _annotations(kube: Kube, name: str) -> dict[str, str]:
-    return kube.get("batch/v1", "Job", name, NS)["metadata"].get("annotations") or {}
-
-
-def test_a_signed_snooze_click_snoozes_records_an_event_and_answers_in_slack(cluster: ControlPlane,
-                                                                            endpoint: str) -> None:
-    kube = Kube(cluster.api_client())
-    ref = _job(kube, cluster, "warned", noticed=True)
-    with SlackReceiver() as slack:
-        body = _click(SNOOZE_ACTION, button_value(ref, timedelta(hours=2)), slack.add_response_url())
-        before = datetime.now(UTC)
-        status, text = _post(endpoint, body, _signed(body))
-        assert status == 200, text
-        until = datetime.fromisoformat(_annotations(kube, "warned")[SNOOZE_ANNOTATION].replace("Z", "+00:00"))
-        assert before + timedelta(hours=2) - timedelta(seconds=5) <= until <= datetime.now(UTC) + timedelta(hours=2)
-        events = wait_for(lambda: [e for e in kube.list("v1", "Event", NS)
-                                   if e.get("reason") == "SnoozedFromSlack"
-                                   and e["involvedObject"]["name"] == "warned"] or None, what="the Event")
-        assert "ada (U07ADA)" in events[0]["message"] and SECRET not in events[0]["message"]
-        reply = wait_for(lambda: [m for m in slack.messages if m.kind == "response"] or None,
-                         what="the answer to the clicker")
-        assert reply[0].payload["response_type"] == "ephemeral" and reply[0].payload["replace_original"] is False
-        assert "Snoozed job/warned" in reply[0].payload["text"]
-
-
-def test_a_resume_click_asks_for_a_resume(cluster: ControlPlane, endpoint: str) -> None:
-    kube = Kube(cluster.api_client())
-    ref = _job(kube, cluster, "suspended", noticed=True)
-    body = _click(RESUME_ACTION, button_value(ref))
-    status, text = _post(endpoint, body, _signed(body))
+def test_a_signed_snooze_click_snoozes_records_an_event_and_answers_in_slack(endpoint: Buttons) -> None:
+    ref = endpoint.job("warned")
+    response_url = endpoint.slack.add_response_url()
+    before = datetime.now(UTC)
+    status, text = endpoint.click(click_body(SNOOZE_ACTION, endpoint.value(ref), ADA[0], response_url))
     assert status == 200, text
-    assert _annotations(kube, "suspended")[RESUME_ANNOTATION] == "true"
+    until = datetime.fromisoformat(endpoint.annotations("warned")[SNOOZE_ANNOTATION].replace("Z", "+00:00"))
+    assert before + timedelta(hours=2) - timedelta(seconds=5) <= until <= datetime.now(UTC) + timedelta(hours=2)
+    events = wait_events(endpoint, "warned", "SnoozedFromSlack")
+    assert "u07ada (U07ADA)" in events[0]["message"] and SECRET not in events[0]["message"]
+    reply = wait_replies(endpoint, response_url)
+    assert reply[0]["response_type"] == "ephemeral" and reply[0]["replace_original"] is False
+    assert "Snoozed job/warned" in reply[0]["text"]
 
 
-def test_unsigned_unknown_or_foreign_clicks_change_nothing(cluster: ControlPlane, endpoint: str) -> None:
-    kube = Kube(cluster.api_client())
-    ours = _job(kube, cluster, "ours", noticed=True)
-    foreign = _job(kube, cluster, "foreign", noticed=False)
-    snooze = _click(SNOOZE_ACTION, button_value(ours))
-    assert _post(endpoint, snooze, _signed(snooze, "guessed-secret"))[0] == 401
-    assert _post(endpoint, snooze, {})[0] == 401
-    stale = _signed(snooze)
-    stale["X-Slack-Request-Timestamp"] = str(int(time.time()) - 600)
-    assert _post(endpoint, snooze, stale)[0] == 401
-    assert SNOOZE_ANNOTATION not in _annotations(kube, "ours")
+def test_a_resume_click_asks_for_a_resume(endpoint: Buttons) -> None:
+    ref = endpoint.job("suspended")
+    status, text = endpoint.click(click_body(RESUME_ACTION, endpoint.value(ref, snooze=None)))
+    assert status == 200, text
+    assert endpoint.annotations("suspended")[RESUME_ANNOTATION] == "true"
 
-    other = _click(SNOOZE_ACTION, button_value(foreign))
-    status, text = _post(endpoint, other, _signed(other))
+
+def test_the_namespace_budgets_owner_may_click_too(endpoint: Buttons) -> None:
+    ref = endpoint.job("team-job")
+    status, text = endpoint.click(click_body(SNOOZE_ACTION, endpoint.value(ref), LEAD[0]))
+    assert status == 200, text
+    assert SNOOZE_ANNOTATION in endpoint.annotations("team-job")
+
+
+def test_a_used_click_is_refused_by_a_new_leader_that_never_saw_it(cluster: ControlPlane, endpoint: Buttons) -> None:
+    """The used click ids live in a ConfigMap of the operator's namespace, written before the click acts:
+    a replica that takes over inside the signature window (no memory of its own) refuses the replay."""
+    ref = endpoint.job("failover")
+    body = click_body(SNOOZE_ACTION, endpoint.value(ref))
+    headers = endpoint.signed(body)
+    assert post(endpoint.url, body, headers)[0] == 200
+    assert len(click_record(endpoint.kube)) >= 1
+    endpoint.kube.patch("batch/v1", "Job", "failover", NS, {"metadata": {"annotations": {SNOOZE_ANNOTATION: None}}},
+                        dry_run=False)
+    settings = Settings(namespaces=(NS,), slack_signing_secret=SECRET, slack_bot_token=endpoint.slack.add_token(),
+                        slack_api_url=endpoint.slack.api_url)
+
+    async def as_the_new_leader() -> tuple[int, str]:
+        server = InteractionServer(Kube(cluster.api_client()), settings)
+        port = await server.start("127.0.0.1", 0)
+        try:
+            return await asyncio.to_thread(post, f"http://127.0.0.1:{port}/slack/interactions", body, headers)
+        finally:
+            await server.stop()
+
+    status, text = asyncio.run(as_the_new_leader())
+    assert status == 409 and "already handled" in text
+    assert SNOOZE_ANNOTATION not in endpoint.annotations("failover")
+
+
+def test_unsigned_unknown_or_foreign_clicks_change_nothing(endpoint: Buttons) -> None:
+    ours = endpoint.job("ours")
+    foreign = endpoint.job("foreign", noticed=False)
+    snooze = click_body(SNOOZE_ACTION, endpoint.value(ours))
+    assert post(endpoint.url, snooze, endpoint.signed(snooze, "guessed-secret"))[0] == 401
+    assert post(endpoint.url, snooze, {})[0] == 401
+    assert post(endpoint.url, snooze, endpoint.signed(snooze, ts=int(time.time()) - 600))[0] == 401
+    assert SNOOZE_ANNOTATION not in endpoint.annotations("ours")
+
+    status, text = endpoint.click(click_body(SNOOZE_ACTION, endpoint.value(foreign)))
     assert status == 409 and "never noticed" in text
-    assert SNOOZE_ANNOTATION not in _annotations(kube, "foreign")
+    assert SNOOZE_ANNOTATION not in endpoint.annotations("foreign")
 
-    gone = _click(SNOOZE_ACTION, button_value(WorkloadRef("batch/v1", "Job", NS, "deleted-long-ago")))
-    assert _post(endpoint, gone, _signed(gone))[0] == 404
+    gone = WorkloadRef("batch/v1", "Job", NS, "deleted-long-ago", "0000")
+    assert endpoint.click(click_body(SNOOZE_ACTION, endpoint.value(gone)))[0] == 404
 
-    bad = _click(SNOOZE_ACTION, json.dumps({"v": 1, "apiVersion": "batch/v1", "kind": "Job", "namespace": NS}))
-    status, text = _post(endpoint, bad, _signed(bad))
-    assert status == 400 and text.startswith("payload.actions[0].value.name")
+    bad = json.loads(endpoint.value(ours))
+    del bad["name"]
+    status, text = endpoint.click(click_body(SNOOZE_ACTION, json.dumps(bad)))
+    assert status == 400 and text.startswith("payload.actions[0].value.mac"), text
+
 

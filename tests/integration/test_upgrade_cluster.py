@@ -12,7 +12,8 @@ starts on the same cluster, through its leader Lease, with the old peering objec
 - ``late`` is suspended no earlier than the old warning's delivery + notice.before (nor before the time
   the old warning stated), and is not warned again;
 - ``serve`` is resumed by ``gpusteward.dev/resume=true`` (to its recorded 3 replicas), ``train`` by the CLI
-  (``gpu-steward resume``), ``button`` by the Resume button of the old release's own Slack message;
+  (``gpu-steward resume``); the old release's Resume button for ``button`` is refused (it carries no
+  UID, expiry or seal), and ``button`` resumes by the CLI;
   each gets exactly one resumed notice and no repeated warning or suspended notice.
 """
 
@@ -135,8 +136,10 @@ def upgrade(cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> 
     old = PreviousOperator(cluster.kubeconfig, tmp / "previous-operator.log", settings={
         **common, "slack_interactions_port": str(free_port()), "peering_name": PEERING}, checkout=previous)
     new_port = free_port()
+    # This release serves buttons only with a bot token too (users.info tells who clicked).
     new = OperatorProcess(cluster.kubeconfig, tmp / "operator.log", settings={
-        **common, "slack_interactions_port": str(new_port),
+        **common, "slack_interactions_port": str(new_port), "slack_bot_token": slack.add_token(),
+        "slack_api_url": slack.api_url,
         "leader_election_lease_name": "gpu-steward-leader", "leader_election_namespace": SYSTEM_NS})
     e = IdleEnv(cluster, Kube(cluster.api_client()), node, slack, new, webhook)
     try:
@@ -241,14 +244,20 @@ def test_an_old_suspension_resumes_by_the_cli(upgrade: Upgrade) -> None:
                   upgrade.notices_at_upgrade)
 
 
-def test_an_old_suspension_resumes_by_the_old_messages_button(upgrade: Upgrade) -> None:
+def test_the_old_messages_button_is_refused_and_the_cli_resumes(upgrade: Upgrade) -> None:
+    """An old release's button names no UID, no expiry and no owner and is not sealed: this release
+    refuses it (a clear 400), changes nothing, and the notice's command still works."""
     e = upgrade.env
     assert e.get("batch/v1", "Job", "button", SUSP_NS)["spec"].get("suspend") is True
-    payload = {"type": "block_actions", "user": {"id": "U07ADA", "username": "ada"},
+    payload = {"type": "block_actions", "user": {"id": "U07ADA", "username": "ada"}, "trigger_id": "1.2.old",
                "actions": [{"action_id": RESUME_ACTION, "block_id": "gpusteward", "type": "button",
-                            "value": upgrade.resume_button}]}
+                            "action_ts": "1767225600.000001", "value": upgrade.resume_button}]}
     body = urlencode({"payload": json.dumps(payload)}).encode()
-    assert _post(upgrade.new_endpoint, body, sign_request(body, int(time.time()), SECRET)) == 200
+    assert _post(upgrade.new_endpoint, body, sign_request(body, int(time.time()), SECRET)) == 400
+    assert e.get("batch/v1", "Job", "button", SUSP_NS)["spec"].get("suspend") is True
+    out = subprocess.run([sys.executable, "-m", "gpu_steward.cli", "resume", "job/button", "-n", SUSP_NS,
+                          "--kubeconfig", str(e.cluster.kubeconfig)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr + out.stdout
     _resumed_once(e, "button", lambda: e.get("batch/v1", "Job", "button", SUSP_NS)["spec"].get("suspend") is False,
                   upgrade.notices_at_upgrade)
 

@@ -94,6 +94,8 @@ Secrets only arrive through secretKeyRef.
   value: "0.0.0.0"
 - name: GPU_STEWARD_SLACK_INTERACTIONS_PORT
   value: {{ .interactionsPort | toString | quote }}
+- name: GPU_STEWARD_SLACK_CLICK_RECORD_CONFIGMAP
+  value: {{ include "gpu-steward.slackClickRecordConfigMap" $ | quote }}
 {{- end }}
 {{- with .defaultChannel }}
 - name: GPU_STEWARD_SLACK_DEFAULT_CHANNEL

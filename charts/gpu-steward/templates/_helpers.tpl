@@ -97,9 +97,10 @@ ImagePullBackOff on every node. */ -}}
 {{- end -}}
 {{- end -}}
 
-{{/* Slack buttons: on when the Slack Secret holds a signing secret (requests are verified with it). */}}
+{{/* Slack buttons: on when the Slack Secret holds a signing secret (requests are verified with it) and a
+bot token (users.info tells who clicked: only owners may). */}}
 {{- define "gpu-steward.slackInteractive" -}}
-{{- if and .Values.slack.existingSecret .Values.slack.signingSecretKey }}true{{ end -}}
+{{- if and .Values.slack.existingSecret .Values.slack.signingSecretKey .Values.slack.botTokenKey }}true{{ end -}}
 {{- end }}
 
 
@@ -109,4 +110,8 @@ ImagePullBackOff on every node. */ -}}
 {{- end -}}
 {{- define "gpu-steward.blastRecordConfigMap" -}}
 {{ include "gpu-steward.fullname" . }}-blast-radius
+{{- end -}}
+{{/* Used Slack click ids (replay protection for the Snooze/Resume buttons, docs/security.md). */}}
+{{- define "gpu-steward.slackClickRecordConfigMap" -}}
+{{ include "gpu-steward.fullname" . }}-slack-clicks
 {{- end -}}

@@ -100,7 +100,8 @@ be limited by name; reading and renewing can.
 {{/*
 The idle loop's blast-radius ConfigMaps in the release namespace (docs/idle.md, "Blast radius"): the
 controls a platform engineer writes (read only), and the record of the last hour's suspensions (written
-before each suspension). create cannot be limited by name; reading and updating can.
+before each suspension); and the Slack buttons' used click ids. create cannot be limited by name;
+reading and updating can.
 */}}
 {{- define "gpu-steward.blastRadiusRules" -}}
 - apiGroups: [""]
@@ -114,4 +115,9 @@ before each suspension). create cannot be limited by name; reading and updating 
   resources: [configmaps]
   resourceNames: [{{ include "gpu-steward.controlsConfigMap" . | quote }}]
   verbs: [get]
+{{- /* Slack buttons: the used click ids, written before a click acts (docs/security.md). */}}
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [{{ include "gpu-steward.slackClickRecordConfigMap" . | quote }}]
+  verbs: [get, update]
 {{- end -}}

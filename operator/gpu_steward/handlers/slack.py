@@ -1,5 +1,5 @@
 """kopf wiring for Slack buttons: the interactivity endpoint runs while the operator runs (only when a
-signing secret is configured; without it notices carry no buttons)."""
+signing secret and a bot token are configured; without them notices carry no buttons)."""
 
 from __future__ import annotations
 

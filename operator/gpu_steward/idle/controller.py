@@ -533,7 +533,8 @@ class IdleController:
             cost_per_hour=price * gpus, currency=self.settings.currency,
             suspend_at=action.suspend_at if rules.action == "Suspend" else None, max_snooze=rules.max_snooze,
             policy=f"{pkey[0]}/{pkey[1]}", reason=action.reason, api_version=wl.ref.api_version,
-            buttons=self.settings.slack_signing_secret is not None,
+            buttons=self.settings.slack_signing_secret is not None and self.settings.slack_bot_token is not None,
+            uid=wl.ref.uid, owner_email=owner.email,
             not_suspended_because=chosen.not_suspended_because,
         )
 

@@ -23,7 +23,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from gpu_steward.notify.interactions import DEFAULT_SNOOZE, RESUME_ACTION, SNOOZE_ACTION, button_value
+from gpu_steward.notify.interactions import (
+    DEFAULT_SNOOZE,
+    RESUME_ACTION,
+    RESUME_BUTTON_TTL,
+    SNOOZE_ACTION,
+    button_value,
+)
 from gpu_steward.policy.timeparse import format_rfc3339
 from gpu_steward.workloads.model import SNOOZE_ANNOTATION, WorkloadRef
 
@@ -66,7 +72,11 @@ class NoticeContext:
     policy: str | None = None  # "namespace/name" of the IdlePolicy
     reason: str | None = None  # e.g. "resumed outside GPU Steward"
     api_version: str | None = None  # of the workload: buttons name it exactly
-    buttons: bool = False  # Slack interactivity is set up (a signing secret): add Snooze / Resume buttons
+    # Slack interactivity is set up (a signing secret to verify clicks, a bot token to tell who clicked):
+    # add Snooze / Resume buttons. They are sealed by ``notify.slack`` when sent (``interactions.seal``).
+    buttons: bool = False
+    uid: str | None = None  # of the workload: a button is for this object only
+    owner_email: str | None = None  # where the notice goes; a button carries it (signed) for the owner check
     not_suspended_because: str | None = None  # why this workload is only notified about (e.g. it would lose data)
 
 
@@ -196,17 +206,21 @@ def _warning_terms(ctx: NoticeContext) -> str:
 
 
 def _buttons(ctx: NoticeContext) -> list[dict[str, Any]]:
-    """Snooze on a warning, Resume on a suspension; none in dry-run or without interactivity."""
-    if not ctx.buttons or ctx.dry_run or not ctx.api_version:
+    """Snooze on a warning (until its stated suspension time), Resume on a suspension (for
+    ``RESUME_BUTTON_TTL``); none in dry-run, without interactivity or without the workload's UID."""
+    if not ctx.buttons or ctx.dry_run or not ctx.api_version or not ctx.uid:
         return []
-    ref = WorkloadRef(ctx.api_version, ctx.kind, ctx.namespace, ctx.name)
+    ref = WorkloadRef(ctx.api_version, ctx.kind, ctx.namespace, ctx.name, ctx.uid)
     if ctx.stage == "warning":
         span = ctx.max_snooze or DEFAULT_SNOOZE
+        expires = ctx.suspend_at or ctx.now + RESUME_BUTTON_TTL
+        value = button_value(ref, expires=expires, snooze=span, owner_email=ctx.owner_email)
         return [{"type": "button", "action_id": SNOOZE_ACTION, "style": "primary",
-                 "text": {"type": "plain_text", "text": f"Snooze {_dur(span)}"}, "value": button_value(ref, span)}]
+                 "text": {"type": "plain_text", "text": f"Snooze {_dur(span)}"}, "value": value}]
     if ctx.stage == "suspended":
+        value = button_value(ref, expires=ctx.now + RESUME_BUTTON_TTL, owner_email=ctx.owner_email)
         return [{"type": "button", "action_id": RESUME_ACTION,
-                 "text": {"type": "plain_text", "text": "Resume"}, "value": button_value(ref)}]
+                 "text": {"type": "plain_text", "text": "Resume"}, "value": value}]
     return []
 
 

@@ -13,6 +13,10 @@ result's ``error`` text (scrubbed), never written by slack_sdk's own logging (it
 private logger that drops everything: slack_sdk logs request URLs at DEBUG, and at INFO when it retries).
 ``api_url`` (``settings.slack_api_url``) and the webhook URL are configurable so tests aim at the local
 receiver (``tests/fixtures/slack_receiver.py``).
+
+Buttons: every GPU Steward button is sealed (``interactions.seal``) with a key derived from the signing
+secret just before sending; a notifier without that key (no signing secret or no bot token to tell who
+clicks) drops them. ``user_email`` maps a clicking Slack user to an e-mail (``users.info``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
 from gpu_steward.logs import redact
+from gpu_steward.notify.interactions import button_key, seal
 
 log = structlog.get_logger(__name__)
 
@@ -70,9 +75,11 @@ class SlackNotifier:
         api_url: str = "https://slack.com/api/",
         default_channel: str | None = None,
         timeout_seconds: float = 10.0,
+        button_key: bytes | None = None,
     ) -> None:
         self._webhook_url = _secret(webhook_url)
         self._bot_token = _secret(bot_token)
+        self._button_key = button_key if self._bot_token is not None else None
         self.api_url = api_url if api_url.endswith("/") else api_url + "/"
         self.default_channel = default_channel
         self.timeout = int(max(timeout_seconds, 1))
@@ -85,6 +92,8 @@ class SlackNotifier:
             bot_token=settings.slack_bot_token,
             api_url=settings.slack_api_url,
             default_channel=settings.slack_default_channel,
+            button_key=button_key(settings.slack_signing_secret.get_secret_value())
+            if getattr(settings, "slack_signing_secret", None) is not None else None,
         )
 
     @property
@@ -108,6 +117,7 @@ class SlackNotifier:
     ) -> SlackResult:
         """Deliver ``message`` (``{"text", "blocks"}`` from ``notify.messages.slack_message``). Never raises."""
         errors: list[str] = []
+        message = seal(message, self._button_key)
         if self._bot_token is not None:
             client = WebClient(
                 token=self._bot_token.get_secret_value(),
@@ -149,6 +159,31 @@ class SlackNotifier:
         else:
             detail = f"{type(exc).__name__}: {exc}"
         errors.append(self._scrub(f"{what}: {detail}"))
+
+    def _client(self) -> WebClient | None:
+        if self._bot_token is None:
+            return None
+        return WebClient(token=self._bot_token.get_secret_value(), base_url=self.api_url, timeout=self.timeout,
+                         logger=_SDK_LOGGER)
+
+    def user_email(self, user_id: str) -> tuple[str | None, str | None]:
+        """(e-mail, None) of a Slack user (``users.info``; needs the ``users:read.email`` scope), or
+        (None, why not). Never raises."""
+        client = self._client()
+        if client is None:
+            return None, "no bot token: cannot tell who clicked"
+        errors: list[str] = []
+        try:
+            resp = client.users_info(user=user_id)
+        except Exception as exc:
+            self._fail("users.info", exc, errors)
+            return None, errors[0]
+        user = resp.get("user") or {}
+        profile = user.get("profile") if isinstance(user, dict) else None
+        email = profile.get("email") if isinstance(profile, dict) else None
+        if not isinstance(email, str) or "@" not in email or user.get("deleted"):
+            return None, "users.info: no e-mail for this user"
+        return email, None
 
     def _lookup(self, client: WebClient, email: str, errors: list[str]) -> str | None:
         try:
