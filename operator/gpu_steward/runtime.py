@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from gpu_steward.budgets.costs import CostLedger, UtilizationLookup
 from gpu_steward.budgets.notifier import EventNotifier, FanOut, Notifier, SlackBridge
+from gpu_steward.budgets.requests import RequestBook
 from gpu_steward.index import Registry
 from gpu_steward.kube import Kube, load_api_client
 from gpu_steward.settings import Settings
@@ -27,6 +28,8 @@ class Runtime:
     source: UtilizationSource | None = None  # agents or Prometheus: one HTTP session for both loops
     utilization: UtilizationLookup | None = None
     index: Registry = field(default_factory=Registry)  # GPU pods and IdlePolicies, fed by handlers.watch
+    # Budgets' and leases' suspension requests under the global dry-run (otherwise in their records).
+    requests: RequestBook = field(default_factory=RequestBook)
     # Whether this replica may act now (leader election; always True without it). The loops and the
     # kopf handlers check it before acting, besides running only on the leader at all.
     is_leader: Callable[[], bool] = field(default=lambda: True)

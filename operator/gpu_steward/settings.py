@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     cost_annotation_min_interval_seconds: float = Field(300.0, gt=0)
     # Cost ledger and SuspendIdleFirst: a GPU sample below this utilization counts as idle time.
     cost_idle_util_percent: float = Field(5.0, ge=0, le=100)
+    # GPUBudget onExceeded SuspendIdleFirst: how long before suspending an idle workload its owner is warned
+    # (docs/budgets.md). A lease's notice period is its own gracePeriod.
+    budget_suspend_notice_seconds: float = Field(900.0, ge=0)
 
     # Who owns a workload: the first of these labels/annotations that is set.
     owner_keys: tuple[str, ...] = ("gpusteward.dev/owner", "owner", "app.kubernetes.io/managed-by-user")

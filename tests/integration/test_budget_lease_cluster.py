@@ -1,8 +1,9 @@
 """GPUBudget quota, ExperimentLease lifecycle, onExceeded and cost annotations on the real control plane.
 
-The reconcile functions run in-process against the real apiserver with an injected clock (``now``),
-so hours of lease and budget time pass in seconds; the apiserver, the ResourceQuota admission, the
-quota controller, the Job controller and KWOK's fake GPU nodes are all real.
+The reconcile functions and the idle pass (which carries out budgets' and leases' suspension requests)
+run in-process against the real apiserver with an injected clock (``now``), so hours of lease and budget
+time pass in seconds; the apiserver, the ResourceQuota admission, the quota controller, the Deployment
+controller and KWOK's fake GPU nodes are all real.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fixtures.budget_cluster import (
     NODE,
     apply,
     event_reasons,
+    events,
     gpu_deployment,
     gpu_pod,
     install_crds,
@@ -27,13 +29,18 @@ from fixtures.budget_cluster import (
     wait_for,
     wait_quota,
 )
+from gpu_steward.budgets import requests
 from gpu_steward.budgets.budget import reconcile_budget
 from gpu_steward.budgets.costs import CostLedger, reconcile_pod_costs
 from gpu_steward.budgets.lease import reconcile_lease
 from gpu_steward.budgets.notifier import EventNotifier, FanOut, RecordingNotifier
+from gpu_steward.idle.controller import IdleController
+from gpu_steward.index import Registry
 from gpu_steward.kube import Kube
 from gpu_steward.policy import cost as c
+from gpu_steward.policy.usage import Usage
 from gpu_steward.settings import Settings
+from gpu_steward.workloads.model import RESUME_ANNOTATION
 
 pytestmark = pytest.mark.cluster
 
@@ -68,6 +75,40 @@ def lease_obj(ns, name, gpus, duration="1h", grace="10m", renewals=0, owner="ali
 
 def get(kube, kind, ns, name):
     return kube.get(API, kind, name, ns)
+
+
+class Util:
+    """Utilization by pod name (default idle), as the agents would report it."""
+
+    def __init__(self, by_name=None):
+        self.by_name = by_name or {}
+
+    async def fetch(self, pods, now):
+        return {p.uid: Usage.ok(u, u, 12, now, 60.0) for p in pods for u in [self.by_name.get(p.name, 0.0)]}
+
+    async def close(self):
+        return None
+
+
+class IdlePass:
+    """The operator's idle pass, in-process: its pod index fed from the namespace, its clock injected, the
+    budgets' and leases' requests read from their records as the operator does."""
+
+    def __init__(self, kube, settings, ns, util=None):
+        self.kube, self.ns, self.now = kube, ns, None
+        self.controller = IdleController(kube, settings, util or Util(), Registry(), slack=None,
+                                         clock=lambda: self.now, requests=lambda: requests.load(kube, settings))
+
+    def run(self, now):
+        import asyncio
+
+        self.now = now
+        registry = Registry()
+        for pod in self.kube.list("v1", "Pod", self.ns):
+            if not pod["metadata"].get("deletionTimestamp"):
+                registry.pod_event("ADDED", pod)
+        self.controller.registry = registry
+        return asyncio.run(self.controller.run_pass(now))
 
 
 def create_pod_expect_quota_rejection(kube, pod):
@@ -134,12 +175,32 @@ def test_quota_enforced_lease_raises_it_expiry_suspends_and_releases(cluster, ku
     assert lease["status"]["renewalsGranted"] == 1 and utc(lease["status"]["expiresAt"]) == new_end
     assert "LeaseRenewalRefused" in wait_for(lambda: event_reasons(kube, ns, "exp1"), what="events")
 
-    # At expiry: workloads suspended through the Job adapter, quota released.
-    res = reconcile_lease(kube, STAMPED, get(kube, "ExperimentLease", ns, "exp1"), new_end + dt.timedelta(seconds=1),
-                          notifier)
-    assert res.phase == "Expired" and any("suspended Deployment/train" in a for a in res.actions), res.actions
-    assert kube.get("apps/v1", "Deployment", "train", ns)["spec"]["replicas"] == 0
-    wait_quota(kube, ns, "main", 2)
+    # At expiry the quota is released and the lease *requests* the suspension of its workloads: it touches
+    # none itself (before issue 11 it suspended at once, with no warning to the workload's owner).
+    expired_at = new_end + dt.timedelta(seconds=1)
+    res = reconcile_lease(kube, STAMPED, get(kube, "ExperimentLease", ns, "exp1"), expired_at, notifier)
+    assert res.phase == "Expired" and any("suspension requested for Deployment/train" in a for a in res.actions), \
+        res.actions
+    assert kube.get("apps/v1", "Deployment", "train", ns)["spec"]["replicas"] == 1
+    wait_quota(kube, ns, "main", 3)  # gpuQuota 2 again: what runs (3) keeps running, nothing new is admitted
+    # The idle pass carries the request out: a warning on the workload that states the time (gracePeriod
+    # 10m after it), nothing before that time, then the suspension with our label; one warning only,
+    # also when a new operator process takes over in between.
+    idle = IdlePass(kube, STAMPED, ns)
+    idle.run(expired_at)
+    warning = wait_for(lambda: [e for e in events(kube, ns, "train") if e.get("reason") == "IdleWarning"],
+                       what="warning event")
+    stated = expired_at.replace(microsecond=0) + dt.timedelta(minutes=10)
+    assert f"will be suspended at {c.format_time(stated)}" in warning[0]["message"]
+    assert f"ExperimentLease {ns}/exp1" in warning[0]["message"]
+    idle.run(expired_at + dt.timedelta(minutes=5))
+    idle = IdlePass(kube, STAMPED, ns)  # a restart
+    idle.run(stated - dt.timedelta(seconds=30))
+    assert kube.get("apps/v1", "Deployment", "train", ns)["spec"]["replicas"] == 1
+    idle.run(stated + dt.timedelta(seconds=1))
+    train = kube.get("apps/v1", "Deployment", "train", ns)
+    assert train["spec"]["replicas"] == 0 and train["metadata"]["labels"]["gpusteward.dev/suspended"] == "true"
+    assert len([e for e in events(kube, ns, "train") if e.get("reason") == "IdleWarning"]) == 1
     lease = get(kube, "ExperimentLease", ns, "exp1")
     assert lease["status"]["phase"] == "Expired"
     assert lease["status"]["workloads"] == [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "train"}]
@@ -147,12 +208,22 @@ def test_quota_enforced_lease_raises_it_expiry_suspends_and_releases(cluster, ku
     # The suspended Deployment's pod goes away; then the lease is Released.
     wait_for(lambda: not [p for p in kube.list("v1", "Pod", ns, label_selector="gpusteward.dev/lease=exp1")
                           if not p["metadata"].get("deletionTimestamp")], 60, what="job pods gone")
-    res = reconcile_lease(kube, STAMPED, get(kube, "ExperimentLease", ns, "exp1"), new_end + dt.timedelta(minutes=1),
+    res = reconcile_lease(kube, STAMPED, get(kube, "ExperimentLease", ns, "exp1"), stated + dt.timedelta(minutes=1),
                           notifier)
     assert res.phase == "Released"
+    reconcile_budget(kube, SETTINGS, get(kube, "GPUBudget", ns, "main"), stated + dt.timedelta(minutes=1), notifier)
+    wait_quota(kube, ns, "main", 2)
     # The pod's cost is still in the lease's spend after the pod is gone (settled in the ledger).
     assert Decimal(res.status["spend"]) > 0
     assert pod["metadata"]["labels"]["gpusteward.dev/lease"] == "exp1"
+    idle.run(stated + dt.timedelta(minutes=2))
+    assert "IdleSuspended" in wait_for(lambda: event_reasons(kube, ns, "train"), what="events")
+    # The owner resumes it with the annotation (what the CLI and the Slack button write): replicas restored.
+    kube.patch("apps/v1", "Deployment", "train", ns, {"metadata": {"annotations": {RESUME_ANNOTATION: "true"}}},
+               dry_run=False)
+    idle.run(stated + dt.timedelta(minutes=3))
+    train = kube.get("apps/v1", "Deployment", "train", ns)
+    assert train["spec"]["replicas"] == 1 and "gpusteward.dev/suspended" not in (train["metadata"].get("labels") or {})
 
 
 def test_lease_beyond_fast_lane_waits_for_approval(cluster, kube):
@@ -248,13 +319,24 @@ def test_suspend_idle_first_suspends_idle_workloads_only(cluster, kube):
     util = {idle["metadata"]["name"]: 0.0, busy["metadata"]["name"]: 95.0}
     now = max(utc(idle["status"]["startTime"]), utc(busy["status"]["startTime"])) + dt.timedelta(hours=1)
     notes = RecordingNotifier()
-    res = reconcile_budget(kube, SETTINGS, get(kube, "GPUBudget", ns, "main"), now, notes,
-                           utilization=lambda _ns, name: util.get(name))
-    assert len(res.suspended) == 1 and "Deployment/idle" in res.suspended[0]
+    # The overrun requests the suspension of idle work; the budget suspends nothing itself (before issue 11
+    # it suspended at once, with no warning to the workload's owner).
+    res = reconcile_budget(kube, SETTINGS, get(kube, "GPUBudget", ns, "main"), now, notes)
+    assert [p.request.idle_only for p in res.requested] == [True]
+    assert kube.get("apps/v1", "Deployment", "idle", ns)["spec"]["replicas"] == 1
+    assert res.status["effectiveQuota"] == 2  # blocked at what was in use
+    # The idle pass warns the idle workload's owner, and suspends it 15 minutes later; the busy one is left.
+    idle_pass = IdlePass(kube, SETTINGS, ns, Util(util))
+    idle_pass.run(now)
+    assert "IdleWarning" in wait_for(lambda: event_reasons(kube, ns, "idle"), what="warning")
+    for minute in range(1, 15):  # a pass a minute: idle time counts only over continuous readings
+        idle_pass.run(now + dt.timedelta(minutes=minute))
+    assert kube.get("apps/v1", "Deployment", "idle", ns)["spec"]["replicas"] == 1
+    idle_pass.run(now + dt.timedelta(minutes=15, seconds=1))
     assert kube.get("apps/v1", "Deployment", "idle", ns)["spec"]["replicas"] == 0
     assert kube.get("apps/v1", "Deployment", "busy", ns)["spec"]["replicas"] == 1
-    assert "BudgetSuspendedIdle" in [n.reason for n in notes.sent]
-    assert res.status["effectiveQuota"] == 2  # blocked at what was in use
+    assert "IdleWarning" not in event_reasons(kube, ns, "busy")
+    assert event_reasons(kube, ns, "idle").count("IdleWarning") == 1
 
 
 def test_report_and_focus_export_on_a_known_cluster_state(cluster, kube, capsys, monkeypatch):

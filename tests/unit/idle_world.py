@@ -130,9 +130,14 @@ class FakeKube:
 class IdleSource:
     def __init__(self) -> None:
         self.util = 0.0
+        self.per_uid: dict[str, float] = {}  # pod uid -> utilization, for the pods that differ
 
     async def fetch(self, pods: Sequence[PodRef], now: dt.datetime) -> dict[str, Usage]:
-        return {p.uid: Usage.ok(self.util, self.util, 12, now, 60.0) for p in pods}
+        out = {}
+        for p in pods:
+            util = self.per_uid.get(p.uid, self.util)
+            out[p.uid] = Usage.ok(util, util, 12, now, 60.0)
+        return out
 
     async def close(self) -> None:
         return None
@@ -190,21 +195,26 @@ def policy(channels: list[str] | None = None, dry_run: bool = False, name: str =
 class World:
     """A cluster with a policy, workloads with GPU pods, and a controller driven minute by minute."""
 
-    def __init__(self, pol: dict[str, Any], slack: FakeSlack | None = None, *, dry_run: bool = False) -> None:
+    def __init__(self, pol: dict[str, Any] | None, slack: FakeSlack | None = None, *, dry_run: bool = False,
+                 settings: Settings | None = None) -> None:
         self.kube = FakeKube()
         self.registry = Registry()
-        self.kube.add(pol)
-        self.registry.policy_event("ADDED", pol)
+        # Budgets' and leases' suspension requests the pass reads (budgets.requests.load in the operator).
+        self.requests: list[Any] = []
+        if pol is not None:
+            self.kube.add(pol)
+            self.registry.policy_event("ADDED", pol)
         self.kube.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}, namespaced=False)
         self.kube.add({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gpu-1"}}, namespaced=False)
         self.slack, self.source = slack, IdleSource()
-        self.settings = Settings(metrics_port=0, dry_run=dry_run)
+        self.settings = settings or Settings(metrics_port=0, dry_run=dry_run)
         self.controller = self.restart()
         self.now = T0
 
     def restart(self) -> IdleController:
         self.controller = IdleController(self.kube, self.settings, self.source, self.registry,  # type: ignore[arg-type]
-                                         slack=self.slack, clock=lambda: self.now)  # type: ignore[arg-type]
+                                         slack=self.slack, clock=lambda: self.now,  # type: ignore[arg-type]
+                                         requests=lambda: list(self.requests))
         return self.controller
 
     def run(self, obj: dict[str, Any]) -> dict[str, Any]:

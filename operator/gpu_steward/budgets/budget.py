@@ -1,4 +1,7 @@
-"""Reconcile one GPUBudget: measure the namespace, decide, write quota / status, send notices, act.
+"""Reconcile one GPUBudget: measure the namespace, decide, write quota / status, send notices, and on an
+overrun with ``SuspendIdleFirst`` publish a suspension request (``budgets.requests``): the idle pass warns
+the owner of each idle workload of the namespace and suspends it only after the notice period — the budget
+suspends nothing itself.
 
 Order matters for restart safety: notices first, then the status that records them
 (``announcedThresholds``). A crash in between can repeat a notice, never lose one.
@@ -16,16 +19,19 @@ import structlog
 
 from gpu_steward.api.common import API_VERSION
 from gpu_steward.api.conditions import invalid_status, set_condition, status_patch
-from gpu_steward.budgets.costs import CostLedger, Prices, UtilizationLookup, holds_gpus, list_gpu_pods
+from gpu_steward.budgets.costs import CostLedger, Prices, holds_gpus, list_gpu_pods
 from gpu_steward.budgets.metrics import record_budget
 from gpu_steward.budgets.notifier import Notice, Notifier
 from gpu_steward.budgets.parse import ParsedBudget, parse_budget
 from gpu_steward.budgets.records import RecordStore
+from gpu_steward.budgets.requests import RECORD_KEY as REQUESTS_KEY
+from gpu_steward.budgets.requests import RequestBook, encode
 from gpu_steward.kube import Kube
 from gpu_steward.policy import budget as pb
 from gpu_steward.policy import cost as c
 from gpu_steward.policy import gpus as gpu_resources
 from gpu_steward.policy.lease import QUOTA_PHASES, Grant
+from gpu_steward.policy.requests import Published, SuspensionRequest
 from gpu_steward.settings import Settings
 from gpu_steward.units import format_money
 
@@ -40,7 +46,7 @@ class BudgetResult:
     status_written: bool
     quota: str  # created / patched / unchanged / skipped
     announced: list[int] = field(default_factory=list)
-    suspended: list[str] = field(default_factory=list)
+    requested: list[Published] = field(default_factory=list)  # suspension requests published (SuspendIdleFirst)
 
 
 LEASE_RECORDS = "lease"
@@ -112,11 +118,9 @@ def _notice(budget: JSON, parsed: ParsedBudget, reason: str, message: str, type_
 
 def reconcile_budget(
     kube: Kube, settings: Settings, budget: JSON, now: dt.datetime, notifier: Notifier,
-    *, utilization: UtilizationLookup | None = None, ledger: CostLedger | None = None,
-    suspend_workload: Any = None,
+    *, ledger: CostLedger | None = None, book: RequestBook | None = None,
 ) -> BudgetResult:
-    """``suspend_workload(kube, pod, now, dry_run) -> str | None`` suspends the workload behind an idle
-    pod (default: ``gpu_steward.budgets.suspend.suspend_pod_workload``)."""
+    """``book``: where requests go under the global dry-run (no record is written then)."""
     meta = budget["metadata"]
     ns, name, generation = meta["namespace"], meta["name"], meta.get("generation")
     status = dict(budget.get("status") or {})
@@ -151,10 +155,7 @@ def reconcile_budget(
     quota = kube.apply(pb.desired_quota(ns, name, meta.get("uid"), decision.effective_quota, used, advertised),
                        dry_run=dry_run)
 
-    suspended: list[str] = []
-    if decision.suspend_idle:
-        suspended = _suspend_idle(kube, settings, budget, parsed, pods, now, notifier, utilization, ledger,
-                                  suspend_workload)
+    requested = [suspend_idle_request(ns, name, terms, start, currency, settings)] if decision.suspend_idle else []
 
     for threshold in decision.announce:
         assert terms.spend is not None
@@ -162,13 +163,19 @@ def reconcile_budget(
                                    decision.forecast, decision.period_end)
         if threshold >= 100 and terms.on_exceeded != "Notify":
             msg += (" New GPU pods are blocked (quota shrunk to the GPUs in use)." if terms.on_exceeded == "BlockNew"
-                    else " Idle GPU workloads are being suspended and new GPU pods blocked.")
-            if suspended:
-                msg += " " + "; ".join(suspended) + "."
+                    else " New GPU pods are blocked; the owners of idle GPU workloads are warned, and each is "
+                         f"suspended {_minutes(settings.budget_suspend_notice_seconds)} after its warning "
+                         "unless it is in use again.")
         notifier.send(_notice(budget, parsed, "BudgetThreshold", msg, "Warning" if threshold >= 80 else "Normal"),
                       now=now, dry_run=dry_run)
 
-    records.put(budget, {"spendLedger": spend_ledger.to_json()}, previous=rec, dry_run=dry_run)
+    # The request is recorded before the idle pass can act on it, and only rewritten when it changes.
+    record: JSON = {"spendLedger": spend_ledger.to_json()}
+    if requested:
+        record[REQUESTS_KEY] = encode(requested)
+    records.put(budget, record, previous=rec, dry_run=dry_run)
+    if book is not None:
+        book.put(meta["uid"], encode(requested))
 
     conds = status.get("conditions") or []
     conds = set_condition(conds, "Ready", "True", "Reconciled", "quota and spend are up to date", generation, now)
@@ -192,7 +199,25 @@ def reconcile_budget(
     }
     written = _write_status(kube, budget, status, desired, dry_run)
     record_budget(ns, name, currency, desired, terms.spend.limit if terms.spend else None)
-    return BudgetResult({**status, **desired}, written, quota, decision.announce, suspended)
+    return BudgetResult({**status, **desired}, written, quota, decision.announce, requested)
+
+
+def suspend_idle_request(ns: str, name: str, terms: pb.BudgetTerms, period_start: dt.datetime, currency: str,
+                         settings: Settings) -> Published:
+    """The overrun's request: every idle workload of the namespace, after the budget notice period; one per
+    period (a warning of the last period does not count for this one). Its text never changes within a
+    period, so the record is not rewritten on every reconcile."""
+    limit = f"{format_money(terms.spend.limit)} {currency}" if terms.spend is not None else "its limit"
+    period = terms.spend.period if terms.spend is not None else "Monthly"
+    reason = (f"GPUBudget {ns}/{name} is over its {period.lower()} spend limit ({limit}): "
+              "idle GPU work is suspended first")
+    return Published(ns, SuspensionRequest(
+        source=f"GPUBudget {ns}/{name}", cycle=c.format_time(period_start), reason=reason,
+        notice=dt.timedelta(seconds=settings.budget_suspend_notice_seconds), idle_only=True))
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min" if seconds >= 60 else f"{int(seconds)} s"
 
 
 def _write_status(kube: Kube, obj: JSON, current: JSON, desired: JSON, dry_run: bool) -> bool:
@@ -203,32 +228,3 @@ def _write_status(kube: Kube, obj: JSON, current: JSON, desired: JSON, dry_run: 
     kube.patch(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"), {"status": patch},
                dry_run=dry_run, subresource="status")
     return True
-
-
-def is_idle(pod: JSON, settings: Settings, utilization: UtilizationLookup | None, ledger: CostLedger | None) -> bool:
-    """Idle for the budget's purpose: the current sample is below the idle threshold. No sample, no idle."""
-    if not c.is_running(pod) or utilization is None:
-        return False
-    util = utilization(pod["metadata"].get("namespace", ""), pod["metadata"]["name"])
-    return util is not None and util < settings.cost_idle_util_percent
-
-
-def _suspend_idle(kube: Kube, settings: Settings, budget: JSON, parsed: ParsedBudget, pods: list[JSON],
-                  now: dt.datetime, notifier: Notifier, utilization: UtilizationLookup | None,
-                  ledger: CostLedger | None, suspend_workload: Any) -> list[str]:
-    from gpu_steward.budgets.suspend import suspend_pod_workload
-
-    act = suspend_workload or suspend_pod_workload
-    done: list[str] = []
-    for pod in pods:
-        if not is_idle(pod, settings, utilization, ledger):
-            continue
-        outcome = act(kube, pod, now, settings.dry_run)
-        if outcome is None or (outcome.suspendable and not outcome.changed):
-            continue  # already suspended: nothing new to say
-        done.append(outcome.message)
-        if outcome.changed:
-            notifier.send(_notice(pod, parsed, "BudgetSuspendedIdle",
-                                  f"GPU budget {budget['metadata']['name']} is exceeded: {outcome.message}"),
-                          now=now, dry_run=settings.dry_run)
-    return done

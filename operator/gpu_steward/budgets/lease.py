@@ -1,5 +1,8 @@
-"""Reconcile one ExperimentLease: usage of its covered pods, the state machine, notices, expiry
-actions (suspend through the workload adapters; bare pods are notify-only) and the quota it adds.
+"""Reconcile one ExperimentLease: usage of its covered pods, the state machine, notices, the quota it
+adds, and at expiry (or ``maxSpend``) a suspension request (``budgets.requests``) for its covered
+workloads. The lease suspends nothing itself: the idle pass warns each workload's owner, stating the
+suspension time (no earlier than the lease's end, and at least ``gracePeriod`` after the warning), and
+suspends it only then — through the same protocol as idle suspensions (bare pods: notify-only).
 
 What the reconcile relies on — phase, activation, end, the granted terms, the spend and GPU-hour
 ledgers — is the operator's record (``budgets.records``, a ConfigMap in the operator's namespace),
@@ -9,7 +12,7 @@ repeat a notice but never lose one; the recorded phase makes each notice go out 
 
 Covered workloads: the pods the *granted* selector matches whose workload (the top of the owner
 chain, or the bare pod) was created by the lease's creator (``gpusteward.dev/created-by``, stamped
-at admission). Expiry suspends only those; others matched by the selector are counted in
+at admission). Expiry requests the suspension of only those; others matched by the selector are counted in
 ``status.foreignWorkloads`` and named in the expiry notice, never touched.
 """
 
@@ -29,10 +32,13 @@ from gpu_steward.budgets.budget import _write_status, lease_records, reconcile_b
 from gpu_steward.budgets.costs import Prices, gpu_pods, holds_gpus
 from gpu_steward.budgets.notifier import Notice, Notifier
 from gpu_steward.budgets.parse import ParsedBudget, ParsedLease, parse_budget, parse_lease
+from gpu_steward.budgets.requests import RECORD_KEY as REQUESTS_KEY
+from gpu_steward.budgets.requests import RequestBook, encode
 from gpu_steward.kube import Kube
 from gpu_steward.policy import budget as pb
 from gpu_steward.policy import cost as c
 from gpu_steward.policy import lease as pl
+from gpu_steward.policy.requests import Published, SuspensionRequest, api_group
 from gpu_steward.settings import Settings
 from gpu_steward.units import format_money, format_quantity
 
@@ -51,6 +57,7 @@ class LeaseResult:
     status_written: bool
     notices: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
+    requested: list[Published] = field(default_factory=list)  # suspension requests published
 
 
 def namespace_budget(kube: Kube, namespace: str) -> JSON | None:
@@ -143,10 +150,9 @@ def _refs(items: list[_Covered]) -> list[JSON]:
 
 def reconcile_lease(
     kube: Kube, settings: Settings, lease: JSON, now: dt.datetime, notifier: Notifier,
-    *, suspend_workload: Any = None,
+    *, book: RequestBook | None = None,
 ) -> LeaseResult:
-    from gpu_steward.budgets.suspend import suspend_pod_workload
-
+    """``book``: where requests go under the global dry-run (no record is written then)."""
     meta = lease["metadata"]
     ns, name, generation, uid = meta["namespace"], meta["name"], meta.get("generation"), meta["uid"]
     status = dict(lease.get("status") or {})
@@ -218,12 +224,12 @@ def reconcile_lease(
     actions_taken: list[str] = []
     became_expired = decision.phase in ("Expired", "Released") and state.phase not in ("Expired", "Released")
 
-    if decision.suspend_workloads or (became_expired and parsed.terms.on_expiry == "Suspend"):
-        act = suspend_workload or suspend_pod_workload
-        for pod in holding if parsed.creator is not None else []:
-            outcome = act(kube, pod, now, dry_run)
-            if outcome.changed or (became_expired and not outcome.suspendable):
-                actions_taken.append(outcome.message)
+    requested = expiry_requests(ns, name, parsed, decision, usage,
+                                [workloads[p["metadata"]["uid"]] for p in holding] if parsed.creator else [])
+    if became_expired and requested:
+        names = sorted(f"{k}/{n}" for _, k, n in requested[0].workloads or ())
+        actions_taken.append(f"suspension requested for {', '.join(names)}: each owner is warned with the time, "
+                             f"at least {_span(parsed.terms.grace)} ahead (gracePeriod)")
     if became_expired and foreign:
         who = parsed.creator or "nobody (no creator stamp: the admission webhook is off)"
         actions_taken.append(
@@ -256,7 +262,12 @@ def reconcile_lease(
         "spendLedger": spend_ledger.to_json(),
         "gpuHoursLedger": hours_ledger.to_json(),
     }
+    # The request is recorded before the idle pass can act on it, and rewritten only when it changes.
+    if requested:
+        record[REQUESTS_KEY] = encode(requested)
     records.put(lease, record, previous=rec, dry_run=dry_run)
+    if book is not None:
+        book.put(uid, encode(requested))
 
     desired: JSON = {
         "phase": decision.phase,
@@ -280,5 +291,32 @@ def reconcile_lease(
     if quota_changed and budget is not None and not dry_run:
         # The lease's GPUs join or leave the quota now, not at the budget's next timer tick.
         reconcile_budget(kube, settings, kube.get(API_VERSION, "GPUBudget", budget["metadata"]["name"], ns) or budget,
-                         now, notifier)
-    return LeaseResult(decision.phase, {**status, **desired}, written, sent, actions_taken)
+                         now, notifier, book=book)
+    return LeaseResult(decision.phase, {**status, **desired}, written, sent, actions_taken, requested)
+
+
+def expiry_requests(ns: str, name: str, parsed: ParsedLease, decision: pl.LeaseDecision, usage: pl.LeaseUsage,
+                    covered: list[_Covered]) -> list[Published]:
+    """The lease's request to suspend its covered workloads (``onExpiry: Suspend``): from ``Expiring``
+    on, so the owners' warnings go out ``gracePeriod`` before the end and state a time no earlier than
+    the end; at once when the spend cap is reached (then ``gracePeriod`` after the warning). Its cycle is
+    the lease's end: a renewal (a new end) voids the warnings given for the old one."""
+    if parsed.terms.on_expiry != "Suspend" or decision.phase not in ("Expiring", "Expired") or not covered:
+        return []
+    end = decision.expires_at
+    if end is None:
+        return []
+    cap = decision.grant.max_spend if decision.grant is not None else None
+    if cap is not None and usage.spend >= cap:
+        reason, not_before = f"its ExperimentLease {ns}/{name} reached its spend cap ({format_money(cap)})", None
+    else:
+        reason, not_before = f"its ExperimentLease {ns}/{name} ends at {c.format_time(end)}", end
+    refs = frozenset((api_group(w.ref["apiVersion"]), w.ref["kind"], w.ref["name"]) for w in covered)
+    return [Published(ns, SuspensionRequest(source=f"ExperimentLease {ns}/{name}", cycle=c.format_time(end),
+                                            reason=reason, notice=parsed.terms.grace, not_before=not_before),
+                      refs)]
+
+
+def _span(delta: dt.timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"

@@ -52,6 +52,17 @@ class RecordStore:
                 out[cm["metadata"]["name"].removeprefix(prefix)] = data
         return out
 
+    def all(self) -> dict[str, JSON]:
+        """Every record of this kind, by uid (one LIST)."""
+        cms = self.kube.list("v1", "ConfigMap", self.namespace, label_selector=f"{KIND_LABEL}={self.kind}")
+        prefix = record_name(self.kind, "")
+        out: dict[str, JSON] = {}
+        for cm in cms:
+            data = _decode(cm)
+            if data is not None:
+                out[cm["metadata"]["name"].removeprefix(prefix)] = data
+        return out
+
     def put(self, obj: JSON, data: JSON, *, previous: JSON | None, dry_run: bool) -> bool:
         """Write the record of ``obj`` when it changed; True when written."""
         if previous == data:

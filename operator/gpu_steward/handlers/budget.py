@@ -27,7 +27,7 @@ def _reconcile(namespace: str, name: str) -> None:
         return
     with rt.serialized(budget["metadata"]["uid"]):
         reconcile_budget(rt.kube, rt.settings, budget, dt.datetime.now(dt.UTC), rt.notifier,
-                         utilization=rt.utilization, ledger=rt.ledger)
+                         ledger=rt.ledger, book=rt.requests)
 
 
 # Only spec changes trigger: our own status and ledger-annotation writes must not re-trigger us.
@@ -44,7 +44,6 @@ async def _cost_pass() -> None:
     now = dt.datetime.now(dt.UTC)
     # The watch-fed index, not a LIST of every pod each interval (memory and apiserver load at scale).
     pods = rt.index.pod_bodies(rt.settings.namespaces)
-    # The same readings serve the cost ledger and the budgets' SuspendIdleFirst.
     rt.utilization = await sample(rt.source, pods, now) if rt.source is not None else None
     result = await asyncio.to_thread(reconcile_pod_costs, rt.kube, rt.settings, now, rt.ledger, rt.utilization, pods)
     log.debug("cost pass", pods=result.pods, written=result.written, rate_limited=result.skipped_rate_limited)

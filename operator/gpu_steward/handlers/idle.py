@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 import structlog
 
+from gpu_steward.budgets import requests
 from gpu_steward.handlers import loops, watch  # noqa: F401  (watch: registers the index's watches)
 from gpu_steward.idle.controller import IdleController
 from gpu_steward.idle.metrics import record_pass
@@ -25,7 +26,9 @@ log = structlog.get_logger(__name__)
 async def start_idle_loop(memo: kopf.Memo, **_: Any) -> None:
     rt = get_runtime()
     assert rt.source is not None
-    controller = IdleController(rt.kube, rt.settings, rt.source, rt.index, SlackNotifier.from_settings(rt.settings))
+    # Budgets and leases suspend nothing themselves: their requests are carried out by this pass.
+    controller = IdleController(rt.kube, rt.settings, rt.source, rt.index, SlackNotifier.from_settings(rt.settings),
+                                requests=lambda: requests.load(rt.kube, rt.settings, rt.requests))
 
     async def one_pass() -> None:
         result = await controller.run_pass()

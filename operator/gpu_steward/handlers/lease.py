@@ -27,4 +27,4 @@ def lease_reconcile(namespace: str, name: str, **_: Any) -> None:
     # One lease of a namespace at a time: the fast lane's per-owner / per-namespace caps count the
     # namespace's other leases, so two activating together must not both see room for one.
     with rt.serialized(f"experimentleases/{namespace}"):
-        reconcile_lease(rt.kube, rt.settings, lease, dt.datetime.now(dt.UTC), rt.notifier)
+        reconcile_lease(rt.kube, rt.settings, lease, dt.datetime.now(dt.UTC), rt.notifier, book=rt.requests)

@@ -35,6 +35,7 @@ from gpu_steward.policy import idle as engine
 from gpu_steward.policy.cost import GPU_PRODUCT_LABEL, gpu_hour_price
 from gpu_steward.policy.idle_model import ActionKind, Decision, IdleRules, IdleState, Phase, WorkloadFacts
 from gpu_steward.policy.idle_summary import summarize
+from gpu_steward.policy.requests import Published, SuspensionRequest, choose
 from gpu_steward.policy.schedule import in_window
 from gpu_steward.policy.selection import PolicyCandidate, choose_policy, exempt_by_selectors, policy_applies
 from gpu_steward.policy.usage import Usage, merge_usages
@@ -95,6 +96,7 @@ class Chosen:
     tz: str | None
     exemptions: list[Any]
     not_suspended_because: str | None = None  # notify-only for a reason the owner must hear (data loss)
+    request: SuspensionRequest | None = None  # a budget's or lease's request: its notice cycle governs
 
 
 @dataclass
@@ -124,8 +126,12 @@ class Planned:
 
 class IdleController:
     def __init__(self, kube: Kube, settings: Settings, source: UtilizationSource, registry: Registry,
-                 slack: SlackNotifier | None = None, clock: Callable[[], dt.datetime] | None = None) -> None:
+                 slack: SlackNotifier | None = None, clock: Callable[[], dt.datetime] | None = None,
+                 requests: Callable[[], list[Published]] | None = None) -> None:
         self.kube, self.settings, self.source, self.registry = kube, settings, source, registry
+        # Budgets' and leases' suspension requests (budgets.requests.load), read once per pass: they are
+        # carried out here, through the same protocol as idle suspensions (design invariant 2).
+        self.requests = requests or (lambda: [])
         self.slack = slack
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._resolved: dict[str, tuple[WorkloadRef | None, WorkloadRef | None, bool, tuple[Any, ...]]] = {}
@@ -148,6 +154,7 @@ class IdleController:
         pods = [p for p in self.registry.pods() if p.running]
         workloads = await asyncio.to_thread(self._group, pods)
         objects, namespaces = await asyncio.to_thread(self._read_cluster, workloads)
+        published = await asyncio.to_thread(self.requests)
         usages = await self.source.fetch([PodRef(p.namespace, p.name, p.uid, p.node) for p in pods], now)
         decisions: dict[tuple[str, str], list[Decision]] = defaultdict(list)
         planned: list[Planned] = []
@@ -158,6 +165,11 @@ class IdleController:
             pkey = ("", "")
             try:  # one workload's error (a 404, 409, 422 ...) never stops the others' evaluation
                 chosen = self._policy_for(wl, obj, policies, namespaces)
+                request = choose(p.request for p in published if p.covers(*_key(wl.ref)))
+                if request is not None:
+                    chosen = self._for_request(wl, obj, chosen, request)
+                elif chosen is None:
+                    chosen = self._ungoverned(wl, obj)
                 if chosen is None:
                     continue
                 pkey = chosen.key
@@ -362,6 +374,40 @@ class IdleController:
         exemptions = body["spec"].get("exemptions", {}).get("selectors") or []
         return Chosen((chosen.namespace, chosen.name), rules, windows, tz, exemptions, lose)
 
+    def _default_rules(self) -> IdleRules:
+        """Rules for a workload no IdlePolicy governs, when a budget or lease asks to suspend it: idle below
+        ``cost_idle_util_percent`` (what the budget counts as idle), 10 minutes of startup grace, the
+        channels the operator can use."""
+        channels = ("Slack", "Event") if self.slack is not None and self.slack.configured else ("Event",)
+        return IdleRules(util_threshold_percent=self.settings.cost_idle_util_percent, idle_for=dt.timedelta(0),
+                         startup_grace=dt.timedelta(minutes=10), dry_run=self.settings.dry_run, channels=channels,
+                         max_sample_age=dt.timedelta(seconds=self.settings.sample_max_age_seconds),
+                         max_gap=self.max_gap)
+
+    def _for_request(self, wl: Workload, obj: dict[str, Any], chosen: Chosen | None,
+                     request: SuspensionRequest) -> Chosen:
+        """A budget's or lease's request governs the workload: the policy's idle rules (or the defaults), but
+        the request's notice cycle, and suspension unless the workload cannot be suspended (a bare pod, data
+        that suspension would delete, a notice channel the operator cannot use). Only the global dry-run
+        applies: budgets and leases have no dry-run of their own, and an IdlePolicy's dry-run is about idle
+        suspensions, not about a budget overrun or an expired lease."""
+        base = chosen.rules if chosen is not None else self._default_rules()
+        lose = next(filter(None, (adapters.data_loss_reason(o) for o in (obj, *wl.objects))), None)
+        cannot = not wl.suspendable or lose or self._degraded(base.channels)
+        rules = replace(base, action="NotifyOnly" if cannot else "Suspend", dry_run=self.settings.dry_run)
+        return Chosen((wl.ref.namespace or "", request.source), rules, (), None,
+                      chosen.exemptions if chosen is not None else [], lose, request)
+
+    def _ungoverned(self, wl: Workload, obj: dict[str, Any]) -> Chosen | None:
+        """No policy, no request — but a suspension of ours (a request's, since gone: a lease released when
+        its pods went) or a notice still owed: keep evaluating it, so resume and the notices work."""
+        state, _ = engine.state_from_annotation(
+            ((obj.get("metadata") or {}).get("annotations") or {}).get(IDLE_STATE_ANNOTATION))
+        if not (_holds_suspension(state) or state.suspended_notice.pending or state.resumed_notice.pending):
+            return None
+        source = (state.warn_policy or "").split("@")[0] or "GPU Steward"
+        return Chosen((wl.ref.namespace or "", source), self._default_rules(), (), None, [])
+
     def _degraded(self, channels: Any) -> list[str]:
         """The notice channels a policy names that the operator cannot use: such a policy never suspends."""
         return unusable_channels(channels or ("Slack", "Event"), self.slack)
@@ -385,7 +431,7 @@ class IdleController:
             exempt_by_selector=exempt_by_selectors(exemptions, labels),
             exempt_until=ann.get(EXEMPT_ANNOTATION), snooze_until=ann.get(SNOOZE_ANNOTATION),
             resume_requested=str(ann.get(RESUME_ANNOTATION, "")).lower() == "true",
-            suspended=suspended, gpu_hour_price=self._price(wl),
+            suspended=suspended, gpu_hour_price=self._price(wl), request=chosen.request,
         )
 
     def _node(self, wl: Workload) -> dict[str, Any] | None:
@@ -536,6 +582,8 @@ class IdleController:
             buttons=self.settings.slack_signing_secret is not None and self.settings.slack_bot_token is not None,
             uid=wl.ref.uid, owner_email=owner.email,
             not_suspended_because=chosen.not_suspended_because,
+            cause=_cause(chosen.request, decision.state.warn_policy),
+            snoozable=chosen.request.snoozable if chosen.request is not None else True,
         )
 
     # ---- policy status -------------------------------------------------------------------------
@@ -566,6 +614,16 @@ class IdleController:
 
 def _key(ref: WorkloadRef) -> tuple[str, str, str, str]:
     return (ref.api_version.split("/")[0] if "/" in ref.api_version else "", ref.kind, ref.namespace or "", ref.name)
+
+
+def _cause(request: SuspensionRequest | None, warn_policy: str | None) -> str | None:
+    """Why a budget or lease wants the workload suspended, for its notices; None for idle policies. After the
+    request is gone (a lease released once its pods went) the warning's owner still names it."""
+    if request is not None:
+        return request.reason
+    if warn_policy and "@" in warn_policy:  # a request's id; a policy's is "namespace/name"
+        return f"suspension requested by {warn_policy.split('@')[0]}"
+    return None
 
 
 def _holds_suspension(state: IdleState) -> bool:

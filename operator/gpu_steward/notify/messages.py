@@ -78,6 +78,10 @@ class NoticeContext:
     uid: str | None = None  # of the workload: a button is for this object only
     owner_email: str | None = None  # where the notice goes; a button carries it (signed) for the owner check
     not_suspended_because: str | None = None  # why this workload is only notified about (e.g. it would lose data)
+    # A budget's or a lease's suspension request (not idleness) is why: e.g. "ExperimentLease ml/exp1 ended
+    # at ...". ``snoozable``: whether a snooze postpones it (an expired lease's does not).
+    cause: str | None = None
+    snoozable: bool = True
 
 
 # What a suspension costs the owner, said in every warning that announces one.
@@ -105,7 +109,7 @@ def _escaped(ctx: NoticeContext) -> NoticeContext:
 
     return replace(ctx, kind=slack_escape(ctx.kind), name=slack_escape(ctx.name), namespace=slack_escape(ctx.namespace),
                    owner=esc(ctx.owner), gpu_model=esc(ctx.gpu_model), policy=esc(ctx.policy), reason=esc(ctx.reason),
-                   currency=slack_escape(ctx.currency))
+                   currency=slack_escape(ctx.currency), cause=esc(ctx.cause))
 
 
 def _ts(value: datetime | None) -> str:
@@ -148,6 +152,13 @@ def headline(ctx: NoticeContext) -> str:
     """One line that says what happened; also the Slack fallback text and the Event message's start."""
     ref = f"{ctx.kind} {ctx.namespace}/{ctx.name}"
     prefix = "[dry-run] " if ctx.dry_run else ""
+    if ctx.cause and ctx.stage != "resumed":
+        if ctx.stage == "warning":
+            if ctx.suspend_at is None:
+                return f"{prefix}{ref}: {ctx.cause} (it cannot be suspended; no action will be taken)"
+            verb = "would be suspended" if ctx.dry_run else "will be suspended"
+            return f"{prefix}{ref} {verb} at {_ts(ctx.suspend_at)}: {ctx.cause}"
+        return f"[dry-run] would suspend {ref}: {ctx.cause}" if ctx.dry_run else f"{ref} was suspended: {ctx.cause}"
     if ctx.stage == "warning":
         if ctx.suspend_at is None:
             return f"{prefix}{ref} is holding {ctx.gpus} idle GPU(s) (no action will be taken)"
@@ -178,13 +189,17 @@ def _facts(ctx: NoticeContext) -> list[str]:
         facts.append(f"*Idle since*\n{_ts(ctx.idle_since)} ({_dur(ctx.now - ctx.idle_since)})")
     if ctx.stage == "warning" and ctx.suspend_at is not None:
         facts.append(f"*Suspension at*\n{_ts(ctx.suspend_at)} (in {_dur(ctx.suspend_at - ctx.now)})")
-    if ctx.policy:
+    if ctx.cause:
+        facts.append(f"*Why*\n{ctx.cause}")
+    elif ctx.policy:
         facts.append(f"*Policy*\nIdlePolicy `{ctx.policy}`")
     return facts
 
 
 def _how_to(ctx: NoticeContext) -> str:
     resume_cli, resume_annotate = resume_commands(ctx)
+    if ctx.stage == "warning" and not ctx.snoozable:
+        return f"{_warning_terms(ctx)}Save your work before then; this cannot be snoozed."
     if ctx.stage == "warning":
         limit = f" (at most {_dur(ctx.max_snooze)})" if ctx.max_snooze else ""
         keep = "Still using it? Run something on the GPU, or snooze" + limit + ":"
@@ -211,7 +226,7 @@ def _buttons(ctx: NoticeContext) -> list[dict[str, Any]]:
     if not ctx.buttons or ctx.dry_run or not ctx.api_version or not ctx.uid:
         return []
     ref = WorkloadRef(ctx.api_version, ctx.kind, ctx.namespace, ctx.name, ctx.uid)
-    if ctx.stage == "warning":
+    if ctx.stage == "warning" and ctx.snoozable:
         span = ctx.max_snooze or DEFAULT_SNOOZE
         expires = ctx.suspend_at or ctx.now + RESUME_BUTTON_TTL
         value = button_value(ref, expires=expires, snooze=span, owner_email=ctx.owner_email)
@@ -260,10 +275,11 @@ def event_for(ctx: NoticeContext) -> EventSpec:
         reason = "IdleWouldSuspend" if ctx.stage == "suspended" else "DryRun" + reason
     parts = [headline(ctx) + "."]
     if ctx.stage == "warning":
-        parts.append(f"GPU utilization below threshold since {_ts(ctx.idle_since)}.")
+        if not ctx.cause or ctx.snoozable:
+            parts.append(f"GPU utilization below threshold since {_ts(ctx.idle_since)}.")
         if terms := _warning_terms(ctx).strip():
             parts.append(terms)
-        if ctx.suspend_at is not None:
+        if ctx.suspend_at is not None and ctx.snoozable:
             parts.append(f"Snooze: {snooze_command(ctx)}")
     elif ctx.stage == "suspended" and not ctx.dry_run:
         parts.append(f"Nothing was deleted. Resume: {resume_commands(ctx)[0]}")

@@ -44,6 +44,14 @@ Invariants (design doc, "Idle, notices and actions"):
 6. Dry-run: WARN and SUSPEND come back ``would_only``; the state advances as if done (WouldSuspend).
    RESUME is never would-only: giving back what we took is always allowed.
 
+Suspension requests (``facts.request``, from budgets and leases; ``policy.requests``): the same protocol
+runs for them with ``request_rules(rules, request)``: the warning belongs to the request (its ``id`` is the
+"policy" a warning counts for), states ``max(now + request.notice, request.not_before)``, and nothing is
+suspended before it. A *demand* (lease expiry / maxSpend) skips utilization, snoozes, exemptions, startup
+grace and windows; an *idle-only* request (budget SuspendIdleFirst) is the idle protocol with no
+``idle_for`` wait and no schedule windows — activity, unknown data, snoozes, exemptions and grace apply.
+Resume requests and the suspended phase work the same whoever asked for the suspension.
+
 Schedule windows: outside a window the idle clock keeps running, but no warning or suspension starts;
 a warning already intended or sent when the window closes is withdrawn (a new episode begins, the idle
 start is kept) so the next window gives a fresh warning with the full notice period.
@@ -71,6 +79,7 @@ from gpu_steward.policy.idle_model import (
     state_from_annotation,
     state_to_annotation,
 )
+from gpu_steward.policy.requests import SuspensionRequest
 from gpu_steward.policy.timeparse import TimeParseError, as_utc, format_rfc3339, parse_rfc3339
 from gpu_steward.policy.usage import Usage
 
@@ -87,6 +96,7 @@ __all__ = [
     "confirm",
     "decide",
     "needs_persist",
+    "request_rules",
     "state_from_annotation",
     "state_to_annotation",
 ]
@@ -204,9 +214,21 @@ class _Out:
         self.actions.append(Action(kind, s.episode, would, why, s.idle_since, suspend_at))
 
 
+def request_rules(rules: IdleRules, request: SuspensionRequest) -> IdleRules:
+    """The rules a suspension request runs under: its own notice cycle (a warning counts only for the
+    request that gave it) and notice period; an idle-only request waits for no ``idle_for``. Everything
+    else (threshold, grace, opt-out bounds, channels, dry-run, NotifyOnly for what cannot be suspended)
+    comes from ``rules``, which the orchestrator built for the workload."""
+    return replace(rules, policy=request.id, notice_before=request.notice,
+                   idle_for=timedelta(0) if request.idle_only else rules.idle_for)
+
+
 def decide(state: IdleState, usage: Usage, facts: WorkloadFacts, rules: IdleRules, now: datetime) -> Decision:
     """One evaluation step for one workload. Pure and total: never raises on odd inputs."""
     now = as_utc(now)
+    if facts.request is not None:
+        rules = request_rules(rules, facts.request)
+        facts = replace(facts, in_window=True)  # windows say when a policy enforces, not a budget or lease
     notes: list[str] = []
     out = _Out(rules)
     exemption, exempt_until, exemption_cut = _track_opt_out(
@@ -216,7 +238,8 @@ def decide(state: IdleState, usage: Usage, facts: WorkloadFacts, rules: IdleRule
         state.snooze, facts.snooze_until, rules.max_snooze, now, "snooze-until", notes
     )
     s = replace(state, exemption=exemption, snooze=snooze, restored=False)
-    s = _adopt_legacy_warning(s, rules)
+    if facts.request is None:  # a previous release's warning was an idle policy's, never a request's
+        s = _adopt_legacy_warning(s, rules)
     # A restored state's idle_covered_to may lag by up to one checkpoint (see needs_persist).
     gap = rules.max_gap + (rules.checkpoint_every if state.restored else timedelta(0))
     s, clear_resume = _step(s, usage, facts, rules, now, out, exempt_until, snooze_until, gap)
@@ -297,6 +320,12 @@ def _step(
         out.hold, out.reason = Hold.SUSPENDED_ELSEWHERE, "suspended outside GPU Steward"
         return _reset(s, now, Phase.ACTIVE), False
 
+    if facts.request is not None and not facts.request.idle_only:
+        # A demand (lease expiry, maxSpend): no opt-out, no grace, no utilization postpones it.
+        if s.warn.intended_at is None:
+            s = _new_episode(s, now, None)
+        return _notice_cycle(s, facts, rules, now, out, facts.request.reason), False
+
     grace_end: datetime | None = None
     starts = [t for t in (facts.started_at, s.resumed_at) if t is not None]
     if starts:
@@ -369,13 +398,23 @@ def _idle_step(
         out.hold = Hold.OUTSIDE_WINDOW
         return s
 
+    return _notice_cycle(s, facts, rules, now, out,
+                         f"idle for {_fmt_delta(idle_for)} (below {rules.util_threshold_percent:g}% GPU)")
+
+
+def _notice_cycle(s: IdleState, facts: WorkloadFacts, rules: IdleRules, now: datetime, out: _Out,
+                  why: str) -> IdleState:
+    """Warn (stating the suspension time), wait for that time, suspend — one notice per stage."""
     restart = _warning_void(s, rules)
     if restart:
         # That warning does not count for what the policy would do now: a new notice cycle, same idle start.
         s = _new_episode(s, now, s.idle_since)
-    suspend_due = now + rules.notice_before if rules.action == "Suspend" else None
+    suspend_due = None
+    if rules.action == "Suspend":
+        suspend_due = now + rules.notice_before
+        if facts.request is not None and facts.request.not_before is not None:
+            suspend_due = max(suspend_due, as_utc(facts.request.not_before))
     if s.warn.intended_at is None or (s.warn.pending and rules.dry_run):
-        why = f"idle for {_fmt_delta(idle_for)} (below {rules.util_threshold_percent:g}% GPU)"
         if restart:
             why += f"; new warning: {restart}"
         if rules.dry_run:
@@ -404,14 +443,20 @@ def _idle_step(
     if rules.dry_run:
         if s.phase is not Phase.WOULD_SUSPEND:
             s = replace(s, phase=Phase.WOULD_SUSPEND, would_suspend_at=now, would_suspend_gpus=facts.gpus)
-            out.act(s, ActionKind.SUSPEND, f"idle since {_maybe(s.idle_since)}, notice given", True)
+            out.act(s, ActionKind.SUSPEND, _suspend_why(s, facts), True)
         out.reason = "dry-run: would suspend"
         return s
     if s.suspend.intended_at is None:
         s = replace(s, suspend=Mark(intended_at=now), suspended_gpus=facts.gpus)
-    out.act(s, ActionKind.SUSPEND, f"idle since {_maybe(s.idle_since)}, notice given", False)
+    out.act(s, ActionKind.SUSPEND, _suspend_why(s, facts), False)
     out.reason = "suspending"
     return s
+
+
+def _suspend_why(s: IdleState, facts: WorkloadFacts) -> str:
+    if facts.request is not None and not facts.request.idle_only:
+        return f"{facts.request.reason}; notice given"
+    return f"idle since {_maybe(s.idle_since)}, notice given"
 
 
 def _adopt_legacy_warning(s: IdleState, rules: IdleRules) -> IdleState:

@@ -15,6 +15,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
+from gpu_steward.policy.requests import SuspensionRequest
 from gpu_steward.policy.timeparse import TimeParseError, format_rfc3339, parse_rfc3339
 
 STATE_VERSION = 1
@@ -95,6 +96,9 @@ class WorkloadFacts:
     resume_requested: bool = False
     suspended: bool | None = None
     gpu_hour_price: Decimal | None = None
+    # A budget's or a lease's request to suspend this workload (``policy.requests``), or None. With one,
+    # the engine runs the request's notice cycle instead of the policy's (``policy.idle.request_rules``).
+    request: SuspensionRequest | None = None
 
 
 @dataclass(frozen=True)

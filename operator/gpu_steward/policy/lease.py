@@ -9,7 +9,8 @@ Phases::
                             └──approved: false──▶ Rejected                                     Released
 
 - Only Active and Expiring leases add their GPUs to the namespace's quota; at Expired the quota
-  is released and covered workloads are suspended (``onExpiry: Suspend``) or their owner told.
+  is released and covered workloads are suspended (``onExpiry: Suspend``; through the notice
+  protocol, see ``policy.requests``) or their owner told.
 - Released: an expired lease none of whose covered pods still holds a GPU — the grant is over.
 - A renewal (``spec.renewals`` raised) extends the end by one lease length each, up to
   ``fastLane.maxRenewals``; beyond that it is refused with a reason (condition + Event).
@@ -332,7 +333,8 @@ def step(
             if over_spend and cap is not None
             else f"it ended at {format_time(expires_at)}"
         )
-        action = "its workloads are being suspended" if terms.on_expiry == "Suspend" else "its workloads keep running"
+        action = ("its workloads are suspended after their owners' warning (at least gracePeriod ahead)"
+                  if terms.on_expiry == "Suspend" else "its workloads keep running")
         notices.append(Notice("LeaseExpired", f"lease expired: {why}; GPU quota released, {action}", "Warning"))
         phase = "Expired"
     elif phase == "Active" and now >= expires_at - terms.grace:
