@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from collections.abc import Callable
 from typing import Any
@@ -27,14 +28,15 @@ _MAX_EVENTS_PER_ROUND = 256
 # nvmlDeviceGetFieldValues ids (nvml.h)
 _FI_MEMORY_TEMP, _FI_TOTAL_ENERGY, _FI_NVLINK_LINK_COUNT, _FI_PCIE_REPLAY = 82, 83, 91, 94
 _FI_NVLINK_TX, _FI_NVLINK_RX = 138, 139
-_FIELD_VALUES = ((_FI_MEMORY_TEMP, "DCGM_FI_DEV_MEMORY_TEMP"), (_FI_TOTAL_ENERGY, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"),
+_FIELD_VALUES = ((_FI_MEMORY_TEMP, "DCGM_FI_DEV_MEMORY_TEMP"),
+                 (_FI_TOTAL_ENERGY, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"),
                  (_FI_PCIE_REPLAY, "DCGM_FI_DEV_PCIE_REPLAY_COUNTER"))
 
 
 class _Device:
     """What the reader keeps per GPU (by UUID) between rounds: static facts, what is unsupported, GPM samples."""
 
-    __slots__ = ("model", "pci_bus_id", "unsupported", "links", "field_ids", "gpm", "gpm_samples", "xid")
+    __slots__ = ("field_ids", "gpm", "gpm_samples", "links", "model", "pci_bus_id", "unsupported", "xid")
 
     def __init__(self) -> None:
         self.model: str | None = None
@@ -137,17 +139,13 @@ class NvmlReader:
     def _free_native(self) -> None:
         for dev in self._devices.values():
             for pair in dev.gpm_samples.values():
-                for sample in pair:
-                    try:
+                for sample in pair[:2]:
+                    with contextlib.suppress(pynvml.NVMLError):
                         pynvml.nvmlGpmSampleFree(sample)
-                    except pynvml.NVMLError:
-                        pass
         self._devices.clear()
         if self._events is not None:
-            try:
+            with contextlib.suppress(pynvml.NVMLError):
                 pynvml.nvmlEventSetFree(self._events)
-            except pynvml.NVMLError:
-                pass
             self._events = None
 
     def _device(self, uuid: str) -> _Device:
@@ -352,7 +350,9 @@ class NvmlReader:
             log.info("nvml_field_not_supported", gpu=reading.index, uuid=reading.uuid, call="field_values",
                      kind="NOT_SUPPORTED", field_ids=sorted({fid for fid, _ in dropped}))
 
-    def _gpm(self, handle: Any, dev: _Device, gpu_instance: int | None, call: Callable[..., Any]) -> dict[str, float] | None:
+    def _gpm(
+        self, handle: Any, dev: _Device, gpu_instance: int | None, call: Callable[..., Any]
+    ) -> dict[str, float] | None:
         """GPM figures between the previous round's sample and this one (None on the first round, or on error)."""
         pair = dev.gpm_samples.get(gpu_instance)
         try:
