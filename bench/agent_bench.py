@@ -1,8 +1,13 @@
 """Agent benchmark: CPU time per sampling round and resident memory at 1 Hz, 8 GPUs and 16 processes.
 
-Goal (issue 4): at most 0.5 % of one core and 40 MB RSS. Nothing here asserts the goal; it prints numbers.
+Goal (issue 4, 15): at most 0.5 % of one core and 45 MB RSS with every field on. Nothing here asserts the
+goal; it prints numbers.
 
-    python bench/agent_bench.py [--seconds 30] [--gpus 8] [--procs 16]
+    python bench/agent_bench.py [--seconds 30] [--gpus 8] [--procs 16] [--basic]
+
+By default every GPU is an H100 on the fake NVML with every dcgm-exporter field and GPM (profiling
+figures, idle signals) answering; --basic uses GPUs that answer only what the agent read before issue 15
+(utilization, memory, power, temperature), for a before/after comparison.
 
 The parent builds the fake NVML library, a fake /proc and a fake kubelet (real pod-resources gRPC API on a
 unix socket) and scrapes the agent like Prometheus and the operator would (/metrics, /v1/summary every
@@ -85,7 +90,9 @@ def child(args: argparse.Namespace) -> None:
         "rssMB": round(vm("VmRSS") / 1e6, 1),
         "peakRssMB": round(vm("VmHWM") / 1e6, 1),
         "rssMBAfterStartup": round(rss_after_import / 1e6, 1),
-        "goal": "<= 0.5 % of one core, <= 40 MB RSS",
+        "fields": "basic" if args.basic else "all (H100, GPM)",
+        "dcgmSeries": metrics.render().count(b"\nDCGM_FI_"),
+        "goal": "<= 0.5 % of one core, <= 45 MB RSS",
     }
     server.shutdown()
     agent.close()
@@ -132,7 +139,14 @@ def parent(args: argparse.Namespace) -> None:
             (proc_root / str(pid) / "cgroup").write_text(
                 f"0::/kubepods.slice/kubepods-pod{uid.replace('-', '_')}.slice/cri-containerd-{'c' * 64}.scope\n")
             pid += 1
-        g = fakenvml.gpu(i, util=60, memUtil=20, memUsed=per_gpu * 4 * 2**30, processes=procs)
+        if args.basic:
+            g = fakenvml.gpu(i, util=60, memUtil=20, memUsed=per_gpu * 4 * 2**30, processes=procs, smClock=None,
+                             memClock=None, memTemp=None, energyMj=None, pcieReplay=None, encUtil=None, decUtil=None,
+                             remappedRows=None, nvlink=None, xid=None)
+        else:
+            g = fakenvml.h100(i, util=60, memUtil=20, memUsed=per_gpu * 4 * 2**30, processes=procs,
+                              gpm={"graphicsActive": 60, "smActive": 45, "smOccupancy": 30, "tensorActive": 20,
+                                   "dramActive": 25, "pcieTxMiBs": 100, "pcieRxMiBs": 200})
         gpus.append(g)
         pods.append(("bench", f"trainer-{i}", [g["uuid"]]))
     fakenvml.write_state(work / "state", {"gpus": gpus})
@@ -143,7 +157,7 @@ def parent(args: argparse.Namespace) -> None:
         "GPU_STEWARD_AGENT_PROC_ROOT": str(proc_root), "GPU_STEWARD_AGENT_LOG_LEVEL": "WARNING",
     }
     cmd = [sys.executable, __file__, "--child", "--seconds", str(args.seconds), "--gpus", str(args.gpus),
-           "--procs", str(args.procs), "--tight-rounds", str(args.tight_rounds)]
+           "--procs", str(args.procs), "--tight-rounds", str(args.tight_rounds), *(["--basic"] if args.basic else [])]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     ready = json.loads(proc.stdout.readline())
@@ -166,6 +180,7 @@ def main() -> None:
     ap.add_argument("--gpus", type=int, default=8)
     ap.add_argument("--procs", type=int, default=16)
     ap.add_argument("--tight-rounds", type=int, default=300, help="back-to-back rounds (fills the 300 s window)")
+    ap.add_argument("--basic", action="store_true", help="GPUs without the issue-15 fields (before/after)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     (child if args.child else parent)(args)

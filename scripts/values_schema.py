@@ -226,6 +226,8 @@ def build() -> S:
         "utilizationSource": string(enum=["agents", "prometheus"]),
         "prometheusUrl": string(pattern=r"^(https?://.+)?$"),
         "agentTimeoutSeconds": number(exclusiveMinimum=0),
+        "prometheusPodLabel": string(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$"),
+        "prometheusNamespaceLabel": string(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$"),
         "costAnnotationMinIntervalSeconds": number(exclusiveMinimum=0),
         "costIdleUtilPercent": number(minimum=0, maximum=100),
         "ownerKeys": STRINGS,
@@ -262,6 +264,7 @@ def build() -> S:
         "hostPID": BOOL,
         "runAsNonRoot": BOOL,
         "runAsUser": integer(minimum=0),
+        "dcgmMetrics": BOOL,
         **pod_settings(),
     })
     metrics = obj({

@@ -16,6 +16,7 @@ import structlog
 
 from . import attribution, cgroup
 from .config import AgentConfig
+from .fields import SIGNALS
 from .model import GpuReading, Holder, NodeReading, PodSample
 from .nvml import NvmlReader, NvmlUnavailable
 from .podresources.client import PodResourcesClient, PodResourcesUnavailable
@@ -64,6 +65,8 @@ class Agent:
         self.lock = threading.Lock()
         self.gpu_window: Window[str] = Window(config.window_seconds)
         self.pod_window: Window[Holder] = Window(config.window_seconds)
+        # GPM idle signals per container (percent), for pods whose GPUs have GPM
+        self.signal_windows: dict[str, Window[Holder]] = {s: Window(config.window_seconds) for s in SIGNALS}
         self.gpu_info: dict[str, GpuReading] = {}  # latest reading per GPU still in the window
         self.pod_info: dict[Holder, PodSample] = {}
         self.latest: NodeReading | None = None
@@ -164,10 +167,16 @@ class Agent:
                 sample.holder = previous.holder  # keep the UID learned earlier for this container
             self.pod_window.add(key, now, sample.util, sample.mem_used)
             self.pod_info[key] = sample
+            for signal, window in self.signal_windows.items():
+                value = None if sample.signals is None or sample.unknown else sample.signals.get(signal)
+                if value is not None or window.has(key):  # a gap breaks the run; no GPM ever: no series
+                    window.add(key, now, value, None)
         for key in self.gpu_window.prune(now):
             self.gpu_info.pop(key, None)
         for holder in self.pod_window.prune(now):
             self.pod_info.pop(holder, None)
+        for window in self.signal_windows.values():
+            window.prune(now)
         self.latest = reading
         self.latest_holders = result.holders
         self.latest_samples = result.samples

@@ -13,6 +13,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from .fields import SIGNALS
 from .model import Assignment, GpuReading, Holder, PodRef, PodSample, ProcessReading
 
 _REPLICA = re.compile(r"::\d+$")  # NVIDIA device plugin time-slicing replicas: "<uuid>::<n>"
@@ -50,6 +51,14 @@ def _uid_groups(procs: list[ProcessReading], pid_pods: dict[int, PodRef]) -> dic
     return groups
 
 
+def signals_of(prof: dict[str, float] | None) -> dict[str, float] | None:
+    """GPM figures (DCGM ratios) -> the idle signals in percent; None without GPM."""
+    if prof is None:
+        return None
+    out = {signal: prof[name] * 100.0 for signal, name in SIGNALS.items() if name in prof}
+    return out or None
+
+
 def _sum_mem(procs: list[ProcessReading]) -> int | None:
     values = [p.used_memory for p in procs if p.used_memory is not None]
     return sum(values) if values else None
@@ -69,7 +78,8 @@ def _attribute_gpu(
     groups = _uid_groups(gpu.processes, pid_pods)
     if len(holders) == 1:
         uid = next(iter(groups)) if len(groups) == 1 else ""
-        return [PodSample(_with_uid(holders[0], uid), [gpu.uuid], gpu.util, gpu.mem_used, "device")]
+        return [PodSample(_with_uid(holders[0], uid), [gpu.uuid], gpu.util, gpu.mem_used, "device",
+                          signals=signals_of(gpu.prof))]
     # Shared device. Name each process group after its holder where we know which holder that UID is.
     by_name = {(h.namespace, h.pod, h.container): h for h in holders}
     by_uid = {h.uid: h for h in holders if h.uid}  # the cgroup fallback's holders are UIDs
@@ -102,12 +112,16 @@ def _attribute_gpu(
 
 
 def _attribute_mig(gpu: GpuReading, holders_by_uuid: dict[str, list[Holder]]) -> list[PodSample]:
-    # NVML has no utilization counters per MIG instance (DCGM profiling metrics do): memory only.
+    # NVML has no utilization counters per MIG instance: memory, and GPM figures where the GPU has GPM
+    # (nvmlGpmMigSampleGet) and one container holds the instance.
     samples = []
     for mig in gpu.migs:
-        for h in holders_by_uuid.get(mig.uuid, []):
+        holders = holders_by_uuid.get(mig.uuid, [])
+        for h in holders:
             unknown = not gpu.ok
-            samples.append(PodSample(h, [mig.uuid], None, None if unknown else mig.mem_used, "none", unknown=unknown))
+            signals = None if unknown or len(holders) != 1 else signals_of(mig.prof)
+            samples.append(PodSample(h, [mig.uuid], None, None if unknown else mig.mem_used, "none", unknown=unknown,
+                                     signals=signals))
     return samples
 
 
@@ -168,6 +182,10 @@ def merge_by_holder(samples: list[PodSample]) -> list[PodSample]:
         utils = [p.util for p in parts]
         mems = [p.mem_used for p in parts if p.mem_used is not None]
         kinds = {p.attribution for p in parts}
+        signals: dict[str, float] | None = None
+        if all(p.signals for p in parts):  # a signal only where every GPU of the container gives it
+            common = set.intersection(*(set(p.signals or {}) for p in parts))
+            signals = {k: sum((p.signals or {})[k] for p in parts) / len(parts) for k in common} or None
         out.append(
             PodSample(
                 holder=holder,
@@ -177,6 +195,7 @@ def merge_by_holder(samples: list[PodSample]) -> list[PodSample]:
                 attribution=kinds.pop() if len(kinds) == 1 else "none",
                 shared=any(p.shared for p in parts),
                 unknown=any(p.unknown for p in parts),
+                signals=signals,
             )
         )
     return out

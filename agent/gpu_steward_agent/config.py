@@ -33,6 +33,7 @@ class AgentConfig:
     gpu_resource_prefixes: tuple[str, ...] = DEFAULT_GPU_RESOURCES
     log_format: str = "json"
     log_level: str = "INFO"
+    dcgm_metrics: bool = True  # False: publish no DCGM_FI_* series (dcgm-exporter already runs on the node)
 
 
 def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
@@ -46,6 +47,17 @@ def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -
     if value < minimum:
         raise ConfigError(f"{PREFIX}{name} must be at least {minimum}, got {raw!r}")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(PREFIX + name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{PREFIX}{name} must be true or false, got {env.get(PREFIX + name)!r}")
 
 
 def from_env(env: Mapping[str, str] | None = None) -> AgentConfig:
@@ -70,4 +82,5 @@ def from_env(env: Mapping[str, str] | None = None) -> AgentConfig:
         gpu_resource_prefixes=prefixes or DEFAULT_GPU_RESOURCES,
         log_format=env.get(PREFIX + "LOG_FORMAT", "json"),
         log_level=env.get(PREFIX + "LOG_LEVEL", "INFO"),
+        dcgm_metrics=_flag(env, "DCGM_METRICS", True),
     )

@@ -14,7 +14,7 @@ class ProcessReading:
     compute_instance_id: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MigReading:
     uuid: str
     name: str
@@ -22,6 +22,7 @@ class MigReading:
     compute_instance_id: int
     mem_used: int | None
     mem_total: int | None
+    prof: dict[str, float] | None = None  # GPM figures of the instance (DCGM_FI_PROF_* name -> DCGM unit)
 
 
 @dataclass(slots=True)
@@ -37,12 +38,21 @@ class GpuReading:
     mem_util: float | None = None  # percent (memory copy engine activity)
     mem_used: int | None = None  # bytes
     mem_total: int | None = None
+    mem_free: int | None = None
+    mem_reserved: int | None = None  # None where only the v1 memory call answers
+    pci_bus_id: str = ""
     power_w: float | None = None
     temp_c: float | None = None
     processes: list[ProcessReading] = field(default_factory=list)
     processes_known: bool = True  # False when NVML could not list the processes this round
     process_util: bool = False  # NVML gave per-process utilization this round
     migs: list[MigReading] = field(default_factory=list)
+    # Device-wide hardware fields by dcgm-exporter name (clocks, energy, XID, remapped rows, ...), in
+    # dcgm-exporter's units; a field the device does not support is absent.
+    hw: dict[str, float] = field(default_factory=dict)
+    # GPM profiling figures (DCGM_FI_PROF_* name -> ratio 0..1 or bytes/s); None: no GPM on this device
+    # (or not yet: GPM needs two samples, so the first round after start has none).
+    prof: dict[str, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,3 +117,7 @@ class PodSample:
     attribution: str
     shared: bool = False
     unknown: bool = False  # a GPU it holds was unknown this round
+    # Idle signals from GPM (GraphicsActive/SMActive/TensorActive -> percent 0..100) where the container's
+    # GPUs (or MIG instances) are its alone and have GPM; None otherwise (never a device value copied to
+    # several pods).
+    signals: dict[str, float] | None = None

@@ -10,7 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from . import summary
 
@@ -36,7 +36,7 @@ class Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         agent = self.server.agent
         if path == "/metrics":
-            self._send(200, generate_latest(self.server.metrics.registry), CONTENT_TYPE_LATEST)
+            self._send(200, self.server.metrics.render(), CONTENT_TYPE_LATEST)
         elif path == "/v1/summary":
             with agent.lock:
                 body = summary.build(agent, time.time())

@@ -11,7 +11,10 @@ breaks it; `coveredFrom` is null when the latest sample carried no utilization):
           knows only the UID; join on it), gpus [uuid], util {mean, max}, memUsedBytes, memUsedBytesMax,
           samples, utilSamples, lastSampleAt, coveredFrom, coveredSeconds, attribution device|process|none,
           shared (utilization could not be split on a shared GPU: util is null, never the device's value),
-          status ok|unknown
+          status ok|unknown, signals (only for containers whose GPUs or MIG instances are theirs alone and
+          have GPM, Hopper and later): {GraphicsActive|SMActive|TensorActive: {mean, max (percent 0..100),
+          samples, lastSampleAt, coveredFrom, coveredSeconds}} — the profiling figures an IdlePolicy's
+          idle.signal chooses; a pod without them has no "signals" key (the operator falls back to util)
 An operator must treat util null, status unknown or an old lastSampleAt as "no data" — never as idle.
 """
 
@@ -43,6 +46,17 @@ def _holder(h: Holder) -> dict[str, str]:
 def _coverage(stats: Stats) -> dict[str, Any]:
     return {"coveredFrom": None if stats.covered_from is None else iso(stats.covered_from),
             "coveredSeconds": round(stats.covered_seconds, 3)}
+
+
+def _signals(agent: Agent, key: Holder, now: float, max_gap: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for signal, window in agent.signal_windows.items():
+        stats = window.stats(key, now, max_gap)
+        if stats is None or stats.util_samples == 0:
+            continue
+        out[signal] = {**_util(stats), "samples": stats.util_samples, "lastSampleAt": iso(stats.last_at),
+                       **_coverage(stats)}
+    return out
 
 
 def build(agent: Agent, now: float) -> dict[str, Any]:
@@ -104,6 +118,9 @@ def build(agent: Agent, now: float) -> dict[str, Any]:
                 "status": "unknown" if sample.unknown else "ok",
             }
         )
+        signals = _signals(agent, key, now, max_gap)
+        if signals:
+            pods[-1]["signals"] = signals
     pods.sort(key=lambda p: (p["namespace"], p["name"], p["container"], p["uid"]))
     return {
         "apiVersion": API_VERSION,

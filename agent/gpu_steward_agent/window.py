@@ -54,6 +54,9 @@ class Window(Generic[K]):
             del self._series[key]
         return gone
 
+    def has(self, key: K) -> bool:
+        return key in self._series
+
     def keys(self) -> list[K]:
         return list(self._series)
 

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     # or a projected token) before each query set, so a rotated token is picked up.
     prometheus_ca_file: str | None = None
     prometheus_bearer_token_file: str | None = None
+    # The labels that name a series' pod and namespace: "exported_pod"/"exported_namespace" where Prometheus
+    # renamed dcgm-exporter's own labels (a scrape without honor_labels).
+    prometheus_pod_label: str = Field("pod", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+    prometheus_namespace_label: str = Field("namespace", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
     # Prices: per GPU model (node label nvidia.com/gpu.product), a default, a currency.
     currency: str = "USD"

@@ -64,10 +64,10 @@ def test_summary_and_metrics_over_http(fake_nvml: FakeNvml, served: tuple[Agent,
     status, ctype, text = get(url + "/metrics")
     assert status == 200 and ctype.startswith("text/plain")
     lines = {line.split("{")[0]: line for line in text.splitlines() if line.startswith("DCGM_FI_DEV_")}
-    assert lines["DCGM_FI_DEV_GPU_UTIL"].endswith(" 33.0")
-    assert lines["DCGM_FI_DEV_FB_USED"].endswith(" 1024.0")  # MiB, as dcgm-exporter
+    assert lines["DCGM_FI_DEV_GPU_UTIL"].endswith(" 33")  # integers as integers, as dcgm-exporter writes them
+    assert lines["DCGM_FI_DEV_FB_USED"].endswith(" 1024")  # MiB, as dcgm-exporter
     assert lines["DCGM_FI_DEV_POWER_USAGE"].endswith(" 123.456")  # W
-    assert lines["DCGM_FI_DEV_GPU_TEMP"].endswith(" 48.0")
+    assert lines["DCGM_FI_DEV_GPU_TEMP"].endswith(" 48")
     assert 'Hostname="node-a"' in lines["DCGM_FI_DEV_GPU_UTIL"]
     assert 'modelName="NVIDIA A100-SXM4-80GB"' in lines["DCGM_FI_DEV_GPU_UTIL"]
     assert "gpu_steward_agent_sample_duration_seconds_count 2.0" in text

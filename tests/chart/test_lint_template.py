@@ -90,6 +90,7 @@ def test_agent_daemonset_defaults(helm: Path) -> None:
     # The agent's own settings (gpu_steward_agent/config.py: prefix GPU_STEWARD_AGENT_).
     assert env["GPU_STEWARD_AGENT_PORT"]["value"] == "9400"
     assert env["GPU_STEWARD_AGENT_POD_RESOURCES_SOCKET"]["value"] == "/var/lib/kubelet/pod-resources/kubelet.sock"
+    assert env["GPU_STEWARD_AGENT_DCGM_METRICS"]["value"] == "true"  # agent.dcgmMetrics: false where dcgm-exporter runs
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     sc = container["securityContext"]

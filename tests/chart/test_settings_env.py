@@ -95,6 +95,7 @@ def test_full_values_load(helm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.utilization_source == "prometheus"
     assert s.prometheus_url == values["config"]["prometheusUrl"]
     assert s.agent_timeout_seconds == 3.5
+    assert (s.prometheus_pod_label, s.prometheus_namespace_label) == ("exported_pod", "exported_namespace")
     assert s.agent_port == 19400
     assert s.currency == "EUR"
     assert s.default_gpu_hour_price == Decimal("2.10")

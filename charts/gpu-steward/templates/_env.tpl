@@ -48,6 +48,10 @@ Secrets only arrive through secretKeyRef.
 - name: GPU_STEWARD_PROMETHEUS_URL
   value: {{ . | quote }}
 {{- end }}
+- name: GPU_STEWARD_PROMETHEUS_POD_LABEL
+  value: {{ $c.prometheusPodLabel | default "pod" | quote }}
+- name: GPU_STEWARD_PROMETHEUS_NAMESPACE_LABEL
+  value: {{ $c.prometheusNamespaceLabel | default "namespace" | quote }}
 {{- include "gpu-steward.prometheusEnv" . }}
 - name: GPU_STEWARD_CURRENCY
   value: {{ .Values.prices.currency | quote }}

@@ -27,6 +27,10 @@ WorkloadKind = Literal[
 Channel = Literal["Slack", "Event"]
 Action = Literal["Suspend", "NotifyOnly"]
 Mode = Literal["DryRun", "Enforcing"]
+# What "utilization" means for the threshold: NVML's GPU utilization (the share of time any kernel ran), or
+# a profiling figure from NVML GPM / DCGM (Hopper and later): graphics engine active, SM active (the share
+# of SMs with work: a tiny kernel loop keeps GPUUtil at 100 % but SMActive near 0), tensor pipe active.
+Signal = Literal["GPUUtil", "GraphicsActive", "SMActive", "TensorActive"]
 
 MAX_SNOOZE_S = 7 * 86400
 MAX_EXEMPTION_S = 30 * 86400
@@ -61,9 +65,18 @@ class IdleSelector(Model):
 
 
 class IdleCriteria(Model):
-    """A workload is idle when its GPU utilization stays below gpuUtilPercent for the whole `for` window."""
+    """A workload is idle when its GPU utilization (the chosen signal) stays below gpuUtilPercent for the whole
+    `for` window."""
 
-    gpu_util_percent: int = Field(ge=0, le=100)
+    gpu_util_percent: int = Field(ge=0, le=100, description="Threshold in percent of the chosen signal.")
+    signal: Signal | None = Field(
+        None,
+        description="Which figure is compared with gpuUtilPercent: GPUUtil (the default: NVML/DCGM GPU "
+        "utilization), or the profiling ratios GraphicsActive, SMActive, TensorActive (in percent; NVML GPM "
+        "or DCGM, Hopper and "
+        "later). A workload whose GPUs cannot give the signal is judged on GPUUtil, and the policy's status "
+        "says so (signalFallbacks, condition SignalFallback).",
+    )
     for_: Duration = Field(
         alias="for",
         json_schema_extra=duration_bounds(60, 7 * 86400, "spec.idle.for"),
@@ -146,6 +159,8 @@ class IdlePolicyStatus(ResourceStatus):
                                "(an API error); the others were evaluated, these are retried next pass.")
     protected: int | None = Field(None, ge=0, description="Workloads only notified about because suspending "
                                   "them would delete data (condition DataProtected says which and why).")
+    signal_fallbacks: int | None = Field(None, ge=0, description="Workloads judged on GPUUtil in the last pass "
+                                         "because their GPUs cannot give the chosen idle.signal.")
     deferred: int | None = Field(None, ge=0, description="Suspensions held back in the last pass by the "
                                  "blast-radius limits (caps per pass/hour, circuit breaker, global switch); "
                                  "they wait for a later pass, their warnings stand.")
@@ -163,5 +178,6 @@ __all__ = [
     "Notice",
     "Schedule",
     "ScheduleWindow",
+    "Signal",
     "WorkloadKind",
 ]

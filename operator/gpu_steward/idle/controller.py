@@ -25,7 +25,7 @@ from gpu_steward.budgets.costs import price_table
 from gpu_steward.idle.delivery import Backoff, deliver, unusable_channels
 from gpu_steward.idle.metrics import WORKLOAD_FAILURES, record_blast, record_policy
 from gpu_steward.idle.rules import rules_from_spec, windows_from_spec
-from gpu_steward.idle.status import policy_conditions, write_status
+from gpu_steward.idle.status import policy_conditions, signal_condition, write_status
 from gpu_steward.index import GpuPod, Registry
 from gpu_steward.kube import Kube
 from gpu_steward.notify.messages import NoticeContext, event_for, note_event, slack_message
@@ -38,7 +38,7 @@ from gpu_steward.policy.idle_summary import summarize
 from gpu_steward.policy.requests import Published, SuspensionRequest, choose
 from gpu_steward.policy.schedule import in_window
 from gpu_steward.policy.selection import PolicyCandidate, choose_policy, exempt_by_selectors, policy_applies
-from gpu_steward.policy.usage import Usage, merge_usages
+from gpu_steward.policy.usage import GPU_UTIL, Usage, merge_usages, select_signal
 from gpu_steward.settings import Settings
 from gpu_steward.sources.base import PodRef, UtilizationSource
 from gpu_steward.workloads import actions, adapters
@@ -84,6 +84,8 @@ class PassResult:
     deferred: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))  # per policy
     breaker_policies: set[tuple[str, str]] = field(default_factory=set)  # held back by the open breaker
     verdict: blast.Verdict | None = None  # the blast-radius gate's, this pass
+    # workloads judged on GPUUtil because their GPUs cannot give the policy's idle.signal
+    signal_fallbacks: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
 
 
 @dataclass
@@ -97,6 +99,7 @@ class Chosen:
     exemptions: list[Any]
     not_suspended_because: str | None = None  # notify-only for a reason the owner must hear (data loss)
     request: SuspensionRequest | None = None  # a budget's or lease's request: its notice cycle governs
+    signal: str = GPU_UTIL  # the policy's idle.signal
 
 
 @dataclass
@@ -155,7 +158,10 @@ class IdleController:
         workloads = await asyncio.to_thread(self._group, pods)
         objects, namespaces = await asyncio.to_thread(self._read_cluster, workloads)
         published = await asyncio.to_thread(self.requests)
-        usages = await self.source.fetch([PodRef(p.namespace, p.name, p.uid, p.node) for p in pods], now)
+        refs = [PodRef(p.namespace, p.name, p.uid, p.node) for p in pods]
+        signals = frozenset(spec.idle.signal or GPU_UTIL for _, spec in policies.values()) - {GPU_UTIL}
+        # Sources answer GPUUtil always; the other signals only when a policy asks for them.
+        usages = await (self.source.fetch(refs, now, signals=signals) if signals else self.source.fetch(refs, now))
         decisions: dict[tuple[str, str], list[Decision]] = defaultdict(list)
         planned: list[Planned] = []
         for wl in workloads.values():
@@ -173,8 +179,7 @@ class IdleController:
                 if chosen is None:
                     continue
                 pkey = chosen.key
-                usage = merge_usages([usages.get(p.uid, Usage.unknown("not measured")) for p in wl.pods]) \
-                    if wl.pods else Usage.unknown("no running pods")
+                usage = self._usage(wl, usages, chosen, result)
                 target = objects.get(_key(wl.target)) if wl.target else obj
                 facts = self._facts(wl, obj, target, chosen, now)
                 planned.append(self._decide(wl, obj, facts, usage, chosen, now))
@@ -207,6 +212,19 @@ class IdleController:
         await asyncio.to_thread(self._write_policy_status, policies, decisions, now, result)
         result.seconds = (self.clock() - started).total_seconds()
         return result
+
+    def _usage(self, wl: Workload, usages: dict[str, Usage], chosen: Chosen, result: PassResult) -> Usage:
+        """The workload's usage on its policy's signal; GPUUtil (noted in the policy status) when a pod's GPUs
+        cannot give that signal — for the whole workload, so one threshold never compares two measures."""
+        if not wl.pods:
+            return Usage.unknown("no running pods")
+        base = [usages.get(p.uid, Usage.unknown("not measured")) for p in wl.pods]
+        picked = [select_signal(u, chosen.signal) for u in base]
+        if not any(fell_back for _, fell_back in picked):
+            return merge_usages([u for u, _ in picked])
+        if any(fell_back and u.status == "ok" for u, fell_back in picked):
+            result.signal_fallbacks[chosen.key].append(str(wl.ref))
+        return merge_usages(base)
 
     def _failed(self, wl: Workload, pkey: tuple[str, str], exc: Exception, result: PassResult) -> None:
         log.warning("idle evaluation of one workload failed; the pass goes on", workload=str(wl.ref),
@@ -372,7 +390,8 @@ class IdleController:
             rules = replace(rules, action="NotifyOnly")
         windows, tz = windows_from_spec(spec)
         exemptions = body["spec"].get("exemptions", {}).get("selectors") or []
-        return Chosen((chosen.namespace, chosen.name), rules, windows, tz, exemptions, lose)
+        return Chosen((chosen.namespace, chosen.name), rules, windows, tz, exemptions, lose,
+                      signal=spec.idle.signal or GPU_UTIL)
 
     def _default_rules(self) -> IdleRules:
         """Rules for a workload no IdlePolicy governs, when a budget or lease asks to suspend it: idle below
@@ -396,7 +415,8 @@ class IdleController:
         cannot = not wl.suspendable or lose or self._degraded(base.channels)
         rules = replace(base, action="NotifyOnly" if cannot else "Suspend", dry_run=self.settings.dry_run)
         return Chosen((wl.ref.namespace or "", request.source), rules, (), None,
-                      chosen.exemptions if chosen is not None else [], lose, request)
+                      chosen.exemptions if chosen is not None else [], lose, request,
+                      signal=chosen.signal if chosen is not None else GPU_UTIL)
 
     def _ungoverned(self, wl: Workload, obj: dict[str, Any]) -> Chosen | None:
         """No policy, no request — but a suspension of ours (a request's, since gone: a lease released when
@@ -604,6 +624,10 @@ class IdleController:
             paused = (verdict.paused_reason or "actions paused") if verdict and verdict.paused else None
             extra = policy_conditions(self._degraded(spec.notice.channels), protected, breaker=breaker,
                                       paused=paused)
+            if (spec.idle.signal or GPU_UTIL) != GPU_UTIL:
+                fallbacks = sorted(result.signal_fallbacks.get(key, []))
+                fields["signalFallbacks"] = len(fallbacks)
+                extra.append(signal_condition(spec.idle.signal, fallbacks))
             try:
                 if write_status(self.kube, body, fields, now, ok=True, reason="Evaluated",
                                 message=f"{summary.watched} GPU workloads watched", extra=extra):

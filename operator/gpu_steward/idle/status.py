@@ -45,6 +45,16 @@ def policy_conditions(unusable_channels: list[str], protected: list[str], *, bre
     return [degraded, data, pause]
 
 
+def signal_condition(signal: str, fallbacks: list[str]) -> Condition:
+    """SignalFallback: workloads judged on GPUUtil because their GPUs cannot give the policy's idle.signal
+    (no NVML GPM / DCGM profiling: GPUs before Hopper, or dcgm-exporter without the profiling field)."""
+    if not fallbacks:
+        return ("SignalFallback", "False", "SignalAvailable", f"every measured workload gives {signal}")
+    more = f" (and {len(fallbacks) - 5} more)" if len(fallbacks) > 5 else ""
+    return ("SignalFallback", "True", "SignalUnavailable",
+            f"judged on GPUUtil, their GPUs cannot give {signal}: " + "; ".join(fallbacks[:5]) + more)
+
+
 def write_status(kube: Kube, body: dict[str, Any], fields: dict[str, Any], now: dt.datetime, *, ok: bool,
                  reason: str, message: str, extra: list[Condition] | None = None) -> bool:
     """Patch the policy's status when it differs from what ``body`` holds; True when written."""

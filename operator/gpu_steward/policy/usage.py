@@ -9,7 +9,7 @@ without numbers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -29,6 +29,9 @@ class Usage:
     last_sample_at: datetime | None = None
     window_seconds: float = 0.0
     reason: str = ""
+    # The same workload measured on other idle signals (GraphicsActive, SMActive, TensorActive: percent),
+    # where its GPUs give them; the figures above are GPUUtil. See select_signal.
+    signals: tuple[tuple[str, Usage], ...] = ()
 
     @classmethod
     def unknown(cls, reason: str) -> Usage:
@@ -57,6 +60,27 @@ class Usage:
         if now - last > max_age:
             return f"stale: last sample {int((now - last).total_seconds())}s old"
         return None
+
+
+GPU_UTIL = "GPUUtil"
+
+
+def with_signals(usage: Usage, signals: dict[str, Usage]) -> Usage:
+    return replace(usage, signals=tuple(sorted(signals.items()))) if signals else usage
+
+
+def select_signal(usage: Usage, signal: str) -> tuple[Usage, bool]:
+    """The usage measured on ``signal``, and whether it fell back to GPUUtil because the GPUs cannot give it.
+
+    A signal the source reports (even as unknown: stale, an error) is used as it is — never replaced by
+    GPUUtil, which could read idle where the chosen signal has no data. Only an absent signal falls back.
+    """
+    if signal == GPU_UTIL:
+        return usage, False
+    for name, measured in usage.signals:
+        if name == signal:
+            return measured, False
+    return usage, True
 
 
 def merge_usages(parts: list[Usage]) -> Usage:

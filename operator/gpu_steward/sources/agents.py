@@ -2,7 +2,8 @@
 
 Each agent serves ``{"apiVersion": "gpusteward.dev/agent-v1", "node", "generatedAt", "windowSeconds",
 "pods": [{namespace, name, uid, container, gpus, util: {mean, max}, samples, utilSamples, lastSampleAt,
-shared, status}], ...}`` (agent/gpu_steward_agent/summary.py). One entry per GPU-holding container; the
+shared, status, signals: {GraphicsActive|SMActive|TensorActive: {mean, max, samples, lastSampleAt,
+coveredSeconds}}}], ...}`` (agent/gpu_steward_agent/summary.py). One entry per GPU-holding container; the
 pod's usage is the merge of its containers.
 
 Requests run in parallel with a per-request timeout: a slow or dead agent delays nothing but its own
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,7 +29,7 @@ import aiohttp
 import structlog
 
 from gpu_steward.policy.timeparse import TimeParseError, as_utc, parse_rfc3339
-from gpu_steward.policy.usage import Usage, merge_usages
+from gpu_steward.policy.usage import Usage, merge_usages, with_signals
 from gpu_steward.sources.base import PodRef
 
 log = structlog.get_logger(__name__)
@@ -64,25 +65,38 @@ class SummaryResult:
 
 
 def _entry_usage(entry: Mapping[str, Any], window: float, now: datetime, max_age: timedelta) -> Usage:
+    """The GPUUtil usage, with the GPM signals the agent reports for the pod (only where its GPUs give them)."""
+    signals = {}
+    raw = entry.get("signals")
+    if isinstance(raw, Mapping):
+        for name, stats in raw.items():
+            if isinstance(stats, Mapping):
+                signals[str(name)] = _stats_usage(entry, stats, stats.get("samples"), window, now, max_age)
+    return with_signals(_stats_usage(entry, entry.get("util") or {}, entry.get("utilSamples", entry.get("samples")),
+                                     window, now, max_age), signals)
+
+
+def _stats_usage(entry: Mapping[str, Any], util: Mapping[str, Any], samples: Any, window: float, now: datetime,
+                 max_age: timedelta) -> Usage:
     if entry.get("status") != "ok":
         return Usage.unknown("agent reports the pod's utilization as unknown")
-    util = entry.get("util") or {}
+    if not isinstance(util, Mapping):
+        return Usage.unknown("agent summary has no utilization figures")
     mean, peak = util.get("mean"), util.get("max")
     if not isinstance(mean, int | float) or isinstance(mean, bool):
         why = "shared GPU: utilization cannot be attributed" if entry.get("shared") else "no utilization samples"
         return Usage.unknown(why)
-    raw_last = entry.get("lastSampleAt")
+    raw_last = util.get("lastSampleAt", entry.get("lastSampleAt"))
     try:
         last = parse_rfc3339(raw_last) if isinstance(raw_last, str) else None
     except TimeParseError:
         last = None
     if last is None:
         return Usage.unknown("agent summary has no valid lastSampleAt")
-    samples = entry.get("utilSamples", entry.get("samples"))
     count = int(samples) if isinstance(samples, int) and not isinstance(samples, bool) else 0
     # The span the samples actually cover, never the agent's configured window: after an agent restart or
     # an NVML error the window holds less than it is long. An agent that does not say covers no span.
-    covered = entry.get("coveredSeconds")
+    covered = util.get("coveredSeconds", entry.get("coveredSeconds"))
     span = min(window, float(covered)) if isinstance(covered, int | float) and not isinstance(covered, bool) else 0.0
     usage = Usage.ok(float(mean), float(peak) if isinstance(peak, int | float) else None, count, last, max(span, 0.0))
     problem = usage.usable(now, max_age)
@@ -153,8 +167,9 @@ class AgentsSource:
                 return e.url.rstrip("/")
         return None
 
-    async def fetch(self, pods: Sequence[PodRef], now: datetime) -> dict[str, Usage]:
-        """Usage per pod UID for every pod asked about (see the module doc for when it is unknown)."""
+    async def fetch(self, pods: Sequence[PodRef], now: datetime, signals: Collection[str] = ()) -> dict[str, Usage]:
+        """Usage per pod UID for every pod asked about (see the module doc for when it is unknown); the GPM
+        signals ride along whenever the agent has them (one summary carries all, ``signals`` changes nothing)."""
         now = as_utc(now)
         by_url: dict[str, list[PodRef]] = defaultdict(list)
         result: dict[str, Usage] = {}

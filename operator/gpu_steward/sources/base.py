@@ -1,18 +1,21 @@
 """The one interface every utilization source implements, and what it is asked about.
 
     class UtilizationSource(Protocol):
-        async def fetch(self, pods: Sequence[PodRef], now: datetime) -> dict[str, Usage]
+        async def fetch(self, pods: Sequence[PodRef], now: datetime, signals: Collection[str] = ()) -> dict[str, Usage]
         async def close(self) -> None
 
 ``fetch`` answers for every pod it is asked about, keyed by pod UID: a ``Usage`` with status ``ok`` and
 numbers, or ``unknown`` with the reason (agent down, timeout, stale, not in the summary, Prometheus error).
-It never raises for a data problem and never invents an idle reading (design invariant 1). A workload's
+It never raises for a data problem and never invents an idle reading (design invariant 1). ``signals`` names
+the idle signals beyond GPUUtil (GraphicsActive, SMActive, TensorActive) that a policy asks for: a source
+adds them to ``Usage.signals`` for the pods whose GPUs give them, and leaves them out elsewhere (the
+caller then falls back to GPUUtil and says so). Callers pass ``signals`` only when it is not empty. A workload's
 pods are combined with ``gpu_steward.policy.usage.merge_usages`` (any unknown pod → unknown workload).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -31,7 +34,7 @@ class PodRef:
 
 
 class UtilizationSource(Protocol):
-    async def fetch(self, pods: Sequence[PodRef], now: datetime) -> dict[str, Usage]: ...
+    async def fetch(self, pods: Sequence[PodRef], now: datetime, signals: Collection[str] = ()) -> dict[str, Usage]: ...
 
     async def close(self) -> None: ...
 

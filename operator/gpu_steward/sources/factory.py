@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from gpu_steward.kube import Kube
@@ -31,10 +31,10 @@ class DiscoveringAgentsSource:
                               label_selector=self.settings.agent_label_selector)
         return endpoints_from_pods(pods, self.settings.agent_port)
 
-    async def fetch(self, pods: Sequence[PodRef], now: datetime) -> dict[str, Usage]:
+    async def fetch(self, pods: Sequence[PodRef], now: datetime, signals: Collection[str] = ()) -> dict[str, Usage]:
         if not self.settings.agent_url_override:
             self.inner.set_endpoints(await asyncio.to_thread(self._endpoints))
-        return await self.inner.fetch(pods, now)
+        return await self.inner.fetch(pods, now, signals)
 
     async def close(self) -> None:
         await self.inner.close()

@@ -8,7 +8,12 @@ Per pod over the last ``window_seconds``:
 with M = ``DCGM_FI_PROF_GR_ENGINE_ACTIVE`` (a 0..1 ratio, times 100 for percent); pods it has nothing for are
 asked again with ``DCGM_FI_DEV_GPU_UTIL`` (already percent), which every dcgm-exporter (and our agent)
 publishes. One query set for all pods, filtered here: no giant regex of pod names.
-Label names are configurable (``exported_pod``/``exported_namespace`` when Prometheus renamed them).
+The idle signals a policy may choose instead are asked for only when some policy does (``signals``):
+GraphicsActive = DCGM_FI_PROF_GR_ENGINE_ACTIVE, SMActive = DCGM_FI_PROF_SM_ACTIVE, TensorActive =
+DCGM_FI_PROF_PIPE_TENSOR_ACTIVE (ratios, times 100); a pod without the series has no such signal (its GPUs
+or its exporter cannot give it) and is judged on GPUUtil by the caller.
+Label names are configurable (``exported_pod``/``exported_namespace`` when Prometheus renamed them: a
+ServiceMonitor without ``honorLabels`` on dcgm-exporter's own pod/namespace labels).
 Any error (connection, HTTP, bad answer) makes every asked pod ``unknown`` — never idle.
 
 Trust: the server's TLS certificate is always verified (``ca_file``, else the system's CAs), so a
@@ -19,7 +24,7 @@ before each query set (rotation-safe) and only ever sent as a header, never logg
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,13 +34,20 @@ import structlog
 from prometheus_api_client import PrometheusConnect
 
 from gpu_steward.policy.timeparse import as_utc
-from gpu_steward.policy.usage import Usage
+from gpu_steward.policy.usage import Usage, with_signals
 from gpu_steward.sources.base import PodRef, unknown_for
 
 log = structlog.get_logger(__name__)
 
 # (metric, factor to percent)
 METRICS: tuple[tuple[str, float], ...] = (("DCGM_FI_PROF_GR_ENGINE_ACTIVE", 100.0), ("DCGM_FI_DEV_GPU_UTIL", 1.0))
+
+# idle.signal -> the DCGM field (a 0..1 ratio)
+SIGNAL_METRICS: dict[str, str] = {
+    "GraphicsActive": "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+    "SMActive": "DCGM_FI_PROF_SM_ACTIVE",
+    "TensorActive": "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+}
 
 Key = tuple[str, str]  # (namespace, pod)
 
@@ -68,6 +80,8 @@ class PrometheusSource:
     def from_settings(cls, settings: Any, **kw: Any) -> PrometheusSource:
         if not settings.prometheus_url:
             raise ValueError("utilization_source is prometheus but prometheus_url is not set")
+        kw.setdefault("pod_label", settings.prometheus_pod_label)
+        kw.setdefault("namespace_label", settings.prometheus_namespace_label)
         return cls(settings.prometheus_url, max_age_seconds=settings.sample_max_age_seconds,
                    ca_file=settings.prometheus_ca_file, token_file=settings.prometheus_bearer_token_file, **kw)
 
@@ -133,7 +147,7 @@ class PrometheusSource:
             out[key] = Usage.unknown(f"{metric}: {problem}") if problem else usage
         return out
 
-    def _fetch_sync(self, pods: Sequence[PodRef], now: datetime) -> dict[str, Usage]:
+    def _fetch_sync(self, pods: Sequence[PodRef], now: datetime, signals: Collection[str] = ()) -> dict[str, Usage]:
         wanted = {(p.namespace, p.name) for p in pods}
         found: dict[Key, Usage] = {}
         for metric, factor in METRICS:
@@ -141,17 +155,21 @@ class PrometheusSource:
             if not missing:
                 break
             found.update(self._metric_usage(metric, factor, missing, now))
-        return {
-            p.uid: found.get((p.namespace, p.name)) or Usage.unknown("no DCGM utilization series for the pod")
-            for p in pods
-        }
+        extra = {signal: self._metric_usage(SIGNAL_METRICS[signal], 100.0, wanted, now)
+                 for signal in sorted(signals) if signal in SIGNAL_METRICS}
+        out: dict[str, Usage] = {}
+        for p in pods:
+            key = (p.namespace, p.name)
+            base = found.get(key) or Usage.unknown("no DCGM utilization series for the pod")
+            out[p.uid] = with_signals(base, {s: by_key[key] for s, by_key in extra.items() if key in by_key})
+        return out
 
-    async def fetch(self, pods: Sequence[PodRef], now: datetime) -> dict[str, Usage]:
+    async def fetch(self, pods: Sequence[PodRef], now: datetime, signals: Collection[str] = ()) -> dict[str, Usage]:
         """Usage per pod UID; the queries run in a worker thread (the client is synchronous)."""
         if not pods:
             return {}
         try:
-            return await asyncio.to_thread(self._fetch_sync, pods, as_utc(now))
+            return await asyncio.to_thread(self._fetch_sync, pods, as_utc(now), signals)
         except Exception as exc:  # connection refused, HTTP errors, malformed answers: all mean "no data"
             reason = f"prometheus query failed: {type(exc).__name__}"
             log.warning("prometheus utilization unavailable", error=reason, pods=len(pods))

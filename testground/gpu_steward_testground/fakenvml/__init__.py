@@ -16,7 +16,19 @@ State dict (all keys optional except where noted)::
                "processes": [{"pid": 4242, "usedMemory": 1073741824, "smUtil": 35, "memUtil": 8,
                               "gpuInstanceId": 1, "computeInstanceId": 0}],
                "mig": [{"uuid": "MIG-...", "name": "...", "gpuInstanceId": 1, "computeInstanceId": 0,
-                        "memTotal": ..., "memUsed": ...}]}]}
+                        "memTotal": ..., "memUsed": ..., "gpm": {"smActive": 30, ...}}],
+               # optional hardware fields: a key left out (or None) makes its NVML call NOT_SUPPORTED
+               "memReserved": 0, "pciBusId": "00000000:07:00.0", "smClock": 1410, "memClock": 1593,
+               "memTemp": 45, "energyMj": 123456789, "pcieReplay": 0, "encUtil": 0, "decUtil": 0,
+               "remappedRows": {"correctable": 0, "uncorrectable": 0, "pending": 0, "failure": 0},
+               "nvlink": {"links": 12, "txKiB": 1024, "rxKiB": 2048},     # per link
+               "xid": [79],                       # every XID since boot (None: events NOT_SUPPORTED)
+               # GPM (Hopper+): None/absent = nvmlGpmQueryDeviceSupport says unsupported; values in percent
+               # (as NVML reports them) and PCIe in MiB/s
+               "gpm": {"graphicsActive": 90, "smActive": 80, "smOccupancy": 40, "tensorActive": 20,
+                       "dramActive": 30, "pcieTxMiBs": 100, "pcieRxMiBs": 200}}]}
+
+`gpu()` gives an A100 (every hardware field, no GPM); `h100()` one with GPM.
 """
 
 from __future__ import annotations
@@ -50,6 +62,28 @@ _PROC_KEYS = {
     "memUtil": "memutil",
     "gpuInstanceId": "gi",
     "computeInstanceId": "ci",
+}
+_HW_KEYS = {
+    "memReserved": "mem_reserved",
+    "pciBusId": "pci_bus_id",
+    "smClock": "sm_clock",
+    "memClock": "mem_clock",
+    "memTemp": "mem_temp",
+    "energyMj": "energy_mj",
+    "pcieReplay": "pcie_replay",
+    "encUtil": "enc_util",
+    "decUtil": "dec_util",
+}
+_REMAP_KEYS = {"correctable": "remap_corr", "uncorrectable": "remap_unc", "pending": "remap_pending",
+               "failure": "remap_failure"}
+_GPM_KEYS = {
+    "graphicsActive": "gpm_gr",
+    "smActive": "gpm_sm",
+    "smOccupancy": "gpm_occ",
+    "tensorActive": "gpm_tensor",
+    "dramActive": "gpm_dram",
+    "pcieTxMiBs": "gpm_pcie_tx",
+    "pcieRxMiBs": "gpm_pcie_rx",
 }
 _MIG_KEYS = {
     "uuid": "uuid",
@@ -101,6 +135,7 @@ def render_state(state: dict[str, Any]) -> str:
         for key, ckey in _GPU_KEYS.items():
             if key in gpu and key not in ("uuid", "name") and gpu[key] is not None:
                 lines.append(f"{prefix}{ckey}={gpu[key]}")
+        lines.extend(_hardware_lines(prefix, gpu))
         lines.append(f"{prefix}procutil={_flag(gpu.get('processUtil', True))}")
         lines.append(f"{prefix}mig_capable={_flag(gpu.get('migCapable', False) or gpu.get('mig'))}")
         procs = gpu.get("processes", [])
@@ -111,10 +146,32 @@ def render_state(state: dict[str, Any]) -> str:
         lines.append(f"{prefix}mig.count={len(migs)}")
         for j, mig in enumerate(migs):
             lines.extend(f"{prefix}mig.{j}.{ck}={mig[k]}" for k, ck in _MIG_KEYS.items() if k in mig)
+            gpm = mig.get("gpm") or {}
+            lines.extend(f"{prefix}mig.{j}.{ck}={gpm[k]}" for k, ck in _GPM_KEYS.items() if gpm.get(k) is not None)
     for line in lines:
         if "\n" in line or "\r" in line:
             raise ValueError(f"state value contains a newline: {line!r}")
     return "\n".join(lines) + "\n"
+
+
+def _hardware_lines(prefix: str, gpu: dict[str, Any]) -> list[str]:
+    lines = [f"{prefix}{ck}={gpu[k]}" for k, ck in _HW_KEYS.items() if gpu.get(k) is not None]
+    rows = gpu.get("remappedRows")
+    if rows is not None:
+        lines.extend(f"{prefix}{ck}={rows.get(k, 0)}" for k, ck in _REMAP_KEYS.items())
+    link = gpu.get("nvlink")
+    if link is not None:
+        lines += [f"{prefix}nvlinks={link.get('links', 0)}", f"{prefix}nvlink_tx_kib={link.get('txKiB', 0)}",
+                  f"{prefix}nvlink_rx_kib={link.get('rxKiB', 0)}"]
+    xids = gpu.get("xid")
+    if xids is not None:
+        lines += [f"{prefix}xid_capable=1", f"{prefix}xid.count={len(xids)}"]
+        lines.extend(f"{prefix}xid.{j}={code}" for j, code in enumerate(xids))
+    gpm = gpu.get("gpm")
+    if gpm is not None:
+        lines.append(f"{prefix}gpm=1")
+        lines.extend(f"{prefix}{ck}={gpm[k]}" for k, ck in _GPM_KEYS.items() if gpm.get(k) is not None)
+    return lines
 
 
 def write_state(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
@@ -140,6 +197,27 @@ def gpu(index: int, **fields: Any) -> dict[str, Any]:
         "powerMw": 60000,
         "temp": 35,
         "processes": [],
+        "smClock": 1410,
+        "memClock": 1593,
+        "memTemp": 40,
+        "energyMj": 1_000_000_000 + index,
+        "pcieReplay": 0,
+        "encUtil": 0,
+        "decUtil": 0,
+        "remappedRows": {"correctable": 0, "uncorrectable": 0, "pending": 0, "failure": 0},
+        "nvlink": {"links": 12, "txKiB": 0, "rxKiB": 0},
+        "xid": [],
     }
+    base.update(fields)
+    return base
+
+
+def h100(index: int, **fields: Any) -> dict[str, Any]:
+    """An H100 entry: the A100's fields plus GPM (profiling metrics through NVML), idle by default."""
+    gpm = {"graphicsActive": 0.0, "smActive": 0.0, "smOccupancy": 0.0, "tensorActive": 0.0, "dramActive": 0.0,
+           "pcieTxMiBs": 0.0, "pcieRxMiBs": 0.0}
+    gpm.update(fields.pop("gpm", None) or {})
+    base = gpu(index, name="NVIDIA H100 80GB HBM3", smClock=1980, memClock=2619,
+               nvlink={"links": 18, "txKiB": 0, "rxKiB": 0}, gpm=gpm)
     base.update(fields)
     return base

@@ -18,6 +18,15 @@
  *   gpu.I.mig_capable=0|1       nvmlDeviceGetMigMode answers (1) or NOT_SUPPORTED (0)
  *   gpu.I.proc.count=N, gpu.I.proc.J.pid / mem / sm / memutil / gi / ci
  *   gpu.I.mig.count=N,  gpu.I.mig.K.uuid / name / gi / ci / mem_total / mem_used
+ *   gpu.I.mem_reserved, gpu.I.pci_bus_id
+ *   Optional hardware fields; a key that is absent makes its NVML call answer NOT_SUPPORTED:
+ *   gpu.I.sm_clock / mem_clock (MHz), mem_temp (C), energy_mj, pcie_replay, enc_util / dec_util (%),
+ *   gpu.I.remap_corr / remap_unc / remap_pending / remap_failure, gpu.I.nvlinks=N with
+ *   gpu.I.nvlink_tx_kib / nvlink_rx_kib (per link), gpu.I.xid_capable=0|1, gpu.I.xid.count=N,
+ *   gpu.I.xid.J=<code> (every XID since boot, oldest first: an event set delivers the ones it has not yet)
+ *   GPM (nvmlGpm*): gpu.I.gpm=0|1 (nvmlGpmQueryDeviceSupport), gpu.I.gpm_gr / gpm_sm / gpm_occ /
+ *   gpm_tensor / gpm_dram (percent, as NVML reports them), gpm_pcie_tx / gpm_pcie_rx (MiB/s); the same
+ *   gpm_* keys on a MIG entry (gpu.I.mig.K.gpm_sm ...) answer nvmlGpmMigSampleGet for its GPU instance.
  *
  * <code> is a number or an NVML error name without the NVML_ERROR_ prefix.
  */
@@ -47,6 +56,21 @@ typedef struct { unsigned int version; unsigned long long total; unsigned long l
                  unsigned long long free; unsigned long long used; } nvmlMemory_v2_t;
 typedef struct { unsigned int pid; unsigned long long timeStamp; unsigned int smUtil; unsigned int memUtil;
                  unsigned int encUtil; unsigned int decUtil; } nvmlProcessUtilizationSample_t;
+typedef struct { char busIdLegacy[16]; unsigned int domain, bus, device, pciDeviceId, pciSubSystemId;
+                 char busId[32]; } nvmlPciInfo_t;
+typedef union { double dVal; unsigned int uiVal; unsigned long ulVal; unsigned long long ullVal;
+                long long sllVal; int siVal; unsigned short usVal; } nvmlValue_t;
+typedef struct { unsigned int fieldId, scopeId; long long timestamp, latencyUsec; int valueType, nvmlReturn;
+                 nvmlValue_t value; } nvmlFieldValue_t;
+typedef struct { void *device; unsigned long long eventType, eventData; unsigned int gpuInstanceId,
+                 computeInstanceId; } nvmlEventData_t;
+typedef struct { unsigned int version, isSupportedDevice; } nvmlGpmSupport_t;
+typedef struct { const char *shortName, *longName, *unit; } nvmlGpmMetricInfo_t;
+typedef struct { unsigned int metricId; int nvmlReturn; double value; nvmlGpmMetricInfo_t metricInfo; } nvmlGpmMetric_t;
+typedef struct { unsigned int version, numMetrics; void *sample1, *sample2; nvmlGpmMetric_t metrics[]; } nvmlGpmMetricsGet_t;
+
+#define MAX_XID 64
+#define NA -1LL                 /* an optional field the state file does not set: NOT_SUPPORTED */
 
 struct proc { unsigned int pid, sm, memutil, gi, ci; unsigned long long mem; };
 
@@ -59,6 +83,12 @@ struct dev {
     int error, procutil, mig_capable;
     int nproc; struct proc procs[MAX_PROCS];
     int nmig;
+    unsigned long long mem_reserved;
+    char pci_bus_id[32];
+    long long sm_clock, mem_clock, mem_temp, energy_mj, pcie_replay, enc_util, dec_util;
+    long long remap_corr, remap_unc, remap_pending, remap_failure, nvlinks, nvlink_tx_kib, nvlink_rx_kib;
+    int xid_capable, nxid; unsigned long long xids[MAX_XID];
+    int gpm; double gpm_gr, gpm_sm, gpm_occ, gpm_tensor, gpm_dram, gpm_pcie_tx, gpm_pcie_rx;
 };
 
 static struct dev gpus[MAX_GPUS];
@@ -100,6 +130,39 @@ static void set_dev_field(struct dev *d, const char *k, const char *v) {
     else if (!strcmp(k, "mig_capable")) d->mig_capable = (int)n;
     else if (!strcmp(k, "gi")) d->gi = (unsigned int)n;
     else if (!strcmp(k, "ci")) d->ci = (unsigned int)n;
+    else if (!strcmp(k, "mem_reserved")) d->mem_reserved = n;
+    else if (!strcmp(k, "pci_bus_id")) snprintf(d->pci_bus_id, sizeof d->pci_bus_id, "%s", v);
+    else if (!strcmp(k, "sm_clock")) d->sm_clock = (long long)n;
+    else if (!strcmp(k, "mem_clock")) d->mem_clock = (long long)n;
+    else if (!strcmp(k, "mem_temp")) d->mem_temp = (long long)n;
+    else if (!strcmp(k, "energy_mj")) d->energy_mj = (long long)n;
+    else if (!strcmp(k, "pcie_replay")) d->pcie_replay = (long long)n;
+    else if (!strcmp(k, "enc_util")) d->enc_util = (long long)n;
+    else if (!strcmp(k, "dec_util")) d->dec_util = (long long)n;
+    else if (!strcmp(k, "remap_corr")) d->remap_corr = (long long)n;
+    else if (!strcmp(k, "remap_unc")) d->remap_unc = (long long)n;
+    else if (!strcmp(k, "remap_pending")) d->remap_pending = (long long)n;
+    else if (!strcmp(k, "remap_failure")) d->remap_failure = (long long)n;
+    else if (!strcmp(k, "nvlinks")) d->nvlinks = (long long)n;
+    else if (!strcmp(k, "nvlink_tx_kib")) d->nvlink_tx_kib = (long long)n;
+    else if (!strcmp(k, "nvlink_rx_kib")) d->nvlink_rx_kib = (long long)n;
+    else if (!strcmp(k, "xid_capable")) d->xid_capable = (int)n;
+    else if (!strcmp(k, "xid.count")) { d->nxid = (int)n; if (d->nxid > MAX_XID) d->nxid = MAX_XID; }
+    else if (!strncmp(k, "xid.", 4)) { int j = atoi(k + 4); if (j >= 0 && j < MAX_XID) d->xids[j] = n; }
+    else if (!strcmp(k, "gpm")) d->gpm = (int)n;
+    else if (!strcmp(k, "gpm_gr")) d->gpm_gr = strtod(v, NULL);
+    else if (!strcmp(k, "gpm_sm")) d->gpm_sm = strtod(v, NULL);
+    else if (!strcmp(k, "gpm_occ")) d->gpm_occ = strtod(v, NULL);
+    else if (!strcmp(k, "gpm_tensor")) d->gpm_tensor = strtod(v, NULL);
+    else if (!strcmp(k, "gpm_dram")) d->gpm_dram = strtod(v, NULL);
+    else if (!strcmp(k, "gpm_pcie_tx")) d->gpm_pcie_tx = strtod(v, NULL);
+    else if (!strcmp(k, "gpm_pcie_rx")) d->gpm_pcie_rx = strtod(v, NULL);
+}
+
+static void unset_optional(struct dev *d) {
+    d->sm_clock = d->mem_clock = d->mem_temp = d->energy_mj = d->pcie_replay = d->enc_util = d->dec_util = NA;
+    d->remap_corr = d->remap_unc = d->remap_pending = d->remap_failure = d->nvlinks = NA;
+    d->nvlink_tx_kib = d->nvlink_rx_kib = 0;
 }
 
 static void set_proc_field(struct proc *p, const char *k, const char *v) {
@@ -151,7 +214,11 @@ static void reload(void) {
     memset(gpus, 0, sizeof gpus);
     memset(migs, 0, sizeof migs);
     ngpus = 0; init_error = 0;
-    for (int i = 0; i < MAX_GPUS; i++) gpus[i].procutil = 1;
+    for (int i = 0; i < MAX_GPUS; i++) {
+        gpus[i].procutil = 1;
+        unset_optional(&gpus[i]);
+        for (int m = 0; m < MAX_MIG; m++) unset_optional(&migs[i][m]);
+    }
     char line[512];
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\r\n")] = 0;
@@ -174,7 +241,7 @@ static int enter(void *handle, struct dev **out) {
     reload();
     struct dev *d = handle;
     int ok_gpu = d >= &gpus[0] && d < &gpus[ngpus];
-    int ok_mig = (char *)d >= (char *)&migs[0][0] && (char *)d < (char *)&migs[MAX_GPUS][0];
+    int ok_mig = (char *)d >= (char *)&migs[0][0] && (char *)d < (char *)migs + sizeof migs;
     if (!ok_gpu && !ok_mig) return ERR_INVALID_ARGUMENT;
     if (ok_mig && (d->parent >= ngpus || (d - &migs[d->parent][0]) >= gpus[d->parent].nmig))
         return ERR_INVALID_ARGUMENT;
@@ -281,9 +348,9 @@ int nvmlDeviceGetMemoryInfo(void *h, nvmlMemory_t *m) {
 int nvmlDeviceGetMemoryInfo_v2(void *h, nvmlMemory_v2_t *m) {
     DEVICE_CALL(h, d);
     m->total = d->mem_total;
-    m->reserved = 0;
+    m->reserved = d->mem_reserved;
     m->used = d->mem_used;
-    m->free = d->mem_total > d->mem_used ? d->mem_total - d->mem_used : 0;
+    m->free = d->mem_total > d->mem_used + d->mem_reserved ? d->mem_total - d->mem_used - d->mem_reserved : 0;
     DONE(OK);
 }
 
@@ -398,5 +465,196 @@ int nvmlDeviceGetDeviceHandleFromMigDeviceHandle(void *h, void **parent) {
     DEVICE_CALL(h, d);
     if (!d->is_mig) DONE(ERR_NOT_SUPPORTED);
     *parent = &gpus[d->parent];
+    DONE(OK);
+}
+
+/* ---- hardware fields beyond utilization: absent keys answer NOT_SUPPORTED --------------------------- */
+
+#define OPTIONAL(value) do { if ((value) == NA) DONE(ERR_NOT_SUPPORTED); } while (0)
+
+int nvmlDeviceGetPciInfo_v3(void *h, nvmlPciInfo_t *p) {
+    DEVICE_CALL(h, d);
+    if (d->is_mig) DONE(ERR_NOT_SUPPORTED);
+    unsigned int bus = 0x07 + (unsigned int)(d - &gpus[0]);
+    memset(p, 0, sizeof *p);
+    if (d->pci_bus_id[0]) snprintf(p->busId, sizeof p->busId, "%s", d->pci_bus_id);
+    else snprintf(p->busId, sizeof p->busId, "00000000:%02X:00.0", bus);
+    snprintf(p->busIdLegacy, sizeof p->busIdLegacy, "%s", p->busId + 4);
+    p->bus = bus;
+    p->pciDeviceId = 0x20B210DE;
+    DONE(OK);
+}
+
+int nvmlDeviceGetClockInfo(void *h, int type, unsigned int *mhz) {
+    DEVICE_CALL(h, d);
+    long long v = d->is_mig ? NA : type == 1 ? d->sm_clock : type == 2 ? d->mem_clock : NA;
+    OPTIONAL(v);
+    *mhz = (unsigned int)v;
+    DONE(OK);
+}
+
+int nvmlDeviceGetTotalEnergyConsumption(void *h, unsigned long long *mj) {
+    DEVICE_CALL(h, d);
+    OPTIONAL(d->energy_mj);
+    *mj = (unsigned long long)d->energy_mj;
+    DONE(OK);
+}
+
+int nvmlDeviceGetPcieReplayCounter(void *h, unsigned int *n) {
+    DEVICE_CALL(h, d);
+    OPTIONAL(d->pcie_replay);
+    *n = (unsigned int)d->pcie_replay;
+    DONE(OK);
+}
+
+static int codec_util(void *h, int enc, unsigned int *util, unsigned int *period) {
+    DEVICE_CALL(h, d);
+    long long v = enc ? d->enc_util : d->dec_util;
+    OPTIONAL(v);
+    *util = (unsigned int)v;
+    *period = 167000;
+    DONE(OK);
+}
+int nvmlDeviceGetEncoderUtilization(void *h, unsigned int *u, unsigned int *p) { return codec_util(h, 1, u, p); }
+int nvmlDeviceGetDecoderUtilization(void *h, unsigned int *u, unsigned int *p) { return codec_util(h, 0, u, p); }
+
+int nvmlDeviceGetRemappedRows(void *h, unsigned int *corr, unsigned int *unc, unsigned int *pending,
+                              unsigned int *failure) {
+    DEVICE_CALL(h, d);
+    OPTIONAL(d->remap_corr);
+    *corr = (unsigned int)d->remap_corr;
+    *unc = d->remap_unc == NA ? 0 : (unsigned int)d->remap_unc;
+    *pending = d->remap_pending == NA ? 0 : (unsigned int)d->remap_pending;
+    *failure = d->remap_failure == NA ? 0 : (unsigned int)d->remap_failure;
+    DONE(OK);
+}
+
+/* Field IDs (nvml.h): 82 memory temperature, 83 total energy, 91 NVLink link count, 94 PCIe replays,
+ * 138/139 NVLink data throughput TX/RX in KiB for the link in scopeId. */
+int nvmlDeviceGetFieldValues(void *h, int count, nvmlFieldValue_t *values) {
+    DEVICE_CALL(h, d);
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    for (int i = 0; i < count; i++) {
+        nvmlFieldValue_t *f = &values[i];
+        long long v = NA;
+        switch (f->fieldId) {
+        case 82: v = d->mem_temp; break;
+        case 83: v = d->energy_mj; break;
+        case 91: v = d->nvlinks; break;
+        case 94: v = d->pcie_replay; break;
+        case 138: case 139:
+            if (d->nvlinks != NA && f->scopeId < (unsigned int)d->nvlinks)
+                v = f->fieldId == 138 ? d->nvlink_tx_kib : d->nvlink_rx_kib;
+            break;
+        }
+        f->timestamp = (long long)tv.tv_sec * 1000000LL + tv.tv_usec;
+        f->latencyUsec = 0;
+        f->valueType = 3; /* unsigned long long */
+        f->nvmlReturn = v == NA ? ERR_NOT_SUPPORTED : OK;
+        f->value.ullVal = v == NA ? 0 : (unsigned long long)v;
+    }
+    DONE(OK);
+}
+
+/* ---- events: XIDs ------------------------------------------------------------------------------------ */
+
+struct evset { int registered[MAX_GPUS]; int delivered[MAX_GPUS]; };
+
+int nvmlEventSetCreate(struct evset **set) {
+    pthread_mutex_lock(&lock);
+    if (!initialized) DONE(ERR_UNINITIALIZED);
+    *set = calloc(1, sizeof **set);
+    DONE(*set ? OK : ERR_UNKNOWN);
+}
+
+int nvmlEventSetFree(struct evset *set) { free(set); return OK; }
+
+int nvmlDeviceRegisterEvents(void *h, unsigned long long types, struct evset *set) {
+    DEVICE_CALL(h, d);
+    if (d->is_mig || !d->xid_capable || !(types & 8ULL)) DONE(ERR_NOT_SUPPORTED);
+    int g = (int)(d - &gpus[0]);
+    set->registered[g] = 1;
+    set->delivered[g] = d->nxid; /* like NVML: only events after registration are delivered */
+    DONE(OK);
+}
+
+int nvmlEventSetWait_v2(struct evset *set, nvmlEventData_t *data, unsigned int timeout_ms) {
+    (void)timeout_ms;
+    pthread_mutex_lock(&lock);
+    if (!initialized) DONE(ERR_UNINITIALIZED);
+    reload();
+    for (int g = 0; g < ngpus; g++) {
+        if (!set->registered[g] || gpus[g].error) continue;
+        if (set->delivered[g] > gpus[g].nxid) set->delivered[g] = gpus[g].nxid;
+        if (set->delivered[g] < gpus[g].nxid) {
+            data->device = &gpus[g];
+            data->eventType = 8ULL;
+            data->eventData = gpus[g].xids[set->delivered[g]++];
+            data->gpuInstanceId = data->computeInstanceId = 0xFFFFFFFFu;
+            DONE(OK);
+        }
+    }
+    DONE(ERR_TIMEOUT);
+}
+
+/* ---- GPM (Hopper and later): samples hold which device (or MIG instance) they were taken on ----------- */
+
+struct gpm_sample { struct dev *d; int taken; };
+
+int nvmlGpmQueryDeviceSupport(void *h, nvmlGpmSupport_t *s) {
+    DEVICE_CALL(h, d);
+    if (s->version != 1) DONE(ERR_INVALID_ARGUMENT);
+    s->isSupportedDevice = d->is_mig ? 0 : (unsigned int)d->gpm;
+    DONE(OK);
+}
+
+int nvmlGpmSampleAlloc(struct gpm_sample **s) {
+    *s = calloc(1, sizeof **s);
+    return *s ? OK : ERR_UNKNOWN;
+}
+
+int nvmlGpmSampleFree(struct gpm_sample *s) { free(s); return OK; }
+
+int nvmlGpmSampleGet(void *h, struct gpm_sample *s) {
+    DEVICE_CALL(h, d);
+    if (d->is_mig || !d->gpm) DONE(ERR_NOT_SUPPORTED);
+    s->d = d;
+    s->taken = 1;
+    DONE(OK);
+}
+
+int nvmlGpmMigSampleGet(void *h, unsigned int gi, struct gpm_sample *s) {
+    DEVICE_CALL(h, d);
+    if (d->is_mig || !d->gpm || !d->nmig) DONE(ERR_NOT_SUPPORTED);
+    int g = (int)(d - &gpus[0]);
+    for (int m = 0; m < d->nmig; m++)
+        if (migs[g][m].gi == gi) { s->d = &migs[g][m]; s->taken = 1; DONE(OK); }
+    DONE(ERR_NOT_FOUND);
+}
+
+int nvmlGpmMetricsGet(nvmlGpmMetricsGet_t *mg) {
+    pthread_mutex_lock(&lock);
+    if (!initialized) DONE(ERR_UNINITIALIZED);
+    reload();
+    struct gpm_sample *a = mg->sample1, *b = mg->sample2;
+    if (mg->version != 1) DONE(ERR_INVALID_ARGUMENT);
+    if (!a || !b || !a->taken || !b->taken || a->d != b->d) DONE(ERR_INVALID_ARGUMENT);
+    struct dev *d = a->d;
+    for (unsigned int i = 0; i < mg->numMetrics; i++) {
+        nvmlGpmMetric_t *m = &mg->metrics[i];
+        m->nvmlReturn = OK;
+        m->metricInfo.shortName = m->metricInfo.longName = m->metricInfo.unit = NULL;
+        switch (m->metricId) {
+        case 1: m->value = d->gpm_gr; break;
+        case 2: m->value = d->gpm_sm; break;
+        case 3: m->value = d->gpm_occ; break;
+        case 5: m->value = d->gpm_tensor; break;
+        case 10: m->value = d->gpm_dram; break;
+        case 20: m->value = d->is_mig ? 0 : d->gpm_pcie_tx; if (d->is_mig) m->nvmlReturn = ERR_NOT_SUPPORTED; break;
+        case 21: m->value = d->is_mig ? 0 : d->gpm_pcie_rx; if (d->is_mig) m->nvmlReturn = ERR_NOT_SUPPORTED; break;
+        default: m->value = 0; m->nvmlReturn = ERR_NOT_SUPPORTED;
+        }
+    }
     DONE(OK);
 }
