@@ -272,7 +272,8 @@ def test_agent_image_runs_as_the_daemonset_runs_it(helm: Path, images: dict[str,
         with urllib.request.urlopen(base + "/metrics", timeout=5) as rsp:
             metrics = rsp.read().decode()
         util = [line for line in metrics.splitlines() if line.startswith("DCGM_FI_DEV_GPU_UTIL{")]
-        by_pod = {line.split('pod="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1]) for line in util if 'pod="' in line}
+        by_pod = {line.split('pod="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+                  for line in util if 'pod="' in line}
         assert by_pod == {"train-0": 87.0, "notebook-0": 0.0}, util
         print(f"\nagent image: RSS {run.rss_bytes() / 1e6:.0f} MB")
         assert "Traceback" not in run.logs()
