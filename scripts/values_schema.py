@@ -230,6 +230,7 @@ def build() -> S:
         "prometheusNamespaceLabel": string(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$"),
         "costAnnotationMinIntervalSeconds": number(exclusiveMinimum=0),
         "costIdleUtilPercent": number(minimum=0, maximum=100),
+        "budgetSuspendNoticeSeconds": integer(minimum=60),
         "ownerKeys": STRINGS,
         "ownerEmailKeys": STRINGS,
         "teamKeys": STRINGS,

@@ -65,6 +65,8 @@ Secrets only arrive through secretKeyRef.
   value: {{ $c.costAnnotationMinIntervalSeconds | toString | quote }}
 - name: GPU_STEWARD_COST_IDLE_UTIL_PERCENT
   value: {{ $c.costIdleUtilPercent | toString | quote }}
+- name: GPU_STEWARD_BUDGET_SUSPEND_NOTICE_SECONDS
+  value: {{ $c.budgetSuspendNoticeSeconds | toString | quote }}
 - name: GPU_STEWARD_OWNER_KEYS
   value: {{ $c.ownerKeys | toJson | quote }}
 - name: GPU_STEWARD_OWNER_EMAIL_KEYS
