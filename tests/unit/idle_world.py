@@ -83,8 +83,12 @@ class FakeKube:
         if key not in self.objects:
             raise ApiError(404)
         body = copy.deepcopy(body)
-        (body.get("metadata") or {}).pop("resourceVersion", None)
+        rv = (body.get("metadata") or {}).pop("resourceVersion", None)
+        current = self.objects[key]["metadata"].get("resourceVersion", "1")
+        if rv is not None and rv != current:  # a conditional patch over a stale read, as the API server
+            raise ApiError(409)
         self.objects[key] = apply_merge_patch(self.objects[key], body)
+        self.objects[key]["metadata"]["resourceVersion"] = str(int(current) + 1)
         self.patches.append((kind, name, body))
         if self.kill_after_patch is not None and self.kill_after_patch(kind, name, body):
             raise Killed()
@@ -124,7 +128,7 @@ class FakeKube:
         return True
 
     def workload_patches(self) -> list[tuple[str, str, dict[str, Any]]]:
-        return [p for p in self.patches if p[0] != "IdlePolicy"]
+        return [p for p in self.patches if p[0] not in ("IdlePolicy", "ConfigMap")]
 
 
 class IdleSource:
