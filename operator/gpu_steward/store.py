@@ -65,7 +65,7 @@ class Meta:
 class IdleStore:
     """The idle engine's per-workload state (and dry-run clocks), sharded over ConfigMaps."""
 
-    def __init__(self, kube: Kube, namespace: str, *, prefix: str = "gpusteward-idle", shards: int = 128,
+    def __init__(self, kube: Kube, namespace: str, *, prefix: str = "gpusteward-idle", shards: int = 256,
                  resync: dt.timedelta = dt.timedelta(minutes=10),
                  adoption_window: dt.timedelta = dt.timedelta(minutes=15)) -> None:
         self.kube, self.namespace, self.prefix, self.shards = kube, namespace, prefix, max(1, shards)
@@ -204,8 +204,9 @@ class IdleStore:
                 later.setdefault(old, {})[key] = None
         for name, change in sorted(later.items()):
             self._write(name, change)  # a leftover copy is harmless: the home shard's wins on reading
-        for key in failed:
-            log.warning("store entry not written", key=key, error=failed[key])
+        if failed:  # one line per flush, however many entries: a full shard must not flood the log
+            key, why = next(iter(sorted(failed.items())))
+            log.warning("store entries not written; their workloads wait", count=len(failed), first=key, error=why)
         return failed
 
     def _write(self, name: str, change: dict[str, str | None]) -> dict[str, str]:
