@@ -45,7 +45,8 @@ class Settings(BaseSettings):
 
     # The state store (docs/store.md): the idle engine's per-workload state in ConfigMaps of
     # platform_namespace, <store_prefix>-000 … one per shard. 256 shards keep each under ~550 KiB at
-    # 40,000 workloads even if every entry is at its largest; a shard nearing 768 KiB refuses writes and says to raise store_shards.
+    # 40,000 workloads even if every entry is at its largest; a shard nearing 768 KiB refuses writes and
+    # says to raise store_shards.
     store_prefix: str = "gpusteward-idle"
     store_shards: int = Field(256, ge=1, le=4096)
     # The cache is refilled with one LIST this often (and at start, and after a conflict).

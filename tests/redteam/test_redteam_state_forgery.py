@@ -19,10 +19,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit"))
 
-from idle_world import NS, T0, World, gpu_pod, job, policy  # noqa: E402
+from idle_world import NS, T0, World, gpu_pod, job, policy
 
-from gpu_steward.policy.timeparse import format_rfc3339  # noqa: E402
-from gpu_steward.workloads.model import IDLE_STATE_ANNOTATION  # noqa: E402
+from gpu_steward.policy.timeparse import format_rfc3339
+from gpu_steward.workloads.model import IDLE_STATE_ANNOTATION
 
 MIN = dt.timedelta(minutes=1)
 NOTICE = dt.timedelta(minutes=15)  # idle_world's policy: idle 5m, notice.before 15m, maxSnooze 1h

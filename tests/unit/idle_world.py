@@ -242,8 +242,9 @@ class World:
         group = obj["apiVersion"].split("/")[0] if "/" in obj["apiVersion"] else ""
         key = entry_key(group, obj["kind"], obj["metadata"].get("namespace") or NS, obj["metadata"]["name"])
         for (av, kind, ns, _), cm in self.kube.objects.items():
+            labels = cm["metadata"].get("labels") or {}
             if (av, kind, ns) == ("v1", "ConfigMap", self.settings.platform_namespace) \
-                    and key in (cm.get("data") or {}) and (cm["metadata"].get("labels") or {}).get(STORE_LABEL) == "idle":
+                    and key in (cm.get("data") or {}) and labels.get(STORE_LABEL) == "idle":
                 return decode_entry(cm["data"][key])[0]
         return None
 

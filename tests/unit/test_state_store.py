@@ -159,7 +159,8 @@ def _legacy_warned(at: dt.datetime, snooze_seen: str | None = None) -> str:
     """What the previous release wrote after warning at ``at`` and evaluating until just before T0
     (tests/unit/test_idle_upgrade.py's shape)."""
     state: dict[str, object] = {"v": 1, "phase": "Warned", "episode": 1, "idleSince": format_rfc3339(at - 5 * MIN),
-             "idleCoveredTo": format_rfc3339(T0 - MIN), "warn": {"intended": format_rfc3339(at), "done": format_rfc3339(at)}}
+                                "idleCoveredTo": format_rfc3339(T0 - MIN),
+                                "warn": {"intended": format_rfc3339(at), "done": format_rfc3339(at)}}
     if snooze_seen:
         state["snooze"] = {"value": "2099-01-01T00:00:00Z", "seen": snooze_seen}
     return json.dumps(state)
@@ -178,7 +179,8 @@ def test_the_upgrade_adopts_the_previous_release_state_once():
 
 def test_an_adopted_snooze_is_bounded_from_now_whatever_the_annotation_said():
     w = World(policy(["Event"]))
-    held = job("held", annotations={IDLE_STATE_ANNOTATION: _legacy_warned(T0 - 5 * MIN, "2098-06-01T00:00:00Z"),
+    legacy = _legacy_warned(T0 - 5 * MIN, "2098-06-01T00:00:00Z")
+    held = job("held", annotations={IDLE_STATE_ANNOTATION: legacy,
                                     "gpusteward.dev/snooze-until": "2099-01-01T00:00:00Z"})
     w.run(held)
     w.passes(1)
@@ -210,7 +212,7 @@ def test_entries_of_workloads_gone_are_forgotten_after_the_retention():
 
 
 def test_store_entries_round_trip_and_garbage_is_no_entry():
-    key, entry = _worst_entry(7)
+    _, entry = _worst_entry(7)
     back, problem = decode_entry(encode_entry(entry))
     assert problem is None and back is not None and encode_entry(back) == encode_entry(entry)
     for bad in ("", "{", "[]", '{"v":2}', '{"v":1,"ref":{}}', '{"v":1,"ref":{"apiVersion":"v1","kind":"Pod",'
