@@ -142,8 +142,8 @@ def check_size(shard: str, size: int, entries: int, limit: int = SHARD_SOFT_LIMI
     if size > limit:
         raise ShardFull(
             f"store shard {shard} would hold {size} bytes in {entries} entries, over its {limit}-byte limit "
-            f"(ConfigMaps stop at {CONFIGMAP_LIMIT}): raise the setting store_shards (Helm "
-            f"config.store.shards); existing entries move to their new shard as they are next written")
+            f"(ConfigMaps stop at {CONFIGMAP_LIMIT}): raise the setting store_shards (env "
+            f"GPU_STEWARD_STORE_SHARDS); existing entries move to their new shard as they are next written")
 
 
 def adopt_legacy(state: IdleState, now: datetime) -> IdleState:
