@@ -43,6 +43,21 @@ class Settings(BaseSettings):
     controls_configmap: str = "gpu-steward-controls"
     blast_record_configmap: str = "gpu-steward-blast-radius"
 
+    # The state store (docs/store.md): the idle engine's per-workload state in ConfigMaps of
+    # platform_namespace, <store_prefix>-000 … one per shard. 256 shards keep each under ~550 KiB at
+    # 40,000 workloads even if every entry is at its largest; a shard nearing 768 KiB refuses writes and
+    # says to raise store_shards.
+    store_prefix: str = "gpusteward-idle"
+    store_shards: int = Field(256, ge=1, le=4096)
+    # The cache is refilled with one LIST this often (and at start, and after a conflict).
+    store_resync_seconds: float = Field(600.0, gt=0)
+    # Entries of workloads no pass has seen (deleted, finished) are dropped this long after their last write.
+    store_retention_seconds: float = Field(86400.0, gt=0)
+    # Upgrade: for this long after the store is created, a workload without an entry may have the previous
+    # release's gpusteward.dev/idle-state annotation taken over once (opt-out bounds clamped to now + max).
+    # Afterwards the annotation is only a mirror and is never read. 0: adopt nothing (a fresh install).
+    legacy_adoption_seconds: float = Field(900.0, ge=0)
+
     # Evaluation loop cadence and how fresh a utilization sample must be to count.
     evaluation_interval_seconds: float = Field(30.0, gt=0)
     sample_max_age_seconds: float = Field(180.0, gt=0)

@@ -140,7 +140,10 @@ def upgrade(cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> 
     new = OperatorProcess(cluster.kubeconfig, tmp / "operator.log", settings={
         **common, "slack_interactions_port": str(new_port), "slack_bot_token": slack.add_token(),
         "slack_api_url": slack.api_url,
-        "leader_election_lease_name": "gpu-steward-leader", "leader_election_namespace": SYSTEM_NS})
+        "leader_election_lease_name": "gpu-steward-leader", "leader_election_namespace": SYSTEM_NS,
+        # Its own namespace, as a release's: its state store is created by this upgrade (docs/store.md), not
+        # by an operator of an earlier test in this session sharing the default namespace.
+        "platform_namespace": SYSTEM_NS})
     e = IdleEnv(cluster, Kube(cluster.api_client()), node, slack, new, webhook)
     try:
         e.apply(policy("idle", before=f"{int(LATE_NOTICE.total_seconds())}s"), WARN_NS)

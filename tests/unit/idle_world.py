@@ -11,9 +11,11 @@ from typing import Any
 
 from gpu_steward.idle.controller import IdleController
 from gpu_steward.index import Registry
+from gpu_steward.policy.store_codec import Entry, decode_entry, entry_key
 from gpu_steward.policy.usage import Usage
 from gpu_steward.settings import Settings
 from gpu_steward.sources.base import PodRef
+from gpu_steward.store import STORE_LABEL
 from gpu_steward.workloads.adapters import apply_merge_patch
 from gpu_steward.workloads.model import IDLE_STATE_ANNOTATION
 
@@ -83,8 +85,12 @@ class FakeKube:
         if key not in self.objects:
             raise ApiError(404)
         body = copy.deepcopy(body)
-        (body.get("metadata") or {}).pop("resourceVersion", None)
+        rv = (body.get("metadata") or {}).pop("resourceVersion", None)
+        current = self.objects[key]["metadata"].get("resourceVersion", "1")
+        if rv is not None and rv != current:  # a conditional patch over a stale read, as the API server
+            raise ApiError(409)
         self.objects[key] = apply_merge_patch(self.objects[key], body)
+        self.objects[key]["metadata"]["resourceVersion"] = str(int(current) + 1)
         self.patches.append((kind, name, body))
         if self.kill_after_patch is not None and self.kill_after_patch(kind, name, body):
             raise Killed()
@@ -124,7 +130,7 @@ class FakeKube:
         return True
 
     def workload_patches(self) -> list[tuple[str, str, dict[str, Any]]]:
-        return [p for p in self.patches if p[0] != "IdlePolicy"]
+        return [p for p in self.patches if p[0] not in ("IdlePolicy", "ConfigMap")]
 
 
 class IdleSource:
@@ -196,7 +202,7 @@ class World:
     """A cluster with a policy, workloads with GPU pods, and a controller driven minute by minute."""
 
     def __init__(self, pol: dict[str, Any] | None, slack: FakeSlack | None = None, *, dry_run: bool = False,
-                 settings: Settings | None = None) -> None:
+                 settings: Settings | None = None, **overrides: Any) -> None:
         self.kube = FakeKube()
         self.registry = Registry()
         # Budgets' and leases' suspension requests the pass reads (budgets.requests.load in the operator).
@@ -207,7 +213,7 @@ class World:
         self.kube.add({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}, namespaced=False)
         self.kube.add({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gpu-1"}}, namespaced=False)
         self.slack, self.source = slack, IdleSource()
-        self.settings = settings or Settings(metrics_port=0, dry_run=dry_run)
+        self.settings = settings or Settings(metrics_port=0, dry_run=dry_run, **overrides)
         self.controller = self.restart()
         self.now = T0
 
@@ -239,6 +245,32 @@ class World:
     def state(self, obj: dict[str, Any]) -> str | None:
         meta = self.kube.obj(obj["apiVersion"], obj["kind"], obj["metadata"]["name"])["metadata"]
         return (meta.get("annotations") or {}).get(IDLE_STATE_ANNOTATION)
+
+    def entry(self, obj: dict[str, Any]) -> Entry | None:
+        """The workload's entry as the store's ConfigMaps hold it (read from the fake API, not a cache)."""
+        group = obj["apiVersion"].split("/")[0] if "/" in obj["apiVersion"] else ""
+        key = entry_key(group, obj["kind"], obj["metadata"].get("namespace") or NS, obj["metadata"]["name"])
+        for (av, kind, ns, _), cm in self.kube.objects.items():
+            labels = cm["metadata"].get("labels") or {}
+            if (av, kind, ns) == ("v1", "ConfigMap", self.settings.platform_namespace) \
+                    and key in (cm.get("data") or {}) and labels.get(STORE_LABEL) == "idle":
+                return decode_entry(cm["data"][key])[0]
+        return None
+
+    def shards(self) -> list[dict[str, Any]]:
+        return [cm for (av, kind, ns, _), cm in self.kube.objects.items()
+                if (av, kind, ns) == ("v1", "ConfigMap", self.settings.platform_namespace)
+                and (cm["metadata"].get("labels") or {}).get(STORE_LABEL) == "idle"]
+
+    def annotate(self, obj: dict[str, Any], **values: str | None) -> None:
+        """What the workload's owner may do: set or remove annotations (``snooze_until`` -> snooze-until)."""
+        ann = self.current(obj)["metadata"].setdefault("annotations", {})
+        for name, value in values.items():
+            full = name if "/" in name else "gpusteward.dev/" + name.replace("_", "-")
+            if value is None:
+                ann.pop(full, None)
+            else:
+                ann[full] = value
 
     def current(self, obj: dict[str, Any]) -> dict[str, Any]:
         return self.kube.obj(obj["apiVersion"], obj["kind"], obj["metadata"]["name"])

@@ -38,9 +38,11 @@ from gpu_steward.policy.idle_summary import summarize
 from gpu_steward.policy.requests import Published, SuspensionRequest, choose
 from gpu_steward.policy.schedule import in_window
 from gpu_steward.policy.selection import PolicyCandidate, choose_policy, exempt_by_selectors, policy_applies
+from gpu_steward.policy.store_codec import Entry, EntryRef, adopt_legacy, entry_key
 from gpu_steward.policy.usage import GPU_UTIL, Usage, merge_usages, select_signal
 from gpu_steward.settings import Settings
 from gpu_steward.sources.base import PodRef, UtilizationSource
+from gpu_steward.store import IdleStore
 from gpu_steward.workloads import actions, adapters
 from gpu_steward.workloads.model import (
     EXEMPT_ANNOTATION,
@@ -104,10 +106,15 @@ class Chosen:
 
 @dataclass
 class Stored:
-    """What the workload holds of ours, as last read or written this pass (so a pass never writes twice)."""
+    """What is remembered of the workload, as last read or written this pass (so a pass never writes twice):
+    its store entry (the only state trusted), and what the workload itself carries of ours — the mirror
+    annotation (for people; never read back) and the ``suspended`` label."""
 
-    state: str | None
+    key: str
+    entry: Entry | None
+    mirror: str | None
     label: str | None
+    adopted: bool = False  # this pass took the state over from the previous release's annotation
 
 
 @dataclass
@@ -143,8 +150,12 @@ class IdleController:
         # Two idle readings further apart than this are not one idle stretch (engine rule); it bounds
         # how stale the persisted coverage may get, hence how often an idle workload is written.
         self.max_gap = dt.timedelta(seconds=max(120.0, 4 * settings.evaluation_interval_seconds))
-        # Dry-run never writes to workloads, so its idle clocks live here, in memory (see docs/idle.md).
-        self._dry_states: dict[tuple[str, str, str, str], IdleState] = {}
+        # Everything the engine remembers per workload (dry-run clocks included) lives in the operator's
+        # store, never read back from the workload (docs/store.md).
+        self.store = IdleStore(kube, settings.platform_namespace, prefix=settings.store_prefix,
+                               shards=settings.store_shards,
+                               resync=dt.timedelta(seconds=settings.store_resync_seconds),
+                               adoption_window=dt.timedelta(seconds=settings.legacy_adoption_seconds))
         # Notices that reached no one are retried on later passes, spaced out.
         self._backoff = Backoff(dt.timedelta(seconds=max(30.0, settings.evaluation_interval_seconds)))
 
@@ -153,6 +164,7 @@ class IdleController:
         started = self.clock()
         now = now or started
         result = PassResult()
+        await asyncio.to_thread(self.store.load, now)  # StoreUnavailable: no pass without remembered state
         policies = await asyncio.to_thread(self._valid_policies, now)
         pods = [p for p in self.registry.pods() if p.running]
         workloads = await asyncio.to_thread(self._group, pods)
@@ -175,26 +187,37 @@ class IdleController:
                 if request is not None:
                     chosen = self._for_request(wl, obj, chosen, request)
                 elif chosen is None:
-                    chosen = self._ungoverned(wl, obj)
+                    chosen = self._ungoverned(wl, obj, now)
                 if chosen is None:
                     continue
                 pkey = chosen.key
                 usage = self._usage(wl, usages, chosen, result)
                 target = objects.get(_key(wl.target)) if wl.target else obj
-                facts = self._facts(wl, obj, target, chosen, now)
-                planned.append(self._decide(wl, obj, facts, usage, chosen, now))
+                stored = self._stored(wl, obj, now)
+                facts = self._facts(wl, obj, target, chosen, stored, now)
+                planned.append(self._decide(wl, obj, facts, usage, chosen, stored, now))
             except Exception as exc:
                 self._failed(wl, pkey, exc, result)
         # The blast-radius gate sees every suspension this pass would start before any is carried out.
         verdict = await asyncio.to_thread(self._gate, planned, now, result)
         for p in planned:
-            pkey = p.chosen.key
             why = verdict.deferred.get(p.id)
             if why is not None:
                 p.decision = blast.withhold(p.decision, p.prior, why.value)
+        # 1. Every intent is in the store before anything is carried out (one write per shard touched).
+        for p in planned:
+            self._stage(p, p.decision.state, now)
+        unwritten = await asyncio.to_thread(self.store.flush)
+        for p in planned:
+            pkey = p.chosen.key
+            why = verdict.deferred.get(p.id)
+            if why is not None:
                 result.deferred[pkey] += 1
                 if why is blast.Deferral.BREAKER:
                     result.breaker_policies.add(pkey)
+            if p.stored.key in unwritten:  # its intent is not remembered: it must not act on it
+                self._failed(p.wl, pkey, RuntimeError(f"state not stored: {unwritten[p.stored.key]}"), result)
+                continue
             try:  # one workload's error (a 404, 409, 422 ...) never stops the others' actions
                 decision = await asyncio.to_thread(self._carry_out, p, now, result, verdict.paused)
             except Exception as exc:
@@ -206,8 +229,9 @@ class IdleController:
             result.decisions += 1
         result.workloads = len(workloads)
         seen = {_key(w.ref) for w in workloads.values()}
-        for key in set(self._dry_states) - seen:
-            del self._dry_states[key]
+        self._forget(workloads, now)
+        # 3. The confirmations (and the idle clocks' progress, and forgotten entries) go to the store.
+        await asyncio.to_thread(self.store.flush)
         self._backoff.forget(lambda k: isinstance(k, tuple) and k[0] in seen)
         await asyncio.to_thread(self._write_policy_status, policies, decisions, now, result)
         result.seconds = (self.clock() - started).total_seconds()
@@ -339,6 +363,12 @@ class IdleController:
                       ) -> tuple[dict[tuple[str, str, str, str], dict[str, Any]], dict[str, dict[str, str]]]:
         kinds = {(w.ref.api_version, w.ref.kind) for w in workloads.values()}
         kinds |= {(w.target.api_version, w.target.kind) for w in workloads.values() if w.target}
+        # Workloads our store says we suspended (or are suspending, or giving back) are evaluated even
+        # without GPU pods or our label (a crash between the adapter's patch and the label, a hand edit).
+        holding = {key: e.ref for key, e in self.store.entries().items()
+                   if e.state is not None and _holds_suspension(e.state)}
+        kinds |= {(r.api_version, r.kind) for r in holding.values() if r.kind != "Pod"}
+        adopting = self.store.adoption_open(self.clock())
         objects: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         for api_version, kind in sorted(kinds):
             if kind == "Pod":
@@ -346,9 +376,13 @@ class IdleController:
             for obj in self.kube.list_optional(api_version, kind, None):
                 ref = WorkloadRef.of(obj)
                 objects[_key(ref)] = obj
-                if _key(ref) not in workloads and _suspended_by_us_unlabelled(obj):
-                    # A crash (or an older version) left it suspended without our label: evaluate it, which
-                    # writes the label back, so later passes find it by label.
+                if _key(ref) in workloads:
+                    continue
+                entry = holding.get(_store_key(ref))
+                if (entry is not None and entry.uid in (None, ref.uid)) or \
+                        (adopting and _suspended_by_us_unlabelled(obj)):
+                    # Suspended by us but without our label: evaluate it, which writes the label back, so
+                    # later passes find it by label. (The annotation counts only while adopting an upgrade.)
                     workloads[_key(ref)] = Workload(ref, ref, True, (obj,))
         for wl in workloads.values():
             if wl.ref.kind == "Pod":
@@ -418,12 +452,14 @@ class IdleController:
                       chosen.exemptions if chosen is not None else [], lose, request,
                       signal=chosen.signal if chosen is not None else GPU_UTIL)
 
-    def _ungoverned(self, wl: Workload, obj: dict[str, Any]) -> Chosen | None:
+    def _ungoverned(self, wl: Workload, obj: dict[str, Any], now: dt.datetime) -> Chosen | None:
         """No policy, no request — but a suspension of ours (a request's, since gone: a lease released when
-        its pods went) or a notice still owed: keep evaluating it, so resume and the notices work."""
-        state, _ = engine.state_from_annotation(
-            ((obj.get("metadata") or {}).get("annotations") or {}).get(IDLE_STATE_ANNOTATION))
-        if not (_holds_suspension(state) or state.suspended_notice.pending or state.resumed_notice.pending):
+        its pods went) or a notice still owed: keep evaluating it, so resume and the notices work. Known from
+        the store only (the annotation is a mirror for people, never trusted)."""
+        entry = self._stored(wl, obj, now).entry
+        state = entry.state if entry is not None else None
+        if state is None or not (_holds_suspension(state) or state.suspended_notice.pending
+                                 or state.resumed_notice.pending):
             return None
         source = (state.warn_policy or "").split("@")[0] or "GPU Steward"
         return Chosen((wl.ref.namespace or "", source), self._default_rules(), (), None, [])
@@ -433,7 +469,7 @@ class IdleController:
         return unusable_channels(channels or ("Slack", "Event"), self.slack)
 
     def _facts(self, wl: Workload, obj: dict[str, Any], target: dict[str, Any] | None, chosen: Chosen,
-               now: dt.datetime) -> WorkloadFacts:
+               stored: Stored, now: dt.datetime) -> WorkloadFacts:
         windows, tz, exemptions = chosen.windows, chosen.tz, chosen.exemptions
         meta = obj.get("metadata") or {}
         ann, labels = meta.get("annotations") or {}, meta.get("labels") or {}
@@ -446,7 +482,8 @@ class IdleController:
                 suspended = None
         return WorkloadFacts(
             started_at=max(starts) if starts else None,
-            gpus=sum(p.gpus for p in wl.pods) or _recorded_gpus(ann),
+            gpus=sum(p.gpus for p in wl.pods) or (stored.entry.state.suspended_gpus
+                                                  if stored.entry is not None and stored.entry.state else 0),
             in_window=in_window(windows, tz, now) if windows else True,
             exempt_by_selector=exempt_by_selectors(exemptions, labels),
             exempt_until=ann.get(EXEMPT_ANNOTATION), snooze_until=ann.get(SNOOZE_ANNOTATION),
@@ -467,19 +504,70 @@ class IdleController:
         return ((node.get("metadata") or {}).get("labels") or {}).get(GPU_PRODUCT_LABEL)
 
     # ---- one workload ------------------------------------------------------------------------
-    def _decide(self, wl: Workload, obj: dict[str, Any], facts: WorkloadFacts, usage: Usage, chosen: Chosen,
-                now: dt.datetime) -> Planned:
-        rules, key = chosen.rules, _key(wl.ref)
+    def _stored(self, wl: Workload, obj: dict[str, Any], now: dt.datetime) -> Stored:
+        """The workload's entry in the store; an entry of another workload of that name (deleted and
+        created again: another uid) is none. Without an entry, and only while the store adopts an
+        upgrade, the previous release's annotation is taken over once (opt-out bounds clamped to now)."""
         meta = obj.get("metadata") or {}
-        stored = Stored((meta.get("annotations") or {}).get(IDLE_STATE_ANNOTATION),
-                        (meta.get("labels") or {}).get(SUSPENDED_LABEL))
-        if rules.dry_run and key in self._dry_states:  # dry-run: the state lives in memory
-            state = self._dry_states[key]
-        else:
-            state, problem = engine.state_from_annotation(stored.state)
+        mirror = (meta.get("annotations") or {}).get(IDLE_STATE_ANNOTATION)
+        key = _store_key(wl.ref)
+        entry = self.store.get(key)
+        uid = meta.get("uid")
+        if entry is not None and not _same(entry.ref, wl.ref, uid):
+            entry = None
+        stored = Stored(key, entry, mirror, (meta.get("labels") or {}).get(SUSPENDED_LABEL))
+        if entry is None and mirror is not None and self.store.adoption_open(now):
+            state, problem = engine.state_from_annotation(mirror)
+            created = self.store.meta.created_at if self.store.meta else now
             if problem:
-                log.warning("idle state unreadable, starting over", workload=str(wl.ref), problem=problem)
+                log.warning("previous release's idle state unreadable, starting over", workload=str(wl.ref),
+                            problem=problem)
+            elif _marked_after(state, created):
+                log.warning("idle-state annotation written after the upgrade: not adopted", workload=str(wl.ref))
+            else:
+                ref = EntryRef(wl.ref.api_version, wl.ref.kind, wl.ref.namespace or "", wl.ref.name, uid)
+                stored.entry = Entry(ref, state=adopt_legacy(state, now), adopted=True)
+                stored.adopted = True
+                log.info("idle state adopted from the previous release's annotation", workload=str(wl.ref))
+        return stored
+
+    def _decide(self, wl: Workload, obj: dict[str, Any], facts: WorkloadFacts, usage: Usage, chosen: Chosen,
+                stored: Stored, now: dt.datetime) -> Planned:
+        rules, entry = chosen.rules, stored.entry
+        state = IdleState()
+        if entry is not None:  # dry-run keeps its own clocks, starting from the enforcing state
+            state = (entry.dry if rules.dry_run else None) or entry.state or IdleState()
         return Planned(wl, obj, usage, chosen, stored, state, engine.decide(state, usage, facts, rules, now))
+
+    def _stage(self, p: Planned, state: IdleState, now: dt.datetime) -> None:
+        """Put the state into the store's next write when it holds news (``engine.needs_persist``): every
+        change that matters at once, the idle clock's progress at most every half ``max_gap`` (and then
+        one write per shard per pass, not per workload). A workload with nothing to remember gets no entry."""
+        stored, dry = p.stored, p.chosen.rules.dry_run
+        entry = stored.entry
+        old = None if entry is None else (entry.dry if dry else entry.state)
+        if not stored.adopted and not engine.needs_persist(old, state, self.max_gap / 2):
+            return
+        ref = EntryRef(p.wl.ref.api_version, p.wl.ref.kind, p.wl.ref.namespace or "", p.wl.ref.name,
+                       (p.obj.get("metadata") or {}).get("uid") or p.wl.ref.uid)
+        if dry:
+            new = Entry(ref, state=entry.state if entry else None, dry=state, written_at=now,
+                        adopted=bool(entry and entry.adopted))
+        else:  # an enforcing state ends any dry-run clocks kept beside it
+            new = Entry(ref, state=state, dry=None, written_at=now, adopted=bool(entry and entry.adopted))
+        self.store.put(stored.key, new)
+        stored.entry, stored.adopted = new, False
+
+    def _forget(self, workloads: dict[tuple[str, str, str, str], Workload], now: dt.datetime) -> None:
+        """Entries of workloads no pass sees any more (deleted, finished, scaled away) are dropped once they
+        have not been written for ``store_retention_seconds``; an entry holding a suspension is kept."""
+        seen = {_store_key(w.ref) for w in workloads.values()}
+        keep = dt.timedelta(seconds=self.settings.store_retention_seconds)
+        for key, entry in self.store.entries().items():
+            if key in seen or (entry.state is not None and _holds_suspension(entry.state)):
+                continue
+            if entry.written_at is None or now - entry.written_at > keep:
+                self.store.remove(key)
 
     def _carry_out(self, p: Planned, now: dt.datetime, result: PassResult, paused: bool) -> Decision:
         """Persist the intent, act, confirm. ``paused``: the global switch is on, no suspension is carried
@@ -487,9 +575,9 @@ class IdleController:
         wl, obj, usage, chosen, stored, decision = p.wl, p.obj, p.usage, p.chosen, p.stored, p.decision
         rules, key = chosen.rules, _key(wl.ref)
         dry = rules.dry_run  # dry-run: nothing is written to the workload
-        state = decision.state
-        if not dry:
-            self._persist(wl, stored, state, decision.clear_resume_request, result)  # 1. intent (and label)
+        state = decision.state  # 1. its intent is in the store already (run_pass)
+        if not dry:  # the label (and the mirror) before any adapter call
+            self._sync_workload(wl, stored, state, decision.clear_resume_request, result)
         owner = owner_of(wl.objects, self.settings)
         for note in decision.notes:
             spec = note_event(note)
@@ -506,40 +594,39 @@ class IdleController:
             if action.is_notice and not self._backoff.due(retry_key, now):
                 continue  # it reached no one last time: wait for the backoff before trying again
             if self._perform(wl, obj, action, decision, usage, chosen, owner, now, retry_key):  # 2. act
-                state = engine.confirm(state, action, self.clock())  # 3. confirm
+                state = engine.confirm(state, action, self.clock())  # 3. confirm (stored at the pass's end)
+                self._stage(p, state, now)
                 if not dry and not action.is_notice:
-                    self._persist(wl, stored, state, False, result)
-        if dry:
-            self._dry_states[key] = state
-        else:
-            self._persist(wl, stored, state, False, result)
+                    self._sync_workload(wl, stored, state, False, result)
+        if not dry:
+            self._sync_workload(wl, stored, state, False, result)
         return replace(decision, state=state)
 
-    def _persist(self, wl: Workload, stored: Stored, state: IdleState, clear_resume: bool,
-                 result: PassResult) -> None:
-        """Write the state when it holds news (``engine.needs_persist``): every change that matters at
-        once, the idle clock's progress at most every half ``max_gap`` (an idle workload costs a write a
-        minute, not one per pass, and the stored coverage stays fresh enough that a restart never breaks
-        the idle stretch). A workload with nothing to remember is never annotated.
-
-        The ``suspended`` label follows the state in the same patch: it is set with the suspension's
-        *intent*, before the adapter's patch, so a crash after that patch leaves a workload the next pass
-        finds by label; it goes when the state no longer holds a suspension of ours."""
-        text = engine.state_to_annotation(state)
+    def _sync_workload(self, wl: Workload, stored: Stored, state: IdleState, clear_resume: bool,
+                       result: PassResult) -> None:
+        """What the workload carries of ours follows the stored state: the ``suspended`` label, set with the
+        suspension's *intent* before the adapter's patch (so a crash after that patch leaves a workload the
+        next pass finds by label) and removed when the state no longer holds a suspension of ours; and the
+        ``gpusteward.dev/idle-state`` mirror, for ``kubectl describe`` only — written when what it shows
+        changed (not for the idle clock's progress), put back when someone edits it, never read back."""
         label = "true" if _holds_suspension(state) else None
-        if not clear_resume and label == stored.label:
-            if text == stored.state:
-                return
-            old, problem = engine.state_from_annotation(stored.state) if stored.state is not None else (None, None)
-            if not problem and not engine.needs_persist(old, state, self.max_gap / 2):
-                return
-        patch: dict[str, Any] = {"metadata": {"annotations": {IDLE_STATE_ANNOTATION: text}}}
+        mirror = _mirror(state) if stored.entry is not None and stored.entry.state is not None else None
+        annotations: dict[str, Any] = {}
+        if mirror is not None and mirror != stored.mirror:
+            annotations[IDLE_STATE_ANNOTATION] = mirror
         if clear_resume:
-            patch["metadata"]["annotations"][RESUME_ANNOTATION] = None
+            annotations[RESUME_ANNOTATION] = None
+        patch: dict[str, Any] = {"metadata": {}}
+        if annotations:
+            patch["metadata"]["annotations"] = annotations
         if label != stored.label:
             patch["metadata"]["labels"] = {SUSPENDED_LABEL: label}
+        if not patch["metadata"]:
+            return
         self.kube.patch(wl.ref.api_version, wl.ref.kind, wl.ref.name, wl.ref.namespace, patch, dry_run=False)
-        stored.state, stored.label = text, label
+        stored.label = label
+        if mirror is not None:
+            stored.mirror = mirror
         result.writes += 1
 
     def _perform(self, wl: Workload, obj: dict[str, Any], action: engine.Action, decision: Decision, usage: Usage,
@@ -650,6 +737,32 @@ def _cause(request: SuspensionRequest | None, warn_policy: str | None) -> str | 
     return None
 
 
+def _store_key(ref: WorkloadRef | EntryRef) -> str:
+    group = ref.api_version.split("/")[0] if "/" in ref.api_version else ""
+    return entry_key(group, ref.kind, ref.namespace or "", ref.name)
+
+
+def _same(entry: EntryRef, ref: WorkloadRef, uid: str | None) -> bool:
+    """The entry belongs to this workload: same group, kind, namespace and name, and (when both are known)
+    the same uid — a workload deleted and created again under its name starts afresh."""
+    return (_store_key(entry) == _store_key(ref) and entry.group == ref.group and entry.kind == ref.kind
+            and entry.namespace == (ref.namespace or "") and entry.name == ref.name
+            and (entry.uid is None or uid is None or entry.uid == uid))
+
+
+def _mirror(state: IdleState) -> str:
+    """The mirror annotation's text: the state without the idle clock's progress (written only when
+    something a person cares about changed)."""
+    return engine.state_to_annotation(replace(state, idle_covered_to=None))
+
+
+def _marked_after(state: IdleState, at: dt.datetime) -> bool:
+    """Whether an annotation claims a notice or an action after ``at`` (when this release's store was
+    created): the previous release had stopped by then, so that annotation is not its."""
+    marks = (state.warn, state.suspend, state.suspended_notice, state.resume, state.resumed_notice)
+    return any(t is not None and t > at for m in marks for t in (m.intended_at, m.done_at))
+
+
 def _holds_suspension(state: IdleState) -> bool:
     """The state says we suspended the workload, or are about to, or are giving it back: label it."""
     return state.phase is Phase.SUSPENDED or state.suspend.intended_at is not None or state.resume.pending
@@ -666,7 +779,3 @@ def _suspended_by_us_unlabelled(obj: dict[str, Any]) -> bool:
         else (None, None)
     return state is not None and _holds_suspension(state)
 
-
-def _recorded_gpus(annotations: dict[str, str]) -> int:
-    state, _ = engine.state_from_annotation(annotations.get(IDLE_STATE_ANNOTATION))
-    return state.suspended_gpus

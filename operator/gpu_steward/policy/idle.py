@@ -61,6 +61,7 @@ A resume request (``gpusteward.dev/resume``) on a running workload counts as act
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -182,11 +183,20 @@ def _resumed(s: IdleState, at: datetime) -> IdleState:
 def _track_opt_out(
     stored: OptOut | None, raw: str | None, limit: timedelta, now: datetime, label: str, notes: list[str]
 ) -> tuple[OptOut | None, datetime | None, bool]:
-    """Returns (what to store, effective end if active now, whether it was cut on first sight)."""
+    """Returns (what to store, effective end if active now, whether it was cut on first sight).
+
+    The bound counts from ``seen``, the first evaluation that saw this value, as the operator recorded it
+    (the state lives in the operator's store; nothing read back from the workload sets it). A removed
+    annotation is remembered until its bound has passed, so deleting and re-adding the same value does not
+    start the bound again; a *new* value is a new opt-out, bounded from now. Long values are kept as a
+    digest: the state's size never depends on what a user wrote.
+    """
     if raw is None:
-        return None, None, False
-    first_sight = stored is None or stored.value != raw
-    opt = OptOut(value=raw, seen_at=now) if first_sight or stored is None else stored
+        keep = stored is not None and stored.seen_at + limit > now
+        return (stored if keep else None), None, False
+    value = opt_out_value(raw)
+    first_sight = stored is None or stored.value != value
+    opt = OptOut(value=value, seen_at=now) if first_sight or stored is None else stored
     try:
         asked = parse_rfc3339(raw)
     except TimeParseError as exc:
@@ -199,6 +209,17 @@ def _track_opt_out(
     if cut:
         notes.append(f"gpusteward.dev/{label} {raw} cut to {format_rfc3339(end)} (policy maximum {_fmt_delta(limit)})")
     return opt, (end if end > now else None), cut
+
+
+OPT_OUT_VALUE_MAX = 64
+
+
+def opt_out_value(raw: str) -> str:
+    """What the state keeps of an opt-out annotation's value: itself when short (an RFC 3339 time is), else
+    a digest — enough to tell a changed value, and bounded whatever the owner wrote."""
+    if len(raw) <= OPT_OUT_VALUE_MAX:
+        return raw
+    return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()[:40]
 
 
 class _Out:

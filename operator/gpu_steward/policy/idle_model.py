@@ -229,7 +229,12 @@ def _t(value: datetime | None) -> str | None:
 
 
 def state_to_annotation(state: IdleState) -> str:
-    """Compact JSON for ``gpusteward.dev/idle-state``; defaults are left out to keep it small."""
+    """Compact JSON for ``gpusteward.dev/idle-state`` (now a read-only mirror, see ``gpu_steward.store``)."""
+    return json.dumps(state_to_dict(state), separators=(",", ":"), sort_keys=True)
+
+
+def state_to_dict(state: IdleState) -> dict[str, Any]:
+    """The state as plain JSON values; defaults are left out to keep it small (the store's entry codec)."""
     out: dict[str, Any] = {"v": state.version, "phase": state.phase.value, "episode": state.episode}
     for name in _TIME_FIELDS:
         value = getattr(state, name)
@@ -258,7 +263,7 @@ def state_to_annotation(state: IdleState) -> str:
         opt: OptOut | None = getattr(state, name)
         if opt is not None:
             out[name] = {"value": opt.value, "seen": _t(opt.seen_at)}
-    return json.dumps(out, separators=(",", ":"), sort_keys=True)
+    return out
 
 
 def _parse_time(raw: Any, where: str) -> datetime | None:
@@ -303,6 +308,15 @@ def state_from_annotation(text: str | None) -> tuple[IdleState, str | None]:
         return IdleState(), None
     try:
         raw = json.loads(text)
+    except ValueError as exc:
+        return IdleState(), f"gpusteward.dev/idle-state ignored ({exc}); starting fresh"
+    state, problem = state_from_dict(raw)
+    return state, None if problem is None else f"gpusteward.dev/idle-state ignored ({problem}); starting fresh"
+
+
+def state_from_dict(raw: Any) -> tuple[IdleState, str | None]:
+    """Decode ``state_to_dict``'s output. Never raises: garbage gives a fresh ``IdleState()`` and the reason."""
+    try:
         if not isinstance(raw, dict):
             raise ValueError("not a JSON object")
         version = raw.get("v")
@@ -343,7 +357,7 @@ def state_from_annotation(text: str | None) -> tuple[IdleState, str | None]:
         values["restored"] = True
         return replace(IdleState(), **{k: v for k, v in values.items() if k in known}), None
     except (ValueError, TypeError) as exc:
-        return IdleState(), f"gpusteward.dev/idle-state ignored ({exc}); starting fresh"
+        return IdleState(), str(exc)
 
 
 __all__ = [
@@ -360,5 +374,7 @@ __all__ = [
     "Phase",
     "WorkloadFacts",
     "state_from_annotation",
+    "state_from_dict",
     "state_to_annotation",
+    "state_to_dict",
 ]
