@@ -169,8 +169,10 @@ def test_global_dry_run_touches_nothing():
     w.passes(90)
     assert w.kube.workload_patches() == [] and w.kube.events == []
     assert not w.suspended(train) and w.state(train) is None
-    (state,) = w.controller._dry_states.values()
-    assert state.phase.value == "WouldSuspend"
+    # The dry-run clocks live in the operator's store (its own ConfigMaps), apart from enforcing state.
+    (entry,) = w.controller.store.entries().values()
+    assert entry.state is None and entry.dry is not None
+    assert entry.dry.phase.value == "WouldSuspend"
 
 
 def test_the_blast_radius_switch_holds_lease_suspensions_back():
