@@ -78,6 +78,7 @@ class Workload:
 class PassResult:
     workloads: int = 0
     decisions: int = 0
+    decisions_by_policy: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     writes: int = 0
     actions: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     seconds: float = 0.0
@@ -227,6 +228,7 @@ class IdleController:
             if p.chosen.not_suspended_because:
                 result.protected[pkey].append(f"{p.wl.ref}: {p.chosen.not_suspended_because}")
             result.decisions += 1
+            result.decisions_by_policy[pkey] += 1
         result.workloads = len(workloads)
         seen = {_key(w.ref) for w in workloads.values()}
         self._forget(workloads, now)
