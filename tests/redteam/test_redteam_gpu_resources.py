@@ -33,6 +33,7 @@ def pod(resource: str, n: int = 2, uid: str = "u1", where: str = "limits", phase
 
 
 @pytest.mark.parametrize("resource", SNEAKY)
+@pytest.mark.redteam("quota")
 def test_every_gpu_resource_is_a_gpu(resource):
     assert gpus.is_gpu_resource(resource)
     assert c.pod_gpus(pod(resource)) == 2
@@ -45,6 +46,7 @@ def test_non_gpu_resources_are_not_gpus():
 
 
 @pytest.mark.parametrize("resource", SNEAKY)
+@pytest.mark.redteam("quota")
 def test_index_watches_pods_asking_for_any_gpu_resource(resource):
     reg = Registry()
     reg.pod_event("ADDED", pod(resource))
@@ -54,12 +56,14 @@ def test_index_watches_pods_asking_for_any_gpu_resource(resource):
     assert c.pod_gpus(slim) == 2 and slim == slim_pod(pod(resource))
 
 
+@pytest.mark.redteam("quota")
 def test_cost_counts_slices_like_gpus():
     now = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
     pc = c.pod_cost(pod("nvidia.com/mig-1g.10gb"), Decimal("2"), now)
     assert pc.gpus == 2 and pc.cost == Decimal("8")  # 2 slices x 2 h x 2.00
 
 
+@pytest.mark.redteam("quota")
 def test_mixed_resources_add_up_and_init_containers_count_per_resource():
     p = pod("nvidia.com/gpu", 1)
     p["spec"]["containers"].append({"name": "b", "resources": {"limits": {"nvidia.com/mig-1g.10gb": "2"}}})
@@ -68,6 +72,7 @@ def test_mixed_resources_add_up_and_init_containers_count_per_resource():
     assert c.pod_gpus(p) == 6
 
 
+@pytest.mark.redteam("quota")
 def test_quota_caps_every_gpu_resource_and_their_sum():
     # Nothing in use: every GPU resource (well-known, advertised by a node) may reach gpuQuota.
     nodes = [{"status": {"allocatable": {"cpu": "8", "nvidia.com/mig-2g.20gb": "3"}}}]
@@ -93,6 +98,7 @@ def test_quota_caps_every_gpu_resource_and_their_sum():
 
 @pytest.mark.cluster
 @pytest.mark.parametrize("resource", ["nvidia.com/mig-1g.10gb", "nvidia.com/gpu.shared", "amd.com/gpu"])
+@pytest.mark.redteam("quota")
 def test_budget_quota_refuses_other_gpu_resources(cluster, resource):
     from fixtures.budget_cluster import API, apply, gpu_pod, install_crds, new_namespace
     from gpu_steward.budgets.budget import reconcile_budget

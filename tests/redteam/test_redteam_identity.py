@@ -170,6 +170,7 @@ def stays(check, seconds: float = 4.0) -> bool:
     return True
 
 
+@pytest.mark.redteam("leases")
 def test_growing_an_active_fast_lane_lease_waits_for_approval_and_the_quota_does_not_follow(cluster, kube, operator):
     ns = operator[0][0]
     apply(cluster, budget(ns, quota=2))
@@ -200,6 +201,7 @@ def test_growing_an_active_fast_lane_lease_waits_for_approval_and_the_quota_does
     wait_quota(kube, ns, "main", 5)
 
 
+@pytest.mark.redteam("leases")
 def test_fast_lane_caps_active_leases_per_owner_and_per_namespace(cluster, kube, operator):
     ns = operator[0][1]
     apply(cluster, budget(ns, quota=4, maxActivePerNamespace=2))
@@ -221,6 +223,7 @@ def test_fast_lane_caps_active_leases_per_owner_and_per_namespace(cluster, kube,
 # ---- 2. faked approvals ---------------------------------------------------------------------------
 
 
+@pytest.mark.redteam("identity")
 def test_an_approver_cannot_approve_their_own_lease_under_another_owner_name(cluster, kube, operator):
     ns = operator[0][2]
     apply(cluster, budget(ns, quota=2))
@@ -247,6 +250,7 @@ def test_an_approver_cannot_approve_their_own_lease_under_another_owner_name(clu
     assert get_lease(kube, ns, "mine")["status"]["approvedBy"] == "erin"
 
 
+@pytest.mark.redteam("forgery")
 def test_a_status_written_by_a_user_is_not_trusted(cluster, kube, operator):
     ns = operator[0][3]
     apply(cluster, budget(ns, quota=2))
@@ -262,6 +266,7 @@ def test_a_status_written_by_a_user_is_not_trusted(cluster, kube, operator):
     wait_quota(kube, ns, "main", 2)
 
 
+@pytest.mark.redteam("identity")
 def test_the_creator_of_workloads_is_stamped_and_cannot_be_rewritten(cluster, kube, operator):
     ns = operator[0][3]
     dep = gpu_deployment(ns, "bobs", 1)

@@ -71,6 +71,7 @@ def bound(cluster, role: str, kind: str = "ClusterRole") -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("role", ["edit", "admin"])
+@pytest.mark.redteam("quota")
 def test_namespace_user_creates_leases_but_no_budgets_policies_or_status(cluster, roles, role):
     ns, user = bound(cluster, role)
     # Allowed: create and renew a lease; read budgets and policies.
@@ -106,12 +107,14 @@ def test_namespace_user_creates_leases_but_no_budgets_policies_or_status(cluster
         assert forbidden(proc), (kind, proc.stderr)
 
 
+@pytest.mark.redteam("leases")
 def test_view_user_only_reads(cluster, roles):
     ns, user = bound(cluster, "view")
     assert as_user(cluster, user, "-n", ns, "get", "experimentleases,gpubudgets,idlepolicies").returncode == 0
     assert forbidden(as_user(cluster, user, "create", "-f", "-", stdin=yaml.safe_dump(lease(ns))))
 
 
+@pytest.mark.redteam("forgery")
 def test_platform_role_writes_budgets_and_policies_but_no_status(cluster, roles):
     ns, user = bound(cluster, f"{RELEASE}-platform")
     made = as_user(cluster, user, "create", "-f", "-", stdin=yaml.safe_dump_all([budget(ns), policy(ns)]))

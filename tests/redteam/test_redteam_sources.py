@@ -78,6 +78,7 @@ def https_prometheus(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         server.shutdown()
 
 
+@pytest.mark.redteam("sources")
 async def test_unverified_prometheus_cannot_make_pods_idle(https_prometheus):
     url, _ = https_prometheus
     usage = await PrometheusSource(url, timeout_seconds=2).fetch([POD], dt.datetime.now(dt.UTC))
@@ -100,6 +101,7 @@ async def test_prometheus_with_the_configured_ca_and_token(https_prometheus, tmp
     assert FakePrometheus.seen_auth[-1] == "Bearer s3cret-2"
 
 
+@pytest.mark.redteam("sources")
 def test_settings_log_carries_no_credentials():
     s = Settings(prometheus_url="https://scraper:hunter2@prom.example:9090/prom?token=abc&step=1",
                  agent_url_override="http://u:pw@127.0.0.1:9400",
