@@ -247,3 +247,36 @@ def test_block_new_refuses_new_gpu_pods_once_the_spend_limit_is_reached(cluster)
     wait_quota(kube, ns, "main", 1)  # shrunk to the GPUs in use
     err = _refused(kube, gpu_pod(ns, "second", 1))
     assert err.status == 403 and "exceeded quota" in err.body
+
+
+# ---- cost annotations on pods (user-writable) in reports ------------------------------------------------
+
+
+def _report_row(annotations: dict[str, str]):
+    from gpu_steward.reports.rows import pod_records
+
+    p = pod("nvidia.com/gpu", 2)
+    p["metadata"]["annotations"] = annotations
+    now = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
+    table = c.PriceTable(currency="USD", default=Decimal("2"))
+    [row] = pod_records([p], [], table, (now - dt.timedelta(days=1), now), now, ("owner",), ("team",))
+    return row
+
+
+@pytest.mark.redteam("forgery")
+def test_cost_annotations_written_by_a_user_do_not_lower_reported_cost():
+    honest = _report_row({})
+    forged = _report_row({"gpusteward.dev/cost": "0", "gpusteward.dev/gpu-hours": "0"})
+    assert honest.cost == forged.cost == Decimal("8") and forged.gpu_hours == honest.gpu_hours == 4
+
+
+@pytest.mark.redteam("forgery")
+@pytest.mark.xfail(strict=True, reason=(
+    "gap: reports read idle GPU-hours and the utilization average from the pod annotations "
+    "gpusteward.dev/idle-gpu-hours and gpusteward.dev/gpu-util-avg, which anyone with edit in the "
+    "namespace can rewrite (docs/security.md, known limits): zeroing them hides idle waste in showback"))
+def test_idle_annotations_written_by_a_user_do_not_hide_idle_gpu_hours():
+    measured = _report_row({"gpusteward.dev/idle-gpu-hours": "3.5", "gpusteward.dev/gpu-util-avg": "4"})
+    # The user zeroes what the operator measured (the next operator write restores it; a report in between reads 0).
+    forged = _report_row({"gpusteward.dev/idle-gpu-hours": "0", "gpusteward.dev/gpu-util-avg": "99"})
+    assert forged.idle_gpu_hours >= measured.idle_gpu_hours

@@ -288,3 +288,21 @@ def test_labelling_ones_pods_into_anothers_lease_does_not_spend_it(cluster, kube
                           RecordingNotifier())
     assert res.phase == "Active" and Decimal(res.status["spend"]) == 0
     assert res.status["foreignWorkloads"] == 1
+
+
+@pytest.mark.redteam("forgery")
+def test_a_forged_budget_status_neither_lowers_spend_nor_raises_the_quota(cluster, kube):
+    ns = new_namespace(cluster, "rt-budgetstatus")
+    apply(cluster, budget(ns, quota=2))
+    kube.create(gpu_pod(ns, "run", 1), dry_run=False)
+    running_pod(kube, ns, "run")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    b = reconcile_budget(kube, SETTINGS, kube.get(API, "GPUBudget", "main", ns), later, RecordingNotifier())
+    spent = Decimal(b.status["spend"])
+    assert spent > 0
+    kube.patch(API, "GPUBudget", "main", ns, {"status": {"spend": "0", "effectiveQuota": 64, "gpusInUse": 0,
+                                                         "announcedThresholds": [50, 80, 100]}},
+               subresource="status", dry_run=False)
+    b = reconcile_budget(kube, SETTINGS, kube.get(API, "GPUBudget", "main", ns), later, RecordingNotifier())
+    assert Decimal(b.status["spend"]) >= spent
+    wait_quota(kube, ns, "main", 2)
