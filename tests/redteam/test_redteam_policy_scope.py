@@ -63,3 +63,14 @@ def test_settings_platform_namespace_defaults_to_the_operator_namespace(monkeypa
     assert Settings().platform_namespace == PLATFORM
     monkeypatch.setenv("GPU_STEWARD_PLATFORM_NAMESPACE", "platform")
     assert Settings().platform_namespace == "platform"
+
+
+@pytest.mark.redteam("scope")
+def test_a_policy_named_like_the_platforms_in_a_team_namespace_stays_there():
+    # team-b names its policy like the platform's (and its namespace like a platform one) to pass for it.
+    platform = PolicyCandidate(PLATFORM, "safety-net", {"namespaceSelector": {}}, dry_run=False)
+    for ns in ("team-b", "gpu-steward-team", "platform"):
+        impostor = PolicyCandidate(ns, "safety-net", {"namespaceSelector": {}}, dry_run=True)
+        assert not policy_applies(impostor.selector, "team-a", {"kubernetes.io/metadata.name": "team-a"}, "Job", {},
+                                  policy_namespace=impostor.namespace, platform_namespace=PLATFORM)
+        assert choose_policy([platform], "team-a") == platform

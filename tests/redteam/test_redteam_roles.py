@@ -121,3 +121,22 @@ def test_platform_role_writes_budgets_and_policies_but_no_status(cluster, roles)
     assert made.returncode == 0, made.stderr
     assert forbidden(as_user(cluster, user, "-n", ns, "patch", "gpubudget", "main", "--subresource=status",
                              "--type=merge", "-p", json.dumps({"status": {"spend": "0"}})))
+
+
+@pytest.mark.redteam("scope")
+def test_a_teams_platform_role_reaches_neither_other_namespaces_nor_the_platform_one(cluster, roles):
+    # A team lead given the platform role in team-b only (RoleBinding) tries to govern team-a and to
+    # pass for the platform: a policy in team-a or in the operator's namespace, or relabelling team-b
+    # as the operator's namespace (the name label the apiserver sets).
+    ns, user = bound(cluster, f"{RELEASE}-platform")
+    other = new_namespace(cluster, "rt-other")
+    for target in (other, "gpu-steward"):
+        hijack = policy(target)
+        hijack["metadata"]["name"] = "safety-net"
+        assert forbidden(as_user(cluster, user, "create", "-f", "-", stdin=yaml.safe_dump(hijack))), target
+    assert forbidden(as_user(cluster, user, "label", "namespace", ns, "kubernetes.io/metadata.name=gpu-steward",
+                             "--overwrite"))
+    # Even an administrator cannot: the apiserver keeps the name label equal to the name.
+    kubectl(cluster, "label", "namespace", ns, "kubernetes.io/metadata.name=gpu-steward", "--overwrite", check=False)
+    labels = json.loads(kubectl(cluster, "get", "namespace", ns, "-o", "json").stdout)["metadata"]["labels"]
+    assert labels["kubernetes.io/metadata.name"] == ns
