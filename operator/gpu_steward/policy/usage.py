@@ -10,7 +10,6 @@ without numbers.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
