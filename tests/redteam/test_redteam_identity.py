@@ -87,7 +87,7 @@ def kube(cluster) -> Kube:
 @pytest.fixture(scope="module")
 def operator(cluster, kube, tmp_path_factory):
     """The operator with its webhooks, reconciling the namespaces the tests create for it."""
-    namespaces = [new_namespace(cluster, "rt-lease") for _ in range(4)]
+    namespaces = [new_namespace(cluster, "rt-lease") for _ in range(8)]
     port = free_port()
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
            "GPU_STEWARD_WEBHOOK_ENABLED": "true", "GPU_STEWARD_WEBHOOK_LISTEN_ADDR": "127.0.0.1",
@@ -170,6 +170,7 @@ def stays(check, seconds: float = 4.0) -> bool:
     return True
 
 
+@pytest.mark.redteam("leases")
 def test_growing_an_active_fast_lane_lease_waits_for_approval_and_the_quota_does_not_follow(cluster, kube, operator):
     ns = operator[0][0]
     apply(cluster, budget(ns, quota=2))
@@ -200,6 +201,7 @@ def test_growing_an_active_fast_lane_lease_waits_for_approval_and_the_quota_does
     wait_quota(kube, ns, "main", 5)
 
 
+@pytest.mark.redteam("leases")
 def test_fast_lane_caps_active_leases_per_owner_and_per_namespace(cluster, kube, operator):
     ns = operator[0][1]
     apply(cluster, budget(ns, quota=4, maxActivePerNamespace=2))
@@ -221,6 +223,7 @@ def test_fast_lane_caps_active_leases_per_owner_and_per_namespace(cluster, kube,
 # ---- 2. faked approvals ---------------------------------------------------------------------------
 
 
+@pytest.mark.redteam("identity")
 def test_an_approver_cannot_approve_their_own_lease_under_another_owner_name(cluster, kube, operator):
     ns = operator[0][2]
     apply(cluster, budget(ns, quota=2))
@@ -247,6 +250,7 @@ def test_an_approver_cannot_approve_their_own_lease_under_another_owner_name(clu
     assert get_lease(kube, ns, "mine")["status"]["approvedBy"] == "erin"
 
 
+@pytest.mark.redteam("forgery")
 def test_a_status_written_by_a_user_is_not_trusted(cluster, kube, operator):
     ns = operator[0][3]
     apply(cluster, budget(ns, quota=2))
@@ -262,6 +266,7 @@ def test_a_status_written_by_a_user_is_not_trusted(cluster, kube, operator):
     wait_quota(kube, ns, "main", 2)
 
 
+@pytest.mark.redteam("identity")
 def test_the_creator_of_workloads_is_stamped_and_cannot_be_rewritten(cluster, kube, operator):
     ns = operator[0][3]
     dep = gpu_deployment(ns, "bobs", 1)
@@ -273,3 +278,93 @@ def test_the_creator_of_workloads_is_stamped_and_cannot_be_rewritten(cluster, ku
     out = kubectl(cluster, "-n", ns, "annotate", "deployment", "bobs", f"{CREATED_BY}=alice", "--overwrite",
                   *as_user("bob", "dev"), check=False)
     assert out.returncode != 0 and "cannot be changed" in out.stderr
+
+
+# ---- more forged approvals and identities -----------------------------------------------------------
+
+OPERATOR_SA = f"system:serviceaccount:{PLATFORM_NAMESPACE}:gpu-steward"
+
+
+@pytest.mark.redteam("identity")
+def test_a_non_approver_can_neither_approve_nor_reject(cluster, kube, operator):
+    ns = operator[0][4]
+    apply(cluster, budget(ns, quota=2))
+    assert create(cluster, lease(ns, "alices", gpus=8), *as_user("alice", "dev")).returncode == 0
+    # Mallory (not an approver) approves alice's lease, then tries to reject it (to cancel her work).
+    out = patch_lease(cluster, ns, "alices", {"approved": True}, *as_user("mallory", "dev"))
+    assert out.returncode != 0 and "approver group" in out.stderr
+    out = kubectl(cluster, "-n", ns, "annotate", "experimentlease", "alices", "gpusteward.dev/rejected=nope",
+                  *as_user("mallory", "dev"), check=False)
+    assert out.returncode != 0 and "approver group" in out.stderr
+    wait_for(lambda: phase(kube, ns, "alices") == "PendingApproval", 30, what="PendingApproval")
+    assert stays(lambda: phase(kube, ns, "alices") == "PendingApproval")
+
+
+@pytest.mark.redteam("identity")
+def test_approval_stamps_forged_at_creation_are_refused(cluster, kube, operator):
+    from gpu_steward.policy.lease import terms_digest
+
+    ns = operator[0][4]
+    forged = lease(ns, "stamped", gpus=8)
+    forged["metadata"]["annotations"] = {"gpusteward.dev/approved-by": "erin",
+                                         "gpusteward.dev/approved-terms": terms_digest(forged["spec"])}
+    for who in (as_user("mallory", "dev"), as_user("mallory", APPROVERS)):
+        out = create(cluster, forged, *who, check=False)
+        assert out.returncode != 0, out.stdout
+    assert kube.get(API, "ExperimentLease", "stamped", ns) is None
+
+
+@pytest.mark.redteam("identity")
+def test_restamping_an_approval_onto_grown_terms_is_refused(cluster, kube, operator):
+    from gpu_steward.policy.lease import terms_digest
+
+    ns = operator[0][5]
+    apply(cluster, budget(ns, quota=2))
+    assert create(cluster, lease(ns, "grow", gpus=2), *as_user("alice", "dev")).returncode == 0
+    assert patch_lease(cluster, ns, "grow", {"approved": True}, *as_user("erin", APPROVERS)).returncode == 0
+    wait_for(lambda: phase(kube, ns, "grow") == "Active", 30, what="Active")
+    # Alice grows the lease and writes the approver's stamps for the new terms in the same request.
+    grown = {**get_lease(kube, ns, "grow")["spec"], "gpus": 64, "approved": True}
+    body = {"metadata": {"annotations": {"gpusteward.dev/approved-by": "erin",
+                                         "gpusteward.dev/approved-terms": terms_digest(grown)}},
+            "spec": {"gpus": 64, "approved": True}}
+    out = kubectl(cluster, "-n", ns, "patch", "experimentlease", "grow", "--type=merge", "-p", json.dumps(body),
+                  *as_user("alice", "dev"), check=False)
+    if out.returncode == 0:  # accepted only with the approval withdrawn
+        obj = get_lease(kube, ns, "grow")
+        assert obj["spec"]["approved"] is False
+        assert "gpusteward.dev/approved-by" not in (obj["metadata"].get("annotations") or {})
+    assert stays(lambda: get_lease(kube, ns, "grow")["status"].get("grantedGpus") == 2)
+    wait_quota(kube, ns, "main", 4)
+
+
+@pytest.mark.redteam("identity")
+def test_naming_the_operator_as_owner_or_creator_grants_nothing(cluster, kube, operator):
+    ns = operator[0][5]
+    # Owned by the operator's ServiceAccount "name", created already approved: refused.
+    out = create(cluster, lease(ns, "svc", owner=OPERATOR_SA, gpus=8, approved=True), *as_user("mallory", "dev"),
+                 check=False)
+    assert out.returncode != 0 and "approver group" in out.stderr
+    # Claiming the operator as creator: refused; created plainly, the creator is the requester.
+    forged = lease(ns, "svc", owner=OPERATOR_SA, gpus=8)
+    forged["metadata"]["annotations"] = {CREATED_BY: OPERATOR_SA}
+    out = create(cluster, forged, *as_user("mallory", "dev"), check=False)
+    assert out.returncode != 0 and CREATED_BY in out.stderr
+    assert create(cluster, lease(ns, "svc", owner=OPERATOR_SA, gpus=8), *as_user("mallory", "dev")).returncode == 0
+    assert get_lease(kube, ns, "svc")["metadata"]["annotations"][CREATED_BY] == "mallory"
+    wait_for(lambda: phase(kube, ns, "svc") == "PendingApproval", 30, what="PendingApproval")
+
+
+@pytest.mark.redteam("identity")
+def test_a_pod_cannot_claim_another_creator_and_its_stamp_cannot_be_removed(cluster, kube, operator):
+    ns = operator[0][6]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": ns,
+                                                          "annotations": {CREATED_BY: "alice"}},
+           "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    assert create(cluster, pod, *as_user("bob", "dev")).returncode == 0
+    assert kube.get("v1", "Pod", "p", ns)["metadata"]["annotations"][CREATED_BY] == "bob"
+    for change in (f"{CREATED_BY}=alice", f"{CREATED_BY}-"):
+        out = kubectl(cluster, "-n", ns, "annotate", "pod", "p", change, "--overwrite", *as_user("bob", "dev"),
+                      check=False)
+        assert out.returncode != 0 and "cannot be changed" in out.stderr, (change, out.stderr)
+    assert kube.get("v1", "Pod", "p", ns)["metadata"]["annotations"][CREATED_BY] == "bob"

@@ -71,6 +71,7 @@ def bound(cluster, role: str, kind: str = "ClusterRole") -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("role", ["edit", "admin"])
+@pytest.mark.redteam("quota")
 def test_namespace_user_creates_leases_but_no_budgets_policies_or_status(cluster, roles, role):
     ns, user = bound(cluster, role)
     # Allowed: create and renew a lease; read budgets and policies.
@@ -106,15 +107,36 @@ def test_namespace_user_creates_leases_but_no_budgets_policies_or_status(cluster
         assert forbidden(proc), (kind, proc.stderr)
 
 
+@pytest.mark.redteam("leases")
 def test_view_user_only_reads(cluster, roles):
     ns, user = bound(cluster, "view")
     assert as_user(cluster, user, "-n", ns, "get", "experimentleases,gpubudgets,idlepolicies").returncode == 0
     assert forbidden(as_user(cluster, user, "create", "-f", "-", stdin=yaml.safe_dump(lease(ns))))
 
 
+@pytest.mark.redteam("forgery")
 def test_platform_role_writes_budgets_and_policies_but_no_status(cluster, roles):
     ns, user = bound(cluster, f"{RELEASE}-platform")
     made = as_user(cluster, user, "create", "-f", "-", stdin=yaml.safe_dump_all([budget(ns), policy(ns)]))
     assert made.returncode == 0, made.stderr
     assert forbidden(as_user(cluster, user, "-n", ns, "patch", "gpubudget", "main", "--subresource=status",
                              "--type=merge", "-p", json.dumps({"status": {"spend": "0"}})))
+
+
+@pytest.mark.redteam("scope")
+def test_a_teams_platform_role_reaches_neither_other_namespaces_nor_the_platform_one(cluster, roles):
+    # A team lead given the platform role in team-b only (RoleBinding) tries to govern team-a and to
+    # pass for the platform: a policy in team-a or in the operator's namespace, or relabelling team-b
+    # as the operator's namespace (the name label the apiserver sets).
+    ns, user = bound(cluster, f"{RELEASE}-platform")
+    other = new_namespace(cluster, "rt-other")
+    for target in (other, "gpu-steward"):
+        hijack = policy(target)
+        hijack["metadata"]["name"] = "safety-net"
+        assert forbidden(as_user(cluster, user, "create", "-f", "-", stdin=yaml.safe_dump(hijack))), target
+    assert forbidden(as_user(cluster, user, "label", "namespace", ns, "kubernetes.io/metadata.name=gpu-steward",
+                             "--overwrite"))
+    # Even an administrator cannot: the apiserver keeps the name label equal to the name.
+    kubectl(cluster, "label", "namespace", ns, "kubernetes.io/metadata.name=gpu-steward", "--overwrite", check=False)
+    labels = json.loads(kubectl(cluster, "get", "namespace", ns, "-o", "json").stdout)["metadata"]["labels"]
+    assert labels["kubernetes.io/metadata.name"] == ns

@@ -75,6 +75,7 @@ def test_escape_follows_slacks_rules():
 
 @pytest.mark.parametrize("evil", EVIL)
 @pytest.mark.parametrize("stage", ["warning", "suspended", "resumed"])
+@pytest.mark.redteam("slack")
 def test_idle_notices_escape_every_user_string(evil, stage):
     ctx = NoticeContext(stage=stage, kind="Notebook", name=f"nb{evil}", namespace=f"ml{evil}", now=NOW,
                         owner=evil, idle_since=NOW - dt.timedelta(hours=1), gpus=1, gpu_model=evil,
@@ -97,6 +98,7 @@ def test_buttons_keep_the_raw_reference():
 
 
 @pytest.mark.parametrize("evil", EVIL)
+@pytest.mark.redteam("slack")
 def test_budget_and_lease_notices_escape_the_message_and_names(evil):
     lease = {"apiVersion": "gpusteward.dev/v1alpha1", "kind": "ExperimentLease",
              "metadata": {"name": f"exp{evil}", "namespace": "ml"}}
@@ -123,6 +125,7 @@ def _untouched(b: Buttons, name: str) -> None:
 
 @pytest.mark.cluster
 @pytest.mark.parametrize("action", [SNOOZE_ACTION, RESUME_ACTION])
+@pytest.mark.redteam("slack")
 def test_someone_else_in_the_channel_cannot_click_the_owners_button(endpoint: Buttons, action: str) -> None:
     name = f"ada-{action.split('_')[1]}"
     ref = endpoint.job(name)
@@ -136,6 +139,7 @@ def test_someone_else_in_the_channel_cannot_click_the_owners_button(endpoint: Bu
 
 
 @pytest.mark.cluster
+@pytest.mark.redteam("slack")
 def test_a_signed_click_replayed_inside_the_signature_window_acts_once(endpoint: Buttons) -> None:
     ref = endpoint.job("replayed")
     body = click_body(SNOOZE_ACTION, endpoint.value(ref), ADA[0], endpoint.slack.add_response_url())
@@ -154,6 +158,7 @@ def test_a_signed_click_replayed_inside_the_signature_window_acts_once(endpoint:
 
 
 @pytest.mark.cluster
+@pytest.mark.redteam("slack")
 def test_an_expired_button_does_nothing(endpoint: Buttons) -> None:
     ref = endpoint.job("expired")
     past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)  # the warning's stated suspension time has passed
@@ -165,6 +170,7 @@ def test_an_expired_button_does_nothing(endpoint: Buttons) -> None:
 
 
 @pytest.mark.cluster
+@pytest.mark.redteam("slack")
 def test_a_button_for_a_deleted_and_recreated_workload_does_nothing(endpoint: Buttons) -> None:
     old = endpoint.job("reborn")
     value = endpoint.value(old, snooze=None)  # the Resume button of the old Job's suspension notice
@@ -180,6 +186,7 @@ def test_a_button_for_a_deleted_and_recreated_workload_does_nothing(endpoint: Bu
 
 @pytest.mark.cluster
 @pytest.mark.parametrize("forge", ["owner edited", "uid edited", "expiry extended", "other key", "unsealed v1"])
+@pytest.mark.redteam("slack")
 def test_a_forged_or_edited_button_value_is_refused(endpoint: Buttons, forge: str) -> None:
     name = "forged-" + forge.split()[0]
     ref = endpoint.job(name, annotations={"gpusteward.dev/owner": "ada@example.com"})

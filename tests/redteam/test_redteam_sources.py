@@ -78,6 +78,7 @@ def https_prometheus(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         server.shutdown()
 
 
+@pytest.mark.redteam("sources")
 async def test_unverified_prometheus_cannot_make_pods_idle(https_prometheus):
     url, _ = https_prometheus
     usage = await PrometheusSource(url, timeout_seconds=2).fetch([POD], dt.datetime.now(dt.UTC))
@@ -100,6 +101,7 @@ async def test_prometheus_with_the_configured_ca_and_token(https_prometheus, tmp
     assert FakePrometheus.seen_auth[-1] == "Bearer s3cret-2"
 
 
+@pytest.mark.redteam("sources")
 def test_settings_log_carries_no_credentials():
     s = Settings(prometheus_url="https://scraper:hunter2@prom.example:9090/prom?token=abc&step=1",
                  agent_url_override="http://u:pw@127.0.0.1:9400",
@@ -116,3 +118,76 @@ def test_redact_url_leaves_plain_text_alone():
     assert redact_url("gpu-steward") == "gpu-steward"
     assert redact_url("http://prom:9090") == "http://prom:9090"
     assert redact_url("app.kubernetes.io/component=agent") == "app.kubernetes.io/component=agent"
+
+
+# ---- the agents: who counts as one, and what one may say ------------------------------------------
+
+
+class _Kube:
+    def __init__(self, pods_by_ns: dict[str, list[dict]]) -> None:
+        self.pods_by_ns = pods_by_ns
+        self.asked: list[tuple[str | None, str | None]] = []
+
+    def list(self, api_version, kind, namespace=None, label_selector=None):
+        self.asked.append((namespace, label_selector))
+        return self.pods_by_ns.get(namespace or "", [])
+
+
+def _agent_pod(ns: str, node: str, ip: str) -> dict:
+    return {"metadata": {"namespace": ns, "name": f"agent-{node}",
+                         "labels": {"app.kubernetes.io/component": "agent"}},
+            "spec": {"nodeName": node},
+            "status": {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+@pytest.mark.redteam("sources")
+def test_a_look_alike_agent_pod_in_a_team_namespace_is_never_asked():
+    from gpu_steward.sources.factory import DiscoveringAgentsSource
+
+    settings = Settings()
+    kube = _Kube({settings.agent_namespace: [_agent_pod(settings.agent_namespace, "n1", "10.0.0.1")],
+                  "team-a": [_agent_pod("team-a", "n1", "10.9.9.9"), _agent_pod("team-a", "n2", "10.9.9.8")]})
+    source = DiscoveringAgentsSource(kube, settings)  # type: ignore[arg-type]
+    endpoints = source._endpoints()
+    assert [(e.node, e.url) for e in endpoints] == [("n1", f"http://10.0.0.1:{settings.agent_port}")]
+    assert {ns for ns, _ in kube.asked} == {settings.agent_namespace}
+
+
+async def _fetch_with(summaries: dict[str, dict], pods: list[PodRef], now: dt.datetime):
+    from gpu_steward.sources.agents import AgentEndpoint, AgentsSource, SummaryResult
+
+    source = AgentsSource([AgentEndpoint("n1", "http://a1"), AgentEndpoint("n2", "http://a2")])
+
+    async def summary(url: str) -> SummaryResult:
+        return SummaryResult(url, summaries.get(url), None if url in summaries else "down")
+
+    source._summary = summary  # type: ignore[method-assign]
+    try:
+        return await source.fetch(pods, now)
+    finally:
+        await source.close()
+
+
+def _entry(pod: PodRef, mean: object, now: dt.datetime) -> dict:
+    return {"namespace": pod.namespace, "name": pod.name, "uid": pod.uid, "status": "ok", "gpus": 1,
+            "util": {"mean": mean, "max": mean, "lastSampleAt": now.isoformat().replace("+00:00", "Z"),
+                     "coveredSeconds": 300}, "samples": 30}
+
+
+@pytest.mark.redteam("sources")
+async def test_one_nodes_agent_cannot_speak_for_pods_on_another_node():
+    # The agent of n1 (compromised, or confused) reports bob's pod on n2 as idle; n2's agent is down.
+    now = dt.datetime.now(dt.UTC)
+    bobs = PodRef("ml", "bob-0", "uid-bob", "n2")
+    body = {"node": "n1", "windowSeconds": 300, "pods": [_entry(bobs, 0.0, now)]}
+    usage = await _fetch_with({"http://a1": body}, [bobs], now)
+    assert usage[bobs.uid].status == "unknown"
+
+
+@pytest.mark.redteam("sources")
+@pytest.mark.parametrize("mean", [-50.0, float("nan"), float("-inf"), "0", True])
+async def test_an_impossible_reading_is_not_idle(mean):
+    now = dt.datetime.now(dt.UTC)
+    body = {"node": "n1", "windowSeconds": 300, "pods": [_entry(POD, mean, now)]}
+    usage = await _fetch_with({"http://a1": body}, [POD], now)
+    assert usage[POD.uid].status == "unknown", usage

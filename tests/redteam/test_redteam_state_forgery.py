@@ -17,12 +17,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit"))
 
 from idle_world import NS, T0, World, gpu_pod, job, policy
 
 from gpu_steward.policy.timeparse import format_rfc3339
 from gpu_steward.workloads.model import IDLE_STATE_ANNOTATION
+
+pytestmark = pytest.mark.redteam("forgery")
 
 MIN = dt.timedelta(minutes=1)
 NOTICE = dt.timedelta(minutes=15)  # idle_world's policy: idle 5m, notice.before 15m, maxSnooze 1h

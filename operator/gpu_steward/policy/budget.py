@@ -129,13 +129,18 @@ class SpendLedger:
             return None
         try:
             raw = json.loads(text)
-            return SpendLedger(
+            ledger = SpendLedger(
                 period_start=str(raw["period"]),
                 settled=Decimal(str(raw.get("settled", "0"))),
                 live={str(k): Decimal(str(v)) for k, v in (raw.get("live") or {}).items()},
             )
         except (ValueError, KeyError, TypeError, InvalidOperation, AttributeError):
             return None  # a mangled ledger restarts from the live pods rather than crashing
+        # Spend is finite and never negative: a ledger saying otherwise was not written by us (an older
+        # version's annotation, read once, is user-writable) and would hide spend from maxSpend.
+        if not all(v.is_finite() and v >= 0 for v in (ledger.settled, *ledger.live.values())):
+            return None
+        return ledger
 
 
 def roll_ledger(previous: SpendLedger | None, period_start: str, live_costs: Mapping[str, Decimal]) -> SpendLedger:

@@ -9,6 +9,7 @@ without numbers.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -54,6 +55,9 @@ class Usage:
             return self.reason or "utilization unknown"
         if self.util_mean is None or self.samples <= 0 or self.last_sample_at is None:
             return "no samples"
+        if not all(math.isfinite(v) and 0 <= v <= 100 for v in (self.util_mean, self.util_max) if v is not None):
+            # A negative, NaN or infinite "utilization" is no reading (a negative one would look idle).
+            return f"impossible utilization reading {self.util_mean!r}"
         last, now = as_utc(self.last_sample_at), as_utc(now)
         if last > now + timedelta(seconds=5):
             return "sample is from the future (clock skew)"

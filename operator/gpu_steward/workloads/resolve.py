@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gpu_steward.policy.lease import CREATED_BY_ANNOTATION
 from gpu_steward.settings import Settings
 from gpu_steward.workloads.model import (
     JSON,
@@ -156,7 +157,8 @@ def owner_of(objects: Sequence[JSON], settings: Settings) -> Owner:
     """Who to notify: the first configured label/annotation found, looking at the workload first and
     down the chain to the pod (``objects`` in pod-to-workload order, as in ``Resolution.objects``).
     A Kubeflow Notebook's ``notebooks.kubeflow.org/creator`` (the dashboard user) comes last; when an
-    owner name looks like an e-mail address and no e-mail key is set, it doubles as the e-mail."""
+    owner name looks like an e-mail address and no e-mail key is set, it doubles as the e-mail. With the
+    webhooks on, a stamped creator that is an e-mail address is the e-mail (labels cannot move it)."""
     ordered = list(reversed(objects))
     name = _first(ordered, settings.owner_keys)
     if name is None:
@@ -164,6 +166,12 @@ def owner_of(objects: Sequence[JSON], settings: Settings) -> Owner:
     email = _first(ordered, settings.owner_email_keys)
     if email is None and name is not None and "@" in name:
         email = name
+    # The creator the admission webhook stamped (from the request's userInfo) wins over labels anyone
+    # with edit in the namespace can write: relabelling a colleague's workload does not redirect the
+    # notices before its suspension. Only with the webhooks on, and only when the creator is an e-mail.
+    creator = _first(ordered, (CREATED_BY_ANNOTATION,)) if settings.webhook_enabled else None
+    if creator is not None and "@" in creator:
+        email = creator
     return Owner(name=name, email=email, team=_first(ordered, settings.team_keys))
 
 
