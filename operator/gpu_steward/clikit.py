@@ -169,14 +169,33 @@ def api_client(args: argparse.Namespace) -> Any:
 
 def connect(args: argparse.Namespace) -> Any:
     """A ``gpu_steward.kube.Kube`` for the cluster the flags name (errors are ``UserError``)."""
+    import logging
+
     from gpu_steward.kube import Kube
 
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # no "Retrying ..." lines before the error
+    client = api_client(args)
+    host = getattr(client.configuration, "host", None)
+    client.configuration.retries = 1
     try:
-        return Kube(api_client(args))
-    except UserError:
-        raise
+        return Kube(client)
     except Exception as exc:  # discovery runs here: an unreachable or refusing API server shows now
-        raise friendly(exc) or exc from exc
+        err = friendly(exc)
+        if err is None:
+            raise
+        if host and "cannot reach" in err.message:
+            err.message = f"cannot reach the API server at {host}: {_reason(exc)}"
+        raise err from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost useful words of a connection failure ("Connection refused", a TLS error ...)."""
+    inner = getattr(exc, "reason", None)
+    text = str(inner or exc)
+    for marker in ("] ", ": "):
+        if marker in text and ("Errno" in text or "SSL" in text):
+            text = text.rsplit(marker, 1)[-1]
+    return text.strip(" )\"'")[:200]
 
 
 # ---- errors ----------------------------------------------------------------------------------

@@ -25,7 +25,12 @@ _CRITERIA = ("namespace match", "workload-selector requirements", "kinds list", 
 
 
 def _iso(t: dt.datetime | None) -> str | None:
-    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t is not None else None
+    """As the operator's record writes times (so explain and the record agree to the character)."""
+    if t is None:
+        return None
+    from gpu_steward.policy.timeparse import format_rfc3339
+
+    return format_rfc3339(t) if t.microsecond == 0 else t.isoformat()
 
 
 def _rel(t: dt.datetime | None, now: dt.datetime) -> str:
