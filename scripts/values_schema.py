@@ -90,8 +90,38 @@ DEFINITIONS: dict[str, S] = {
         "effect": string(enum=["", "NoSchedule", "PreferNoSchedule", "NoExecute"]),
         "tolerationSeconds": integer(),
     }),
-    "envVar": obj({"name": string(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$"), "value": string()},
-                  required=["name", "value"]),
+    "envVar": obj({
+        "name": string(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$"),
+        "value": string(),
+        "valueFrom": obj({
+            "secretKeyRef": obj({"name": string(minLength=1), "key": string(minLength=1), "optional": BOOL},
+                                required=["name", "key"]),
+            "configMapKeyRef": obj({"name": string(minLength=1), "key": string(minLength=1), "optional": BOOL},
+                                   required=["name", "key"]),
+            "fieldRef": obj({"fieldPath": string(minLength=1), "apiVersion": string()}, required=["fieldPath"]),
+            "resourceFieldRef": obj({"resource": string(minLength=1), "containerName": string(),
+                                     "divisor": QUANTITY}, required=["resource"]),
+        }, minProperties=1, maxProperties=1),
+    }, required=["name"], oneOf=[{"required": ["value"]}, {"required": ["valueFrom"]}]),
+    "seccompProfile": obj({"type": string(enum=["RuntimeDefault", "Localhost", "Unconfined"]),
+                           "localhostProfile": string()}, required=["type"]),
+    "seLinuxOptions": obj({"user": string(), "role": string(), "type": string(), "level": string()}),
+    "appArmorProfile": obj({"type": string(enum=["RuntimeDefault", "Localhost", "Unconfined"]),
+                            "localhostProfile": string()}, required=["type"]),
+    "podSecurityContext": obj({
+        "runAsNonRoot": BOOL, "runAsUser": integer(minimum=0), "runAsGroup": integer(minimum=0),
+        "fsGroup": integer(minimum=0), "fsGroupChangePolicy": string(enum=["OnRootMismatch", "Always"]),
+        "supplementalGroups": arr(integer(minimum=0)), "seccompProfile": ref("seccompProfile"),
+        "seLinuxOptions": ref("seLinuxOptions"), "appArmorProfile": ref("appArmorProfile"),
+        "sysctls": arr(obj({"name": string(minLength=1), "value": string()}, required=["name", "value"])),
+    }),
+    "securityContext": obj({
+        "allowPrivilegeEscalation": BOOL, "readOnlyRootFilesystem": BOOL, "privileged": BOOL,
+        "runAsNonRoot": BOOL, "runAsUser": integer(minimum=0), "runAsGroup": integer(minimum=0),
+        "capabilities": obj({"add": STRINGS, "drop": STRINGS}), "procMount": string(enum=["Default", "Unmasked"]),
+        "seccompProfile": ref("seccompProfile"), "seLinuxOptions": ref("seLinuxOptions"),
+        "appArmorProfile": ref("appArmorProfile"),
+    }),
     "labelSelector": obj({
         "matchLabels": STRING_MAP,
         "matchExpressions": arr(obj({
@@ -208,6 +238,8 @@ def build() -> S:
         "logFormat": string(enum=["json", "console"]),
         "podDisruptionBudget": obj({"enabled": BOOL, "minAvailable": integer(minimum=0)}),
         "topologySpreadConstraints": arr(ref("topologySpreadConstraint")),
+        "podSecurityContext": ref("podSecurityContext"),
+        "securityContext": ref("securityContext"),
         **pod_settings(),
     })
     config = obj({
@@ -311,6 +343,10 @@ def build() -> S:
         "webhook": webhook,
         "policies": arr(policy),
         "dashboard": dashboard,
+        # A parent chart's globals reach every subchart: open, since a parent may set any key here.
+        "global": {"type": "object", "properties": {
+            "imageRegistry": string(), "imagePullSecrets": arr(obj({"name": string(minLength=1)}, required=["name"]))}},
+        "tests": obj({"enabled": BOOL}),
     })
     return {"$schema": "http://json-schema.org/draft-07/schema#", "title": "GPU Steward Helm values",
             **root, "definitions": DEFINITIONS}

@@ -43,8 +43,8 @@ def test_default_render(helm: Path) -> None:
     kinds = sorted({d["kind"] for d in docs})
     assert kinds == sorted([
         "ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition", "DaemonSet", "Deployment",
-        "IdlePolicy", "MutatingWebhookConfiguration", "NetworkPolicy", "PodDisruptionBudget", "Role", "RoleBinding",
-        "Secret",
+        "IdlePolicy", "MutatingWebhookConfiguration", "NetworkPolicy", "Pod", "PodDisruptionBudget", "Role",
+        "RoleBinding", "Secret",
         "Service", "ServiceAccount", "ValidatingWebhookConfiguration",
     ])
     dep = one(docs, "Deployment", "-operator")

@@ -40,6 +40,7 @@ to its own registry, so a missing repository stops the install with what to do i
 ImagePullBackOff on every node. */ -}}
 {{- define "gpu-steward.image" -}}
 {{- $repo := required (printf "%s.image.repository is required: GPU Steward publishes no images. Build them with `make images` (or scripts/build-images.sh), push them to your registry and set %s.image.repository (and tag or digest); see docs/install.md" .component .component) .image.repository -}}
+{{- with .root.Values.global }}{{- if .imageRegistry }}{{- $repo = printf "%s/%s" (trimSuffix "/" .imageRegistry) $repo }}{{- end }}{{- end }}
 {{- if .image.digest -}}
 {{ $repo }}@{{ .image.digest }}
 {{- else -}}
@@ -114,4 +115,13 @@ bot token (users.info tells who clicked: only owners may). */}}
 {{/* Used Slack click ids (replay protection for the Snooze/Resume buttons, docs/security.md). */}}
 {{- define "gpu-steward.slackClickRecordConfigMap" -}}
 {{ include "gpu-steward.fullname" . }}-slack-clicks
+{{- end -}}
+
+{{/* imagePullSecrets of the pods: the chart's and a parent chart's global ones. */}}
+{{- define "gpu-steward.imagePullSecrets" -}}
+{{- $secrets := concat (.Values.imagePullSecrets | default list) ((.Values.global | default dict).imagePullSecrets | default list) -}}
+{{- with $secrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}

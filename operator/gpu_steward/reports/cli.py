@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from gpu_steward import clikit
 from gpu_steward.policy import cost as c
 from gpu_steward.reports.focus import FOCUS_COLUMNS, focus_rows
 from gpu_steward.reports.rows import GroupBy, PodRecord, budget_views, pod_records, row_dict, showback
@@ -37,8 +38,8 @@ def add_report_commands(sub: Any) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kubeconfig", default=None, help="path to a kubeconfig (default: in-cluster, then ~/.kube/config)")
-    p.add_argument("-n", "--namespace", default=None, help="one namespace (default: all)")
+    # Showback is cluster-wide: unlike the other commands, no -n means every namespace (-A says so too).
+    clikit.add_kube_flags(p, all_namespaces=True)
     p.add_argument("--from", dest="start", default=None, help="window start, RFC 3339 (default: start of this month)")
     p.add_argument("--to", dest="end", default=None, help="window end, RFC 3339 (default: now)")
 
@@ -68,12 +69,11 @@ def _gather(args: argparse.Namespace, settings: Settings, windows: Sequence[tupl
             now: dt.datetime, kube: Any = None) -> tuple[list[PodRecord], list[dict[str, Any]]]:
     from gpu_steward.api.common import API_VERSION
     from gpu_steward.budgets.costs import price_table
-    from gpu_steward.kube import Kube, load_api_client
-
-    kube = kube or Kube(load_api_client(args.kubeconfig))
-    pods = kube.list("v1", "Pod", args.namespace)
+    kube = kube or clikit.connect(args)
+    namespace = None if getattr(args, "all_namespaces", False) else getattr(args, "namespace", None)
+    pods = kube.list("v1", "Pod", namespace)
     nodes = kube.list("v1", "Node")
-    budgets = kube.list_optional(API_VERSION, "GPUBudget", args.namespace)
+    budgets = kube.list_optional(API_VERSION, "GPUBudget", namespace)
     records: list[PodRecord] = []
     for w in windows:
         records += pod_records(pods, nodes, price_table(settings), w, now, settings.owner_keys, settings.team_keys)

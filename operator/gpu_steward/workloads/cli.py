@@ -17,6 +17,8 @@ import argparse
 import sys
 from typing import Any
 
+from gpu_steward import clikit
+
 # lower-case kind or alias -> (kind, API versions to try, newest first)
 KINDS: dict[str, tuple[str, tuple[str, ...]]] = {}
 for _aliases, _kind, _versions in (
@@ -41,7 +43,8 @@ def parse_target(text: str) -> tuple[str, tuple[str, ...], str]:
         raise ValueError(f"expected <kind>/<name>, got {text!r}")
     alias = kind_part.lower().split(".", 1)[0]
     if alias not in KINDS:
-        raise ValueError(f"unknown kind {kind_part!r}; one of: {', '.join(sorted({k for k, _ in KINDS.values()}))}")
+        raise ValueError(f"unknown kind {kind_part!r}: GPU Steward has no adapter for it; one of: "
+                         f"{', '.join(sorted({k for k, _ in KINDS.values()}))}")
     kind, versions = KINDS[alias]
     return kind, versions, name
 
@@ -51,8 +54,7 @@ def add_resume_command(sub: Any) -> None:
     p = sub.add_parser("resume", help="resume a workload GPU Steward suspended (restores it exactly)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("target", metavar="KIND/NAME", help="e.g. job/train, statefulset/web, notebook/alice-nb, jobset/x")
-    p.add_argument("-n", "--namespace", default="default")
-    p.add_argument("--kubeconfig", default=None, help="path to a kubeconfig (default: in-cluster, then ~/.kube/config)")
+    clikit.add_kube_flags(p)
     p.add_argument("--dry-run", action="store_true", help="send nothing; print what would change")
     p.set_defaults(func=run_resume)
 
@@ -63,29 +65,45 @@ def add_snooze_command(sub: Any) -> None:
                        description="Sets gpusteward.dev/snooze-until to now + --for on the workload. The operator "
                                    "cuts it to the policy's notice.maxSnooze from when it first sees it.")
     p.add_argument("target", metavar="KIND/NAME", help="e.g. job/train, notebook/alice-nb")
-    p.add_argument("-n", "--namespace", default="default")
     p.add_argument("--for", dest="span", default="2h", help="how long, e.g. 30m, 2h, 1h30m (default 2h)")
-    p.add_argument("--kubeconfig", default=None, help="path to a kubeconfig (default: in-cluster, then ~/.kube/config)")
+    clikit.add_kube_flags(p)
     p.add_argument("--dry-run", action="store_true", help="send nothing; print what would change")
     p.set_defaults(func=run_snooze)
 
 
 def _find(args: argparse.Namespace) -> tuple[Any, dict[str, Any]] | int:
     """(Kube, the workload) for ``args.target`` in ``args.namespace``, or the exit code after an error."""
-    from gpu_steward.kube import Kube, load_api_client
-
     try:
         kind, versions, name = parse_target(args.target)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    kube = Kube(load_api_client(args.kubeconfig))
+    args.namespace = clikit.namespace_of(args)
+    kube = clikit.connect(args)
+    obj = find_workload(kube, kind, versions, name, args.namespace)
+    return kube, obj
+
+
+def find_workload(kube: Any, kind: str, versions: tuple[str, ...], name: str, namespace: str) -> dict[str, Any]:
+    """The workload, or a ``UserError`` saying it is not there (or that its kind is not served)."""
+    served = False
     for api_version in versions:
-        obj = kube.get_optional(api_version, kind, name, args.namespace)
+        try:
+            obj = kube.get(api_version, kind, name, namespace)
+        except Exception as exc:
+            from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+            if isinstance(exc, ResourceNotFoundError):
+                continue
+            raise
+        served = True
         if obj is not None:
-            return kube, obj
-    print(f"error: {kind}/{name} not found in namespace {args.namespace}", file=sys.stderr)
-    return 1
+            return obj  # type: ignore[no-any-return]
+    if not served:
+        raise clikit.UserError(f"this cluster does not serve {kind} ({', '.join(versions)}): its CRD is not installed",
+                               "install the project that provides it, or check the kind")
+    raise clikit.UserError(f"{kind.lower()}/{name} not found in namespace {namespace}",
+                           f"list them with `kubectl get {kind.lower()} -n {namespace}`, or pass -n NAMESPACE")
 
 
 def run_snooze(args: argparse.Namespace) -> int:
