@@ -244,6 +244,19 @@ def build() -> S:
         "default": MONEY_S,
         "perModel": {"type": "object", "additionalProperties": MONEY_S},
         "overrideLabel": string(minLength=1),
+        "perPool": {"type": "object", "additionalProperties": MONEY_S},
+        "spotPerModel": {"type": "object", "additionalProperties": MONEY_S},
+        "migProfiles": {"type": "object", "additionalProperties": MONEY_S},
+        "migSlices": {"type": "object", "additionalProperties": integer(minimum=1, maximum=8)},
+        "replicasPerGpu": integer(minimum=1),
+        "opencost": obj({"enabled": BOOL}),
+        "focus": obj({
+            "providerName": string(minLength=1),
+            "publisherName": string(minLength=1),
+            "invoiceIssuerName": string(minLength=1),
+            "billingAccountId": string(minLength=1),
+        }),
+        "historyRetentionDays": integer(minimum=1),
     })
     slack = obj({
         "existingSecret": string(),

@@ -78,9 +78,9 @@ def measure(pods: list[JSON], prices: Prices, window: tuple[dt.datetime, dt.date
     burn = Decimal(0)
     in_use = 0
     for pod in pods:
-        price = prices.for_pod(pod)
+        price = prices.pod_price(pod)
         util = ledger.ledger_for(pod) if ledger else None
-        pc = c.pod_cost(pod, price, now, util, window=window)
+        pc = c.pod_cost(pod, price.node.price, now, util, window=window, price=price)
         if pc.gpu_hours > 0:
             costs[pod["metadata"]["uid"]] = pc.cost
         if holds_gpus(pod):

@@ -28,9 +28,40 @@ JSON = dict[str, Any]
 UtilizationLookup = Callable[[str, str], "float | None"]
 
 
-def price_table(settings: Settings) -> c.PriceTable:
-    return c.PriceTable(settings.currency, settings.default_gpu_hour_price, dict(settings.gpu_hour_prices),
-                        settings.price_override_label)
+def price_table(settings: Settings, opencost: Mapping[str, Decimal] | None = None) -> c.PriceTable:
+    return c.PriceTable(
+        settings.currency, settings.default_gpu_hour_price, dict(settings.gpu_hour_prices),
+        settings.price_override_label, by_pool=dict(settings.pool_gpu_hour_prices),
+        spot_by_model=dict(settings.spot_gpu_hour_prices), mig_profile_prices=dict(settings.mig_profile_prices),
+        mig_slices=dict(settings.mig_slices_per_gpu), default_replicas=settings.gpu_replicas_default,
+        opencost=dict(opencost or {}))
+
+
+OPENCOST_QUERY = "avg by (node) (node_gpu_hourly_cost)"
+
+
+def opencost_prices(settings: Settings, source: Any = None) -> dict[str, Decimal]:
+    """OpenCost's ``node_gpu_hourly_cost`` per node (price of one GPU-hour), from ``prometheus_url``.
+
+    Empty when OpenCost is not enabled or Prometheus does not answer: the default price applies then
+    (logged), never an error that stops cost from being counted."""
+    if not settings.opencost_enabled or not settings.prometheus_url:
+        return {}
+    from gpu_steward.sources.prometheus import PrometheusSource
+
+    try:
+        src = source or PrometheusSource.from_settings(settings)
+        rows = src._conn().custom_query(OPENCOST_QUERY)
+    except Exception as exc:  # any failure leaves OpenCost out of this pass
+        log.warning("OpenCost prices not read", error=str(exc))
+        return {}
+    out: dict[str, Decimal] = {}
+    for item in rows:
+        node = (item.get("metric") or {}).get("node")
+        price = c._parse_price(str((item.get("value") or [None, None])[1]))
+        if node and price is not None:
+            out[str(node)] = price
+    return out
 
 
 def gpu_pods(pods: Iterable[JSON]) -> list[JSON]:
@@ -50,14 +81,29 @@ class Prices:
     def __init__(self, table: c.PriceTable, nodes: Iterable[JSON]) -> None:
         self.table = table
         self.nodes = {n["metadata"]["name"]: n for n in nodes}
+        self._node_prices: dict[str | None, c.NodePrice] = {}
 
     @classmethod
     def load(cls, kube: Kube, settings: Settings) -> Prices:
-        return cls(price_table(settings), kube.list("v1", "Node"))
+        return cls(price_table(settings, opencost_prices(settings)), kube.list("v1", "Node"))
+
+    def node_of(self, pod: Mapping[str, Any]) -> JSON | None:
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        return self.nodes.get(node_name) if node_name else None
+
+    def node_price(self, pod: Mapping[str, Any]) -> c.NodePrice:
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        key = node_name if node_name in self.nodes else None
+        if key not in self._node_prices:
+            self._node_prices[key] = c.node_price(self.table, self.nodes.get(key) if key else None)
+        return self._node_prices[key]
+
+    def pod_price(self, pod: Mapping[str, Any]) -> c.PodPrice:
+        return c.pod_price(self.table, pod, self.node_of(pod), self.node_price(pod))
 
     def for_pod(self, pod: Mapping[str, Any]) -> Decimal:
-        node_name = (pod.get("spec") or {}).get("nodeName")
-        return c.gpu_hour_price(self.table, self.nodes.get(node_name) if node_name else None)
+        """Price of one whole GPU-hour on the pod's node."""
+        return self.node_price(pod).price
 
 
 @dataclass
@@ -76,7 +122,9 @@ class CostLedger:
     pending: dict[str, c.UtilLedger] = field(default_factory=dict)
     last_sample: dict[str, dt.datetime] = field(default_factory=dict)
 
-    def observe(self, pod: Mapping[str, Any], util_percent: float | None, now: dt.datetime) -> None:
+    def observe(self, pod: Mapping[str, Any], util_percent: float | None, now: dt.datetime,
+                units: Decimal | None = None) -> None:
+        """``units``: the pod's GPU-equivalents (``PodPrice.units``); its device count without."""
         uid = pod["metadata"]["uid"]
         last = self.last_sample.get(uid)
         self.last_sample[uid] = now
@@ -84,7 +132,7 @@ class CostLedger:
             return  # no data is not idle; the first sample only starts the clock
         seconds = (now - last).total_seconds()
         self.pending[uid] = self.pending.get(uid, c.UtilLedger()).observe(
-            c.pod_gpus(pod), seconds, util_percent, self.idle_below_percent)
+            units if units is not None else c.pod_gpus(pod), seconds, util_percent, self.idle_below_percent)
 
     def ledger_for(self, pod: Mapping[str, Any]) -> c.UtilLedger:
         base = c.ledger_from_annotations(pod)
@@ -101,8 +149,10 @@ class CostLedger:
                 self.pending.pop(uid, None)
 
 
-def desired_annotations(pod: Mapping[str, Any], price: Decimal, ledger: c.UtilLedger,
+def desired_annotations(pod: Mapping[str, Any], price: Decimal | c.PodPrice, ledger: c.UtilLedger,
                         now: dt.datetime) -> dict[str, str]:
+    if isinstance(price, c.PodPrice):
+        return c.pod_cost(pod, price.node.price, now, ledger, price=price).annotations()
     return c.pod_cost(pod, price, now, ledger).annotations()
 
 
@@ -126,8 +176,9 @@ def reconcile_pod_costs(
         seen.add(uid)
         result.pods += 1
         util = utilization(meta.get("namespace", ""), meta["name"]) if utilization else None
-        ledger.observe(pod, util, now)
-        desired = desired_annotations(pod, prices.for_pod(pod), ledger.ledger_for(pod), now)
+        price = prices.pod_price(pod)
+        ledger.observe(pod, util, now, price.units)
+        desired = desired_annotations(pod, price, ledger.ledger_for(pod), now)
         labels = meta.get("labels") or {}
         team = next((labels[k] for k in settings.team_keys if labels.get(k)), "")
         costs.append((meta.get("namespace", ""), team, settings.currency, Decimal(desired.get(c.ANN_COST, "0"))))

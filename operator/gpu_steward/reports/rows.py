@@ -67,9 +67,10 @@ def pod_records(
         meta = pod.get("metadata") or {}
         node_name = (pod.get("spec") or {}).get("nodeName")
         node = by_name.get(node_name) if node_name else None
-        price = c.gpu_hour_price(table, node)
-        pc = c.pod_cost(pod, price, now, window=window)
-        model = ((node or {}).get("metadata", {}).get("labels") or {}).get(c.GPU_PRODUCT_LABEL)
+        pp = c.pod_price(table, pod, node)
+        price = pp.unit_price
+        pc = c.pod_cost(pod, pp.node.price, now, window=window, price=pp)
+        model = pp.node.model
         out.append(PodRecord(
             namespace=meta.get("namespace", ""), pod=meta.get("name", ""), uid=meta.get("uid", ""),
             owner=_first(meta, owner_keys), team=_first(meta, team_keys),
