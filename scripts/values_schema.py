@@ -256,7 +256,6 @@ def build() -> S:
             "invoiceIssuerName": string(minLength=1),
             "billingAccountId": string(minLength=1),
         }),
-        "historyRetentionDays": integer(minimum=1),
     })
     slack = obj({
         "existingSecret": string(),
@@ -285,6 +284,7 @@ def build() -> S:
         "service": obj({"enabled": BOOL}),
         "serviceMonitor": obj({"enabled": BOOL, "interval": string(pattern=r"^[0-9]+(ms|s|m|h)$"),
                                "labels": STRING_MAP}),
+        "prometheusRule": obj({"enabled": BOOL, "budgetRatio": number(minimum=0), "idleGpus": integer(minimum=1)}),
     })
     webhook = obj({
         "enabled": BOOL,

@@ -5,14 +5,13 @@ GPU pods and IdlePolicies, and the one utilization source both evaluation loops 
 from __future__ import annotations
 
 import datetime as dt
-
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from gpu_steward.budgets.history import CostHistory
 from gpu_steward.budgets.costs import CostLedger, UtilizationLookup
+from gpu_steward.budgets.history import CostHistory
 from gpu_steward.budgets.notifier import EventNotifier, FanOut, Notifier, SlackBridge
 from gpu_steward.budgets.requests import RequestBook
 from gpu_steward.index import Registry

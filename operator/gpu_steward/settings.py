@@ -88,8 +88,6 @@ class Settings(BaseSettings):
     focus_publisher_name: str = "GPU Steward"
     focus_invoice_issuer_name: str = "Kubernetes"
     focus_billing_account_id: str = "kubernetes"
-    # Settled cost history (operator-only ConfigMaps in platform_namespace): days kept.
-    cost_history_retention_days: int = Field(400, ge=1)
     cost_annotation_min_interval_seconds: float = Field(300.0, gt=0)
     # Cost ledger and SuspendIdleFirst: a GPU sample below this utilization counts as idle time.
     cost_idle_util_percent: float = Field(5.0, ge=0, le=100)

@@ -137,3 +137,24 @@ def test_operator_metric_types_match_their_names() -> None:
             continue
         if family.type == "gauge":
             assert not family.name.endswith("_total"), family.name
+
+
+def test_prometheus_rule_and_service_monitors_keep_labels(helm: Path) -> None:
+    """honorLabels on every ServiceMonitor (the operator's namespace label is the workload's); the
+    PrometheusRule's alerts read metrics the operator or agent export."""
+    from helmtools import VALUES_FULL
+
+    docs = template(helm, values_files=[VALUES_FULL])
+    for sm in [d for d in docs if d and d.get("kind") == "ServiceMonitor"]:
+        assert all(e.get("honorLabels") is True for e in sm["spec"]["endpoints"]), sm["metadata"]["name"]
+    rule = one(docs, "PrometheusRule", "")
+    exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert {"GPUStewardAgentDown", "GPUStewardAgentNVMLErrors", "GPUStewardBudgetThreshold", "GPUStewardIdleGPUs",
+            "GPUStewardNoticesFailing"} <= alerts
+    defined = _operator_metrics()
+    agent = {"gpu_steward_agent_nvml_up", "gpu_steward_agent_nvml_errors_total"}
+    for expr in exprs:
+        names = set(re.findall(r"\b(gpu_?steward_[a-z_]+)", re.sub(r"\[[^\]]*\]", "", expr)))
+        assert names and names <= set(defined) | agent, (expr, names - set(defined) - agent)
+    assert not [d for d in template(helm) if d and d.get("kind") == "PrometheusRule"]  # off by default

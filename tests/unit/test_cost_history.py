@@ -264,7 +264,8 @@ RULES: dict[str, tuple[str, bool, tuple[str, ...] | None]] = {
     "PricingQuantity": ("decimal", True, None), "PricingUnit": ("string", True, None),
     "ConsumedQuantity": ("decimal", True, None), "ConsumedUnit": ("string", True, None),
     "CommitmentDiscountId": ("string", True, None),
-    "ResourceId": ("string", True, None), "ResourceName": ("string", True, None), "ResourceType": ("string", True, None),
+    "ResourceId": ("string", True, None), "ResourceName": ("string", True, None),
+    "ResourceType": ("string", True, None),
     "ServiceCategory": ("string", False, ("AI and Machine Learning", "Analytics", "Business Applications", "Compute",
                                          "Databases", "Developer Tools", "Multicloud", "Identity", "Integration",
                                          "Internet of Things", "Management and Governance", "Media", "Migration",
@@ -272,7 +273,8 @@ RULES: dict[str, tuple[str, bool, tuple[str, ...] | None]] = {
     "ServiceSubcategory": ("string", True, ("Virtual Machines", "Serverless Compute", "Containers",
                                             "End User Computing", "Quantum Compute", "Other (Compute)")),
     "ServiceName": ("string", False, None), "SkuId": ("string", True, None), "SkuPriceId": ("string", True, None),
-    "RegionId": ("string", True, None), "RegionName": ("string", True, None), "AvailabilityZone": ("string", True, None),
+    "RegionId": ("string", True, None), "RegionName": ("string", True, None),
+    "AvailabilityZone": ("string", True, None),
     "ProviderName": ("string", False, None), "PublisherName": ("string", False, None),
     "InvoiceIssuerName": ("string", False, None), "SubAccountId": ("string", True, None),
     "SubAccountName": ("string", True, None), "Tags": ("json", True, None), "BillingCurrency": ("string", False, None),
@@ -296,7 +298,8 @@ def check_focus(rows):
                 assert v in allowed, (col, v)
         assert re.fullmatch(r"[A-Z]{3}", row["BillingCurrency"])
         assert row["ChargePeriodStart"] < row["ChargePeriodEnd"]
-        assert row["BillingPeriodStart"] <= row["ChargePeriodStart"] and row["ChargePeriodEnd"] <= row["BillingPeriodEnd"]
+        assert row["BillingPeriodStart"] <= row["ChargePeriodStart"]
+        assert row["ChargePeriodEnd"] <= row["BillingPeriodEnd"]
         # Usage rows: PricingCategory not null; quantities/units set; costs consistent with unit prices
         assert row["PricingCategory"] and row["PricingUnit"] and row["ConsumedUnit"]
         qty = Decimal(row["PricingQuantity"])
@@ -310,7 +313,8 @@ def check_focus(rows):
 
 def test_focus_export_follows_the_column_rules_and_is_not_an_invoice():
     w = World()
-    w.kube.put(node("a100", **{"topology.kubernetes.io/region": "eu-west1", "topology.kubernetes.io/zone": "eu-west1-b"}))
+    w.kube.put(node("a100", **{"topology.kubernetes.io/region": "eu-west1",
+                               "topology.kubernetes.io/zone": "eu-west1-b"}))
     w.kube.put(node("spot", **{"cloud.google.com/gke-spot": "true"}))
     w.kube.put(node("rsv", price="2.00", **{"gpusteward.dev/pricing-category": "Committed",
                                             "cloud.google.com/gke-nodepool": "reserved"}))

@@ -81,8 +81,6 @@ Secrets only arrive through secretKeyRef.
   value: {{ .Values.prices.focus.invoiceIssuerName | quote }}
 - name: GPU_STEWARD_FOCUS_BILLING_ACCOUNT_ID
   value: {{ .Values.prices.focus.billingAccountId | quote }}
-- name: GPU_STEWARD_COST_HISTORY_RETENTION_DAYS
-  value: {{ .Values.prices.historyRetentionDays | toString | quote }}
 - name: GPU_STEWARD_COST_ANNOTATION_MIN_INTERVAL_SECONDS
   value: {{ $c.costAnnotationMinIntervalSeconds | toString | quote }}
 - name: GPU_STEWARD_COST_IDLE_UTIL_PERCENT

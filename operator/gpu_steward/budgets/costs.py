@@ -287,7 +287,8 @@ def history_counters(history: CostHistory, pods: Iterable[JSON], prices: Prices,
     return out
 
 
-def rates(pods: Iterable[JSON], prices: Prices, settings: Settings) -> dict[tuple[str, str, str], tuple[Decimal, Decimal]]:
+def rates(pods: Iterable[JSON], prices: Prices,
+          settings: Settings) -> dict[tuple[str, str, str], tuple[Decimal, Decimal]]:
     """Current hourly cost and GPU-equivalents held of the running GPU pods, by (namespace, team, currency)."""
     out: dict[tuple[str, str, str], tuple[Decimal, Decimal]] = {}
     for pod in pods:

@@ -181,8 +181,8 @@ class CostHistory:
                 name, shard = self._open_shard(day)
                 batch: dict[str, str] = {}
                 size = shard.size
-                while pending and (size + len(pending[0][0]) + len(pending[0][2]) <= self.shard_bytes or not batch
-                                   and shard.size == 0):
+                while pending and (size + len(pending[0][0]) + len(pending[0][2]) <= self.shard_bytes or (not batch
+                                   and shard.size == 0)):
                     k, _, text = pending.pop(0)
                     batch[k] = text
                     size += len(k) + len(text)
@@ -244,10 +244,7 @@ class CostHistory:
                 changes[cursor_shard_name(uid)][uid] = None
         written = 0
         for name, data in sorted(changes.items()):
-            if self.dry_run:
-                ok = True
-            else:
-                ok = self._write_cursors(name, data)
+            ok = True if self.dry_run else self._write_cursors(name, data)
             if ok:
                 for uid, text in data.items():
                     if text is None:

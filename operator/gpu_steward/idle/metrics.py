@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -46,10 +47,8 @@ def prune_policies(keep: set[tuple[str, str]]) -> None:
         for sample in list(gauge.collect()[0].samples):
             key = (sample.labels.get("namespace", ""), sample.labels.get("policy", ""))
             if key not in keep:
-                try:
+                with contextlib.suppress(KeyError):
                     gauge.remove(*key)
-                except KeyError:
-                    pass
 
 
 WORKLOAD_FAILURES = Counter("gpusteward_idle_workload_failures_total",

@@ -205,21 +205,23 @@ def node_price(table: PriceTable, node: Mapping[str, Any] | None) -> NodePrice:
     category = labels.get(PRICING_CATEGORY_LABEL)
     if category not in PRICING_CATEGORIES:
         category = "Dynamic" if spot else "Standard"
-    extra = {"model": model, "pool": pool, "spot": spot, "region": labels.get(REGION_LABEL),
-             "zone": labels.get(ZONE_LABEL)}
+    region, zone = labels.get(REGION_LABEL), labels.get(ZONE_LABEL)
+
+    def made(price: Decimal, source: PriceSource) -> NodePrice:
+        return NodePrice(price, list_price, source, str(category), model, pool, spot, region, zone)
     for source in (labels, annotations):
         override = _parse_price(source.get(table.override_key))
         if override is not None:
-            return NodePrice(override, list_price, "node", category, **extra)
+            return made(override, "node")
     if pool is not None and pool in table.by_pool:
-        return NodePrice(table.by_pool[pool], list_price, "pool", category, **extra)
+        return made(table.by_pool[pool], "pool")
     if spot and model is not None and model in table.spot_by_model:
-        return NodePrice(table.spot_by_model[model], list_price, "spot", category, **extra)
+        return made(table.spot_by_model[model], "spot")
     if model is not None and model in table.by_model:
-        return NodePrice(table.by_model[model], list_price, "model", category, **extra)
+        return made(table.by_model[model], "model")
     if opencost is not None:
-        return NodePrice(opencost, list_price, "opencost", category, **extra)
-    return NodePrice(table.default, list_price, "default", category, **extra)
+        return made(opencost, "opencost")
+    return made(table.default, "default")
 
 
 def gpu_hour_price(table: PriceTable, node: Mapping[str, Any] | None) -> Decimal:

@@ -210,7 +210,8 @@ def _segment(cur: Cursor, start: dt.datetime, end: dt.datetime, idle_total: Deci
     return Record(cur.uid, start, end, q(gpu_hours), q(idle), q(rate * hours), q(list_rate * hours), cur.terms)
 
 
-def _settle_to(cur: Cursor, until: dt.datetime, idle_total: Decimal, whole_days_only: bool) -> tuple[list[Record], Cursor]:
+def _settle_to(cur: Cursor, until: dt.datetime, idle_total: Decimal,
+               whole_days_only: bool) -> tuple[list[Record], Cursor]:
     """Records from ``cur.settled_until`` to ``until``, split at day ends (only whole days when asked)."""
     out: list[Record] = []
     while cur.settled_until < until:
@@ -256,7 +257,8 @@ def settle_gone(cursor: Cursor) -> list[Record]:
     return recs
 
 
-def rows_in(records: Iterable[Record], opens: Iterable[Record], window: tuple[dt.datetime, dt.datetime]) -> list[Record]:
+def rows_in(records: Iterable[Record], opens: Iterable[Record],
+            window: tuple[dt.datetime, dt.datetime]) -> list[Record]:
     """Settled records and open parts inside ``window`` (clipped), deduplicated by key."""
     seen: dict[str, Record] = {}
     for rec in [*records, *opens]:

@@ -14,13 +14,11 @@ import io
 import json
 import sys
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from gpu_steward.policy import cost as c
-from gpu_steward.reports.focus import FOCUS_COLUMNS, focus_rows
-from decimal import Decimal
-
-from gpu_steward.reports.focus import FocusNames
+from gpu_steward.reports.focus import FOCUS_COLUMNS, FocusNames, focus_rows
 from gpu_steward.reports.rows import GroupBy, PodRecord, budget_views, history_pod_records, row_dict, showback
 from gpu_steward.settings import Settings
 

@@ -66,7 +66,8 @@ def history_pod_records(recs: Iterable[Any], util: Mapping[str, Decimal | None] 
             idle_gpu_hours=r.idle_gpu_hours, cost=r.cost, price_per_gpu_hour=r.unit_price,
             util_avg=(util or {}).get(r.uid), list_cost=r.list_cost,
             list_price=r.list_cost / r.gpu_hours if r.gpu_hours > 0 else Decimal(t("listPrice") or "0"),
-            idle_cost=r.idle_cost, kind=t("kind") or "Pod", workload=t("workload"), category=t("category") or "Standard",
+            idle_cost=r.idle_cost, kind=t("kind") or "Pod", workload=t("workload"),
+            category=t("category") or "Standard",
             region=t("region") or None, zone=t("zone") or None, pool=t("pool") or None, price_source=t("source"),
             resources=t("resources"), units=units, settled=getattr(r, "settled", True),
         ))
