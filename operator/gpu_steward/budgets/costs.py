@@ -183,8 +183,11 @@ def settle_pass(kube: Kube, settings: Settings, history: CostHistory, pods: Iter
     if not history.published:
         from gpu_steward.budgets.publish import publish
 
-        publish(kube, settings, prices.table)
-        history.published = True
+        try:
+            publish(kube, settings, prices.table)
+            history.published = True
+        except Exception as exc:  # reports need it, cost does not: try again next pass
+            log.warning("cost configuration not published", error=getattr(exc, "status", type(exc).__name__))
     records: list[h.Record] = []
     live: set[str] = set()
     for pod in pods:
