@@ -1,6 +1,7 @@
 """Cost ledger and reports at scale: pure-core time per pass for N GPU pods (prints numbers, asserts nothing).
 
     python bench/bench_cost.py [N]
+    python bench/bench_cost.py --history [N]   # settled history of N workload-periods (default 100k)
 """
 
 from __future__ import annotations
@@ -68,5 +69,52 @@ def main() -> None:
     print(f"peak traced memory: {peak / 1024 / 1024:.1f} MiB")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and "--history" not in sys.argv:
     main()
+
+
+def bench_history(n: int = 100_000) -> None:
+    """History of ``n`` settled workload-periods (pod-days): decode from shards, report, FOCUS export."""
+    from gpu_steward.budgets.history import decode_records
+    from gpu_steward.policy import history as h
+    from gpu_steward.reports.rows import history_pod_records
+
+    terms = {"namespace": "team-0", "pod": "p", "kind": "Job", "workload": "w", "owner": "o", "team": "t",
+             "lease": "", "node": "n1", "model": "NVIDIA-A100-SXM4-80GB", "pool": "", "region": "r", "zone": "z",
+             "resources": "nvidia.com/gpu=1", "devices": "1", "units": "1", "rate": "3.5", "listRate": "3.5",
+             "price": "3.5", "listPrice": "3.5", "source": "model", "category": "Standard", "currency": "USD"}
+    start = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
+    shards: list[dict] = [{"data": {}}]
+    size = 0
+    for i in range(n):
+        day = start + dt.timedelta(days=i % 28)
+        t = {**terms, "namespace": f"team-{i % 50}", "team": f"t{i % 20}", "pod": f"p{i}"}
+        rec = h.Record(f"u{i}", day, day + dt.timedelta(hours=8), Decimal(8), Decimal(2), Decimal(28), Decimal(28), t)
+        text = rec.to_json()
+        if size + len(text) > 900_000:
+            shards.append({"data": {}})
+            size = 0
+        shards[-1]["data"][rec.key] = text
+        size += len(text) + len(rec.key)
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    recs = decode_records(shards)
+    rows = history_pod_records(h.rows_in(recs, [], (start, start + dt.timedelta(days=28))))
+    t_decode = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    showback(rows, "team")
+    t_report = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    csv_text = render_focus(rows, "USD", "bench")
+    t_focus = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"history: {n} workload-periods in {len(shards)} ConfigMap shards")
+    print(f"  decode + window rows: {t_decode:.2f} s; report (showback by team): {t_report * 1000:.0f} ms; "
+          f"FOCUS CSV: {t_focus:.2f} s, {len(csv_text) / 1024 / 1024:.0f} MiB")
+    print(f"  peak traced memory (decode + report + export): {peak / 1024 / 1024:.0f} MiB")
+
+
+if __name__ == "__main__" and "--history" in sys.argv:
+    bench_history(int(sys.argv[sys.argv.index("--history") + 1]) if len(sys.argv) > sys.argv.index("--history") + 1
+                  else 100_000)

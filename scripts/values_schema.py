@@ -276,6 +276,18 @@ def build() -> S:
         "default": MONEY_S,
         "perModel": {"type": "object", "additionalProperties": MONEY_S},
         "overrideLabel": string(minLength=1),
+        "perPool": {"type": "object", "additionalProperties": MONEY_S},
+        "spotPerModel": {"type": "object", "additionalProperties": MONEY_S},
+        "migProfiles": {"type": "object", "additionalProperties": MONEY_S},
+        "migSlices": {"type": "object", "additionalProperties": integer(minimum=1, maximum=8)},
+        "replicasPerGpu": integer(minimum=1),
+        "opencost": obj({"enabled": BOOL}),
+        "focus": obj({
+            "providerName": string(minLength=1),
+            "publisherName": string(minLength=1),
+            "invoiceIssuerName": string(minLength=1),
+            "billingAccountId": string(minLength=1),
+        }),
     })
     slack = obj({
         "existingSecret": string(),
@@ -304,6 +316,7 @@ def build() -> S:
         "service": obj({"enabled": BOOL}),
         "serviceMonitor": obj({"enabled": BOOL, "interval": string(pattern=r"^[0-9]+(ms|s|m|h)$"),
                                "labels": STRING_MAP}),
+        "prometheusRule": obj({"enabled": BOOL, "budgetRatio": number(minimum=0), "idleGpus": integer(minimum=1)}),
     })
     webhook = obj({
         "enabled": BOOL,

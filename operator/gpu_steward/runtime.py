@@ -4,12 +4,14 @@ GPU pods and IdlePolicies, and the one utilization source both evaluation loops 
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from gpu_steward.budgets.costs import CostLedger, UtilizationLookup
+from gpu_steward.budgets.history import CostHistory
 from gpu_steward.budgets.notifier import EventNotifier, FanOut, Notifier, SlackBridge
 from gpu_steward.budgets.requests import RequestBook
 from gpu_steward.index import Registry
@@ -33,6 +35,8 @@ class Runtime:
     # Whether this replica may act now (leader election; always True without it). The loops and the
     # kopf handlers check it before acting, besides running only on the leader at all.
     is_leader: Callable[[], bool] = field(default=lambda: True)
+    # The settled cost history (budgets.history), loaded on the first cost pass of the leader.
+    history: CostHistory | None = None
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -54,7 +58,9 @@ def build_runtime(settings: Settings | None = None, kubeconfig: str | None = Non
     kube = Kube(load_api_client(kubeconfig))
     notifier = FanOut([EventNotifier(kube), SlackBridge(kube, settings)])
     return Runtime(settings, kube, notifier, CostLedger(settings.cost_idle_util_percent),
-                   source=make_source(kube, settings))
+                   source=make_source(kube, settings),
+                   history=CostHistory(kube, settings.platform_namespace, dry_run=settings.dry_run,
+                                       seen_flush=dt.timedelta(seconds=settings.cost_annotation_min_interval_seconds)))
 
 
 def get_runtime() -> Runtime:

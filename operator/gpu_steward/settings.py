@@ -87,6 +87,22 @@ class Settings(BaseSettings):
     default_gpu_hour_price: Decimal = Decimal("2.50")
     gpu_hour_prices: dict[str, Decimal] = Field(default_factory=dict)
     price_override_label: str = "gpusteward.dev/gpu-hour-price"
+    # Node pool -> price; model -> price on spot nodes; MIG profile ("1g.10gb") -> price per slice-hour;
+    # model -> MIG compute slices per GPU (7 when not listed); replicas per GPU where a shared
+    # resource's node has no nvidia.com/gpu.replicas label. Precedence (docs/budgets.md): node
+    # override > configured price (pool, spot, model) > OpenCost node_gpu_hourly_cost > default.
+    pool_gpu_hour_prices: dict[str, Decimal] = Field(default_factory=dict)
+    spot_gpu_hour_prices: dict[str, Decimal] = Field(default_factory=dict)
+    mig_profile_prices: dict[str, Decimal] = Field(default_factory=dict)
+    mig_slices_per_gpu: dict[str, int] = Field(default_factory=dict)
+    gpu_replicas_default: int = Field(1, ge=1)
+    # OpenCost's node_gpu_hourly_cost, queried from prometheus_url.
+    opencost_enabled: bool = False
+    # FinOps FOCUS export: GPU Steward allocates cost; the provider issues the invoice.
+    focus_provider_name: str = "Kubernetes"
+    focus_publisher_name: str = "GPU Steward"
+    focus_invoice_issuer_name: str = "Kubernetes"
+    focus_billing_account_id: str = "kubernetes"
     cost_annotation_min_interval_seconds: float = Field(300.0, gt=0)
     # Cost ledger and SuspendIdleFirst: a GPU sample below this utilization counts as idle time.
     cost_idle_util_percent: float = Field(5.0, ge=0, le=100)

@@ -93,7 +93,7 @@ def test_report_renderings():
     assert re.match(r"team-b\s+2\s+230\s+0\s+460\s+-\s+-\s+USD", lines[2])
     data = json.loads(cli.render_report(records(), BUDGETS, "team", "json", "USD"))
     assert data[1] == {"team": "vision", "pods": 2, "gpuHours": "24", "idleGpuHours": "3", "cost": "86",
-                       "budget": None, "forecast": None, "currency": "USD"}
+                       "idleCost": "12", "budget": None, "forecast": None, "currency": "USD"}
     rows = list(csv.DictReader(io.StringIO(cli.render_report(records(), BUDGETS, "lease", "csv", "USD"))))
     assert rows[1]["lease"] == "exp1" and rows[1]["cost"] == "80" and rows[1]["budget"] == ""
 
@@ -125,12 +125,13 @@ def test_focus_export_columns_and_types():
         assert row["ChargePeriodEnd"] <= row["BillingPeriodEnd"]
         assert row["PricingUnit"] == row["ConsumedUnit"] == "GPU-Hours"
         assert row["ServiceCategory"] == "Compute" and row["BillingCurrency"] == "USD"
-        # BilledCost = ListUnitPrice x PricingQuantity
-        assert Decimal(row["BilledCost"]) == Decimal(row["ListUnitPrice"]) * Decimal(row["PricingQuantity"])
+        # not an invoice: BilledCost 0; the allocation is EffectiveCost = ContractedUnitPrice x PricingQuantity
+        assert row["BilledCost"] == "0"
+        assert Decimal(row["EffectiveCost"]) == Decimal(row["ContractedUnitPrice"]) * Decimal(row["PricingQuantity"])
     train = next(r for r in rows if r["ResourceName"] == "team-a/train")
     assert json.loads(train["Tags"]) == {"owner": "alice", "team": "vision", "lease": "exp1", "namespace": "team-a",
                                          "gpu-model": "NVIDIA-A100-SXM4-80GB"}
-    assert train["BilledCost"] == "80" and train["x_IdleGPUHours"] == "3" and train["x_GpuUtilAvg"] == "40"
+    assert train["EffectiveCost"] == "80" and train["x_IdleGPUHours"] == "3" and train["x_GpuUtilAvg"] == "40"
     assert train["SubAccountId"] == train["SubAccountName"] == "team-a" and train["ResourceId"] == "uid-train"
     assert train["ChargePeriodStart"] == "2026-03-10T02:00:00Z" and train["ChargePeriodEnd"] == "2026-03-10T12:00:00Z"
 
@@ -147,8 +148,14 @@ def test_export_splits_windows_at_month_boundaries():
 class FakeKube:
     """Only for the CLI wiring test: returns the fixed state above through Kube's read contract."""
 
+    def get(self, api_version, kind, name, namespace=None):
+        from gpu_steward.budgets.publish import CONFIG_KEY, config_json
+        from gpu_steward.settings import Settings
+
+        return {"data": {CONFIG_KEY: config_json(TABLE, Settings())}}
+
     def list(self, api_version, kind, namespace=None, label_selector=None):
-        return {"Pod": PODS, "Node": NODES}[kind]
+        return {"Pod": PODS, "Node": NODES, "ConfigMap": []}[kind]
 
     def list_optional(self, api_version, kind, namespace=None, label_selector=None):
         return BUDGETS if kind == "GPUBudget" else []

@@ -61,6 +61,26 @@ Secrets only arrive through secretKeyRef.
   value: {{ .Values.prices.perModel | toJson | quote }}
 - name: GPU_STEWARD_PRICE_OVERRIDE_LABEL
   value: {{ .Values.prices.overrideLabel | quote }}
+- name: GPU_STEWARD_POOL_GPU_HOUR_PRICES
+  value: {{ .Values.prices.perPool | toJson | quote }}
+- name: GPU_STEWARD_SPOT_GPU_HOUR_PRICES
+  value: {{ .Values.prices.spotPerModel | toJson | quote }}
+- name: GPU_STEWARD_MIG_PROFILE_PRICES
+  value: {{ .Values.prices.migProfiles | toJson | quote }}
+- name: GPU_STEWARD_MIG_SLICES_PER_GPU
+  value: {{ .Values.prices.migSlices | toJson | quote }}
+- name: GPU_STEWARD_GPU_REPLICAS_DEFAULT
+  value: {{ .Values.prices.replicasPerGpu | toString | quote }}
+- name: GPU_STEWARD_OPENCOST_ENABLED
+  value: {{ .Values.prices.opencost.enabled | toString | quote }}
+- name: GPU_STEWARD_FOCUS_PROVIDER_NAME
+  value: {{ .Values.prices.focus.providerName | quote }}
+- name: GPU_STEWARD_FOCUS_PUBLISHER_NAME
+  value: {{ .Values.prices.focus.publisherName | quote }}
+- name: GPU_STEWARD_FOCUS_INVOICE_ISSUER_NAME
+  value: {{ .Values.prices.focus.invoiceIssuerName | quote }}
+- name: GPU_STEWARD_FOCUS_BILLING_ACCOUNT_ID
+  value: {{ .Values.prices.focus.billingAccountId | quote }}
 - name: GPU_STEWARD_COST_ANNOTATION_MIN_INTERVAL_SECONDS
   value: {{ $c.costAnnotationMinIntervalSeconds | toString | quote }}
 - name: GPU_STEWARD_COST_IDLE_UTIL_PERCENT

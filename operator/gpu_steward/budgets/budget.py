@@ -19,7 +19,8 @@ import structlog
 
 from gpu_steward.api.common import API_VERSION
 from gpu_steward.api.conditions import invalid_status, set_condition, status_patch
-from gpu_steward.budgets.costs import CostLedger, Prices, holds_gpus, list_gpu_pods
+from gpu_steward.budgets.costs import CostLedger, Prices, holds_gpus, list_gpu_pods, pod_terms
+from gpu_steward.budgets.history import CostHistory, open_part
 from gpu_steward.budgets.metrics import record_budget
 from gpu_steward.budgets.notifier import Notice, Notifier
 from gpu_steward.budgets.parse import ParsedBudget, parse_budget
@@ -78,9 +79,9 @@ def measure(pods: list[JSON], prices: Prices, window: tuple[dt.datetime, dt.date
     burn = Decimal(0)
     in_use = 0
     for pod in pods:
-        price = prices.for_pod(pod)
+        price = prices.pod_price(pod)
         util = ledger.ledger_for(pod) if ledger else None
-        pc = c.pod_cost(pod, price, now, util, window=window)
+        pc = c.pod_cost(pod, price.node.price, now, util, window=window, price=price)
         if pc.gpu_hours > 0:
             costs[pod["metadata"]["uid"]] = pc.cost
         if holds_gpus(pod):
@@ -88,6 +89,25 @@ def measure(pods: list[JSON], prices: Prices, window: tuple[dt.datetime, dt.date
         if c.is_running(pod):
             burn += pc.hourly_rate
     return costs, burn, in_use
+
+
+def history_costs(history: CostHistory, pods: list[JSON], prices: Prices, settings: Settings, namespace: str,
+                  window: tuple[dt.datetime, dt.datetime], now: dt.datetime) -> dict[str, Decimal]:
+    """Cost per pod uid of ``namespace`` inside ``window``: its settled records plus open parts, exactly
+    as ``gpu-steward report`` sums them (policy.history.rows_in)."""
+    if not history.loaded:
+        history.load()
+    costs = history.period_costs(namespace, window)
+    by_uid = {p["metadata"]["uid"]: p for p in pods if (p.get("metadata") or {}).get("uid")}
+    uids = {u for u, cur in history.cursors.items() if cur.terms.get("namespace") == namespace} | set(by_uid)
+    for uid in uids:
+        pod, cur = by_uid.get(uid), history.cursors.get(uid)
+        part = open_part(pod, cur, pod_terms(pod, prices, settings) if pod is not None and cur is None else None,
+                         now)
+        clipped = part.clipped(window) if part is not None else None
+        if clipped is not None:
+            costs[uid] = costs.get(uid, Decimal(0)) + clipped.cost
+    return costs
 
 
 def gpus_used_by_resource(pods: list[JSON]) -> dict[str, int]:
@@ -118,7 +138,7 @@ def _notice(budget: JSON, parsed: ParsedBudget, reason: str, message: str, type_
 
 def reconcile_budget(
     kube: Kube, settings: Settings, budget: JSON, now: dt.datetime, notifier: Notifier,
-    *, ledger: CostLedger | None = None, book: RequestBook | None = None,
+    *, ledger: CostLedger | None = None, book: RequestBook | None = None, history: CostHistory | None = None,
 ) -> BudgetResult:
     """``book``: where requests go under the global dry-run (no record is written then)."""
     meta = budget["metadata"]
@@ -138,6 +158,8 @@ def reconcile_budget(
     pods = list_gpu_pods(kube, settings, ns)
     prices = Prices.load(kube, settings)
     costs, burn, in_use = measure(pods, prices, (start, end), now, ledger)
+    if history is not None:  # spend from the settled history: what reports and exports sum
+        costs = history_costs(history, pods, prices, settings, ns, (start, end), now)
     # The ledger is the operator's record (never the budget's annotations or status): editing or
     # deleting what users can write does not lower counted spend. An older version's annotation is
     # read once, when no record exists yet.

@@ -16,9 +16,11 @@ from typing import Any
 
 import structlog
 
+from gpu_steward.budgets.history import CostHistory, open_part
 from gpu_steward.budgets.metrics import record_costs
 from gpu_steward.kube import Kube
 from gpu_steward.policy import cost as c
+from gpu_steward.policy import history as h
 from gpu_steward.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -28,9 +30,40 @@ JSON = dict[str, Any]
 UtilizationLookup = Callable[[str, str], "float | None"]
 
 
-def price_table(settings: Settings) -> c.PriceTable:
-    return c.PriceTable(settings.currency, settings.default_gpu_hour_price, dict(settings.gpu_hour_prices),
-                        settings.price_override_label)
+def price_table(settings: Settings, opencost: Mapping[str, Decimal] | None = None) -> c.PriceTable:
+    return c.PriceTable(
+        settings.currency, settings.default_gpu_hour_price, dict(settings.gpu_hour_prices),
+        settings.price_override_label, by_pool=dict(settings.pool_gpu_hour_prices),
+        spot_by_model=dict(settings.spot_gpu_hour_prices), mig_profile_prices=dict(settings.mig_profile_prices),
+        mig_slices=dict(settings.mig_slices_per_gpu), default_replicas=settings.gpu_replicas_default,
+        opencost=dict(opencost or {}))
+
+
+OPENCOST_QUERY = "avg by (node) (node_gpu_hourly_cost)"
+
+
+def opencost_prices(settings: Settings, source: Any = None) -> dict[str, Decimal]:
+    """OpenCost's ``node_gpu_hourly_cost`` per node (price of one GPU-hour), from ``prometheus_url``.
+
+    Empty when OpenCost is not enabled or Prometheus does not answer: the default price applies then
+    (logged), never an error that stops cost from being counted."""
+    if not settings.opencost_enabled or not settings.prometheus_url:
+        return {}
+    from gpu_steward.sources.prometheus import PrometheusSource
+
+    try:
+        src = source or PrometheusSource.from_settings(settings)
+        rows = src._conn().custom_query(OPENCOST_QUERY)
+    except Exception as exc:  # any failure leaves OpenCost out of this pass
+        log.warning("OpenCost prices not read", error=str(exc))
+        return {}
+    out: dict[str, Decimal] = {}
+    for item in rows:
+        node = (item.get("metric") or {}).get("node")
+        price = c._parse_price(str((item.get("value") or [None, None])[1]))
+        if node and price is not None:
+            out[str(node)] = price
+    return out
 
 
 def gpu_pods(pods: Iterable[JSON]) -> list[JSON]:
@@ -50,14 +83,29 @@ class Prices:
     def __init__(self, table: c.PriceTable, nodes: Iterable[JSON]) -> None:
         self.table = table
         self.nodes = {n["metadata"]["name"]: n for n in nodes}
+        self._node_prices: dict[str | None, c.NodePrice] = {}
 
     @classmethod
     def load(cls, kube: Kube, settings: Settings) -> Prices:
-        return cls(price_table(settings), kube.list("v1", "Node"))
+        return cls(price_table(settings, opencost_prices(settings)), kube.list("v1", "Node"))
+
+    def node_of(self, pod: Mapping[str, Any]) -> JSON | None:
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        return self.nodes.get(node_name) if node_name else None
+
+    def node_price(self, pod: Mapping[str, Any]) -> c.NodePrice:
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        key = node_name if node_name in self.nodes else None
+        if key not in self._node_prices:
+            self._node_prices[key] = c.node_price(self.table, self.nodes.get(key) if key else None)
+        return self._node_prices[key]
+
+    def pod_price(self, pod: Mapping[str, Any]) -> c.PodPrice:
+        return c.pod_price(self.table, pod, self.node_of(pod), self.node_price(pod))
 
     def for_pod(self, pod: Mapping[str, Any]) -> Decimal:
-        node_name = (pod.get("spec") or {}).get("nodeName")
-        return c.gpu_hour_price(self.table, self.nodes.get(node_name) if node_name else None)
+        """Price of one whole GPU-hour on the pod's node."""
+        return self.node_price(pod).price
 
 
 @dataclass
@@ -76,7 +124,9 @@ class CostLedger:
     pending: dict[str, c.UtilLedger] = field(default_factory=dict)
     last_sample: dict[str, dt.datetime] = field(default_factory=dict)
 
-    def observe(self, pod: Mapping[str, Any], util_percent: float | None, now: dt.datetime) -> None:
+    def observe(self, pod: Mapping[str, Any], util_percent: float | None, now: dt.datetime,
+                units: Decimal | None = None) -> None:
+        """``units``: the pod's GPU-equivalents (``PodPrice.units``); its device count without."""
         uid = pod["metadata"]["uid"]
         last = self.last_sample.get(uid)
         self.last_sample[uid] = now
@@ -84,7 +134,7 @@ class CostLedger:
             return  # no data is not idle; the first sample only starts the clock
         seconds = (now - last).total_seconds()
         self.pending[uid] = self.pending.get(uid, c.UtilLedger()).observe(
-            c.pod_gpus(pod), seconds, util_percent, self.idle_below_percent)
+            units if units is not None else c.pod_gpus(pod), seconds, util_percent, self.idle_below_percent)
 
     def ledger_for(self, pod: Mapping[str, Any]) -> c.UtilLedger:
         base = c.ledger_from_annotations(pod)
@@ -101,14 +151,73 @@ class CostLedger:
                 self.pending.pop(uid, None)
 
 
-def desired_annotations(pod: Mapping[str, Any], price: Decimal, ledger: c.UtilLedger,
+def desired_annotations(pod: Mapping[str, Any], price: Decimal | c.PodPrice, ledger: c.UtilLedger,
                         now: dt.datetime) -> dict[str, str]:
+    if isinstance(price, c.PodPrice):
+        return c.pod_cost(pod, price.node.price, now, ledger, price=price).annotations()
     return c.pod_cost(pod, price, now, ledger).annotations()
+
+
+def pod_terms(pod: Mapping[str, Any], prices: Prices, settings: Settings) -> dict[str, str]:
+    return h.terms_of(pod, prices.pod_price(pod), settings.currency, settings.owner_keys, settings.team_keys)
+
+
+def _gone(kube: Kube, cursor: h.Cursor) -> bool:
+    """A pod is gone when the API says so (not merely missing from a list that may be incomplete)."""
+    ns, name = cursor.terms.get("namespace"), cursor.terms.get("pod")
+    if not name:
+        return True
+    try:
+        pod = kube.get("v1", "Pod", name, ns)
+    except Exception:
+        return False
+    return pod is None or (pod.get("metadata") or {}).get("uid") != cursor.uid
+
+
+def settle_pass(kube: Kube, settings: Settings, history: CostHistory, pods: Iterable[JSON], prices: Prices,
+                ledger: CostLedger, now: dt.datetime, idle: Mapping[str, Decimal] | None = None) -> int:
+    """Settle what is due into the cost history (policy.history): finished days, finished pods, price
+    changes, and pods that disappeared. Returns the records written."""
+    if not history.loaded:
+        history.load()
+    if not history.published:
+        from gpu_steward.budgets.publish import publish
+
+        try:
+            publish(kube, settings, prices.table)
+            history.published = True
+        except Exception as exc:  # reports need it, cost does not: try again next pass
+            log.warning("cost configuration not published", error=getattr(exc, "status", type(exc).__name__))
+    records: list[h.Record] = []
+    live: set[str] = set()
+    for pod in pods:
+        uid = (pod.get("metadata") or {}).get("uid")
+        if not uid or c.pod_gpus(pod) <= 0:
+            continue
+        live.add(uid)
+        window = c.pod_window(pod, now)
+        finished = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+        idle_total = (idle or {}).get(uid)
+        if idle_total is None:
+            idle_total = ledger.ledger_for(pod).idle_gpu_hours
+        recs, cur = h.settle(history.cursors.get(uid), uid, window, finished, pod_terms(pod, prices, settings),
+                             idle_total, now)
+        records += recs
+        if cur is not None:
+            history.cursors[uid] = cur
+    for uid, cur in list(history.cursors.items()):
+        if uid not in live and _gone(kube, cur):
+            records += h.settle_gone(cur)
+            del history.cursors[uid]
+    written = history.append(records)
+    history.flush_cursors(now)
+    return written
 
 
 def reconcile_pod_costs(
     kube: Kube, settings: Settings, now: dt.datetime, ledger: CostLedger,
     utilization: UtilizationLookup | None = None, pods: list[JSON] | None = None, prices: Prices | None = None,
+    history: CostHistory | None = None,
 ) -> PassResult:
     """One pass over all GPU pods: sample utilization, write cost annotations where due."""
     if pods is None:
@@ -117,7 +226,7 @@ def reconcile_pod_costs(
     minimum = dt.timedelta(seconds=settings.cost_annotation_min_interval_seconds)
     result = PassResult()
     seen: set[str] = set()
-    costs: list[tuple[str, str, str, Decimal]] = []
+    idle_by_uid: dict[str, Decimal] = {}
     for pod in pods:
         meta = pod["metadata"]
         uid = meta.get("uid")
@@ -126,11 +235,11 @@ def reconcile_pod_costs(
         seen.add(uid)
         result.pods += 1
         util = utilization(meta.get("namespace", ""), meta["name"]) if utilization else None
-        ledger.observe(pod, util, now)
-        desired = desired_annotations(pod, prices.for_pod(pod), ledger.ledger_for(pod), now)
-        labels = meta.get("labels") or {}
-        team = next((labels[k] for k in settings.team_keys if labels.get(k)), "")
-        costs.append((meta.get("namespace", ""), team, settings.currency, Decimal(desired.get(c.ANN_COST, "0"))))
+        price = prices.pod_price(pod)
+        ledger.observe(pod, util, now, price.units)
+        util_ledger = ledger.ledger_for(pod)
+        idle_by_uid[uid] = util_ledger.idle_gpu_hours
+        desired = desired_annotations(pod, price, util_ledger, now)
         current = meta.get("annotations") or {}
         if all(current.get(k) == v for k, v in desired.items()):
             result.unchanged += 1
@@ -147,9 +256,55 @@ def reconcile_pod_costs(
             continue
         ledger.written(uid)
         result.written += 1
+    if history is not None:
+        settle_pass(kube, settings, history, pods, prices, ledger, now, idle_by_uid)
+        record_costs(history_counters(history, pods, prices, settings, now), rates(pods, prices, settings),
+                     existing_namespaces(kube))
     ledger.forget_except(seen)
-    record_costs(costs)
     return result
+
+
+def existing_namespaces(kube: Kube) -> set[str] | None:
+    """The namespaces that exist (None when they cannot be listed: no series is dropped then)."""
+    try:
+        return {n["metadata"]["name"] for n in kube.list("v1", "Namespace")}
+    except Exception:
+        return None
+
+
+def history_counters(history: CostHistory, pods: Iterable[JSON], prices: Prices, settings: Settings,
+                     now: dt.datetime) -> dict[tuple[str, str, str], tuple[Decimal, Decimal, Decimal, Decimal]]:
+    """Money, GPU-hours and idle GPU-hours ever, by (namespace, team, currency): settled history plus the
+    open parts of the pods not settled yet. Monotonic: a pod's open part moves into the history in the
+    same pass it disappears."""
+    out: dict[tuple[str, str, str], tuple[Decimal, Decimal, Decimal, Decimal]] = {
+        k: (t.cost, t.gpu_hours, t.idle_gpu_hours, t.idle_cost) for k, t in history.totals.items()}
+    by_uid = {p["metadata"]["uid"]: p for p in pods if (p.get("metadata") or {}).get("uid")}
+    for uid, cur in history.cursors.items():
+        part = open_part(by_uid.get(uid), cur, None, now)
+        if part is None:
+            continue
+        key = (part.t("namespace"), part.t("team"), part.t("currency"))
+        cost, hours, idle, idle_cost = out.get(key, (Decimal(0), Decimal(0), Decimal(0), Decimal(0)))
+        out[key] = (cost + part.cost, hours + part.gpu_hours, idle + part.idle_gpu_hours, idle_cost + part.idle_cost)
+    return out
+
+
+def rates(pods: Iterable[JSON], prices: Prices,
+          settings: Settings) -> dict[tuple[str, str, str], tuple[Decimal, Decimal]]:
+    """Current hourly cost and GPU-equivalents held of the running GPU pods, by (namespace, team, currency)."""
+    out: dict[tuple[str, str, str], tuple[Decimal, Decimal]] = {}
+    for pod in pods:
+        if not c.is_running(pod) or c.pod_gpus(pod) <= 0:
+            continue
+        meta = pod["metadata"]
+        labels = meta.get("labels") or {}
+        team = next((str(labels[k]) for k in settings.team_keys if labels.get(k)), "")
+        key = (meta.get("namespace", ""), team, settings.currency)
+        pp = prices.pod_price(pod)
+        rate, units = out.get(key, (Decimal(0), Decimal(0)))
+        out[key] = (rate + pp.rate, units + pp.units)
+    return out
 
 
 def list_gpu_pods(kube: Kube, settings: Settings, namespace: str | None = None) -> list[JSON]:

@@ -12,6 +12,7 @@ import structlog
 from gpu_steward.api.common import GROUP, VERSION
 from gpu_steward.budgets.budget import reconcile_budget
 from gpu_steward.budgets.costs import reconcile_pod_costs
+from gpu_steward.budgets.metrics import COLLECTOR, forget_budget
 from gpu_steward.budgets.utilization import sample
 from gpu_steward.handlers import loops, watch  # noqa: F401  (watch: registers the index's watches)
 from gpu_steward.runtime import configured_settings, get_runtime
@@ -27,7 +28,7 @@ def _reconcile(namespace: str, name: str) -> None:
         return
     with rt.serialized(budget["metadata"]["uid"]):
         reconcile_budget(rt.kube, rt.settings, budget, dt.datetime.now(dt.UTC), rt.notifier,
-                         ledger=rt.ledger, book=rt.requests)
+                         ledger=rt.ledger, book=rt.requests, history=rt.history)
 
 
 # Only spec changes trigger: our own status and ledger-annotation writes must not re-trigger us.
@@ -39,13 +40,20 @@ def budget_reconcile(namespace: str, name: str, **_: Any) -> None:
     _reconcile(namespace, name)
 
 
+@kopf.on.delete(GROUP, VERSION, "gpubudgets", optional=True)
+def budget_deleted(namespace: str, name: str, **_: Any) -> None:
+    forget_budget(namespace, name)  # its gauges go with it
+
+
 async def _cost_pass() -> None:
     rt = get_runtime()
     now = dt.datetime.now(dt.UTC)
     # The watch-fed index, not a LIST of every pod each interval (memory and apiserver load at scale).
     pods = rt.index.pod_bodies(rt.settings.namespaces)
     rt.utilization = await sample(rt.source, pods, now) if rt.source is not None else None
-    result = await asyncio.to_thread(reconcile_pod_costs, rt.kube, rt.settings, now, rt.ledger, rt.utilization, pods)
+    COLLECTOR.is_leader = rt.is_leader  # the counters are exported by the replica that acts only
+    result = await asyncio.to_thread(reconcile_pod_costs, rt.kube, rt.settings, now, rt.ledger, rt.utilization, pods,
+                                     None, rt.history)
     log.debug("cost pass", pods=result.pods, written=result.written, rate_limited=result.skipped_rate_limited)
 
 

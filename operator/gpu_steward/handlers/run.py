@@ -232,6 +232,9 @@ def run_operator(settings: Settings | None = None, *, stop_flag: Any = None, rea
         elector = LeaseElector(rt.kube, settings.leader_election_namespace, settings.leader_election_lease_name,
                                identity, settings.leader_election_timing())
         rt.is_leader = elector.leading
+        from gpu_steward.budgets.metrics import COLLECTOR
+
+        COLLECTOR.is_leader = elector.leading  # cost counters: only the replica that acts exports them
     asyncio.run(_serve(settings, registry, elector, ActingOperator(settings, identity), stop_flag, ready_flag))
     return 0
 

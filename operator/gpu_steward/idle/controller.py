@@ -23,7 +23,7 @@ import structlog
 from gpu_steward.api.parse import Valid, parse_idle_policy
 from gpu_steward.budgets.costs import price_table
 from gpu_steward.idle.delivery import Backoff, deliver, unusable_channels
-from gpu_steward.idle.metrics import WORKLOAD_FAILURES, record_blast, record_policy
+from gpu_steward.idle.metrics import WORKLOAD_FAILURES, prune_policies, record_blast, record_policy
 from gpu_steward.idle.rules import rules_from_spec, windows_from_spec
 from gpu_steward.idle.status import policy_conditions, signal_condition, write_status
 from gpu_steward.index import GpuPod, Registry
@@ -699,6 +699,7 @@ class IdleController:
     def _write_policy_status(self, policies: dict[tuple[str, str], Any],
                              decisions: dict[tuple[str, str], list[Decision]], now: dt.datetime,
                              result: PassResult) -> None:
+        prune_policies(set(policies))
         for key, (body, spec) in policies.items():
             summary = summarize(decisions.get(key, []), now, self._prices.default)
             record_policy(key[0], key[1], summary)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -14,7 +15,8 @@ WORKLOADS = Gauge("gpusteward_idle_workloads", "GPU workloads seen in the last p
 POLICY_WATCHED = Gauge("gpusteward_policy_watched", "Workloads governed by a policy", ["namespace", "policy"])
 IDLE_GPUS = Gauge("gpusteward_idle_gpus", "GPUs held by idle workloads", ["namespace", "policy"])
 SUSPENDED = Gauge("gpusteward_policy_suspended", "Workloads suspended by a policy", ["namespace", "policy"])
-RECLAIMED = Gauge("gpusteward_reclaimed_gpu_hours_total", "GPU-hours given back by suspensions",
+# A gauge (the policy status' running figure, which may be recomputed), so no _total suffix.
+RECLAIMED = Gauge("gpusteward_policy_reclaimed_gpu_hours", "GPU-hours given back by a policy's suspensions",
                   ["namespace", "policy"])
 WOULD_SAVE = Gauge("gpusteward_policy_would_save_gpu_hours", "GPU-hours a dry-run policy would have saved",
                    ["namespace", "policy"])
@@ -34,6 +36,19 @@ def record_policy(namespace: str, name: str, summary: Any) -> None:
     SUSPENDED.labels(namespace, name).set(summary.suspended)
     RECLAIMED.labels(namespace, name).set(float(summary.reclaimed_gpu_hours))
     WOULD_SAVE.labels(namespace, name).set(float(summary.would_save_gpu_hours))
+
+
+POLICY_GAUGES = (POLICY_WATCHED, IDLE_GPUS, SUSPENDED, RECLAIMED, WOULD_SAVE)
+
+
+def prune_policies(keep: set[tuple[str, str]]) -> None:
+    """Drop the series of policies that no longer exist (a deleted policy or namespace)."""
+    for gauge in POLICY_GAUGES:
+        for sample in list(gauge.collect()[0].samples):
+            key = (sample.labels.get("namespace", ""), sample.labels.get("policy", ""))
+            if key not in keep:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*key)
 
 
 WORKLOAD_FAILURES = Counter("gpusteward_idle_workload_failures_total",

@@ -58,6 +58,38 @@ def fmt_decimal(value: Decimal) -> str:
 
 
 # ---- prices ---------------------------------------------------------------------------------------
+#
+# Every way a GPU is sold is priced as a share of the GPU it runs on:
+# - whole devices (``nvidia.com/gpu``, ``amd.com/gpu``, Intel): one GPU each;
+# - MIG slices ``nvidia.com/mig-<g>g.<mem>gb``: ``g`` compute slices of the GPU's ``mig_slices`` (7 on
+#   A100/H100, configurable per model), unless a price per profile is configured;
+# - time-sliced / MPS replicas (``nvidia.com/gpu.shared``, or ``nvidia.com/gpu`` on a node whose GPU
+#   feature discovery label ``nvidia.com/gpu.replicas`` says N > 1): 1/N of the GPU (a shared MIG
+#   slice: 1/N of the slice).
+# The price of one whole GPU-hour of a node: node override > configured price (node pool, then spot
+# price of the model on a spot node, then the model's price) > OpenCost's node_gpu_hourly_cost >
+# default.
+
+# Node labels the clouds (and Karpenter) set on spot / preemptible nodes, and the value that means spot.
+SPOT_LABELS: Mapping[str, str] = {
+    "cloud.google.com/gke-spot": "true",
+    "cloud.google.com/gke-preemptible": "true",
+    "eks.amazonaws.com/capacityType": "spot",
+    "karpenter.sh/capacity-type": "spot",
+    "kubernetes.azure.com/scalesetpriority": "spot",
+    "node.kubernetes.io/lifecycle": "spot",
+}
+POOL_LABELS: tuple[str, ...] = ("cloud.google.com/gke-nodepool", "eks.amazonaws.com/nodegroup",
+                                "kubernetes.azure.com/agentpool", "karpenter.sh/nodepool")
+MODEL_LABELS: tuple[str, ...] = (GPU_PRODUCT_LABEL, "amd.com/gpu.product-name", "beta.amd.com/gpu.product-name")
+REPLICAS_LABEL = "nvidia.com/gpu.replicas"
+REGION_LABEL = "topology.kubernetes.io/region"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+# FOCUS PricingCategory of a node: spot is Dynamic; a node may say Committed (reserved) with this label.
+PRICING_CATEGORY_LABEL = "gpusteward.dev/pricing-category"
+PRICING_CATEGORIES = ("Standard", "Dynamic", "Committed", "Other")
+
+PriceSource = Literal["node", "pool", "spot", "model", "opencost", "default"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +99,46 @@ class PriceTable:
     by_model: Mapping[str, Decimal] = field(default_factory=dict)
     # Label or annotation on a node with that node's price per GPU-hour (spot/reserved).
     override_key: str = "gpusteward.dev/gpu-hour-price"
+    by_pool: Mapping[str, Decimal] = field(default_factory=dict)  # node pool name -> price per GPU-hour
+    spot_by_model: Mapping[str, Decimal] = field(default_factory=dict)  # model -> spot price per GPU-hour
+    mig_profile_prices: Mapping[str, Decimal] = field(default_factory=dict)  # "1g.10gb" -> price per slice-hour
+    mig_slices: Mapping[str, int] = field(default_factory=dict)  # model -> compute slices per GPU
+    default_mig_slices: int = 7
+    default_replicas: int = 1  # replicas per GPU where a shared resource's node has no replicas label
+    # node name -> OpenCost's node_gpu_hourly_cost (price of one GPU-hour of that node), when configured
+    opencost: Mapping[str, Decimal] = field(default_factory=dict)
+    model_labels: tuple[str, ...] = MODEL_LABELS
+    pool_labels: tuple[str, ...] = POOL_LABELS
+    spot_labels: Mapping[str, str] = field(default_factory=lambda: dict(SPOT_LABELS))
+    replicas_label: str = REPLICAS_LABEL
+
+    def to_json(self) -> dict[str, Any]:
+        """What the operator prices with (published for the CLI), as plain JSON."""
+        def m(d: Mapping[str, Any]) -> dict[str, str]:
+            return {k: str(v) for k, v in sorted(d.items())}
+        return {"currency": self.currency, "default": str(self.default), "byModel": m(self.by_model),
+                "overrideKey": self.override_key, "byPool": m(self.by_pool), "spotByModel": m(self.spot_by_model),
+                "migProfilePrices": m(self.mig_profile_prices),
+                "migSlices": {k: int(v) for k, v in sorted(self.mig_slices.items())},
+                "defaultMigSlices": self.default_mig_slices, "defaultReplicas": self.default_replicas,
+                "modelLabels": list(self.model_labels), "poolLabels": list(self.pool_labels),
+                "spotLabels": dict(self.spot_labels), "replicasLabel": self.replicas_label}
+
+    @staticmethod
+    def from_json(raw: Mapping[str, Any]) -> PriceTable:
+        def m(key: str) -> dict[str, Decimal]:
+            return {str(k): Decimal(str(v)) for k, v in (raw.get(key) or {}).items()}
+        return PriceTable(
+            currency=str(raw.get("currency") or "USD"), default=Decimal(str(raw.get("default", "0"))),
+            by_model=m("byModel"), override_key=str(raw.get("overrideKey") or "gpusteward.dev/gpu-hour-price"),
+            by_pool=m("byPool"), spot_by_model=m("spotByModel"), mig_profile_prices=m("migProfilePrices"),
+            mig_slices={str(k): int(v) for k, v in (raw.get("migSlices") or {}).items()},
+            default_mig_slices=int(raw.get("defaultMigSlices") or 7),
+            default_replicas=int(raw.get("defaultReplicas") or 1),
+            model_labels=tuple(raw.get("modelLabels") or MODEL_LABELS),
+            pool_labels=tuple(raw.get("poolLabels") or POOL_LABELS),
+            spot_labels=dict(raw.get("spotLabels") or SPOT_LABELS),
+            replicas_label=str(raw.get("replicasLabel") or REPLICAS_LABEL))
 
 
 def _parse_price(text: object) -> Decimal | None:
@@ -79,25 +151,151 @@ def _parse_price(text: object) -> Decimal | None:
     return value if value.is_finite() and value >= 0 else None
 
 
-def gpu_hour_price(table: PriceTable, node: Mapping[str, Any] | None) -> Decimal:
-    """Price of one GPU-hour on ``node``: node override, else its GPU model's price, else the default.
+def _labels(node: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return ((node or {}).get("metadata") or {}).get("labels") or {}
 
-    A malformed override is ignored (the model/default price applies) rather than making cost
-    unknowable; the operator logs it at the edge.
+
+def node_model(table: PriceTable, node: Mapping[str, Any] | None) -> str | None:
+    labels = _labels(node)
+    for key in table.model_labels:
+        value = labels.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def node_pool(table: PriceTable, node: Mapping[str, Any] | None) -> str | None:
+    labels = _labels(node)
+    return next((str(labels[k]) for k in table.pool_labels if labels.get(k)), None)
+
+
+def node_is_spot(table: PriceTable, node: Mapping[str, Any] | None) -> bool:
+    labels = _labels(node)
+    return any(str(labels.get(k, "")).lower() == v.lower() for k, v in table.spot_labels.items())
+
+
+@dataclass(frozen=True)
+class NodePrice:
+    """The price of one whole GPU-hour on a node, where it came from, and what FOCUS says about it."""
+
+    price: Decimal  # contracted: what this GPU-hour costs
+    list_price: Decimal  # list (on-demand) price of the model: the model's price, OpenCost, or the default
+    source: PriceSource
+    category: str  # FOCUS PricingCategory
+    model: str | None = None
+    pool: str | None = None
+    spot: bool = False
+    region: str | None = None
+    zone: str | None = None
+
+
+def node_price(table: PriceTable, node: Mapping[str, Any] | None) -> NodePrice:
+    """Node override > configured price (pool, spot-model, model) > OpenCost > default.
+
+    A malformed override is ignored (the next source applies) rather than making cost unknowable.
     """
-    if node is None:
-        return table.default
-    meta = node.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    annotations = meta.get("annotations") or {}
+    meta = (node or {}).get("metadata") or {}
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    model, pool, spot = node_model(table, node), node_pool(table, node), node_is_spot(table, node)
+    opencost = table.opencost.get(meta.get("name", "")) if meta.get("name") else None
+    if model is not None and model in table.by_model:
+        list_price = table.by_model[model]
+    else:
+        list_price = opencost if opencost is not None else table.default
+    category = labels.get(PRICING_CATEGORY_LABEL)
+    if category not in PRICING_CATEGORIES:
+        category = "Dynamic" if spot else "Standard"
+    region, zone = labels.get(REGION_LABEL), labels.get(ZONE_LABEL)
+
+    def made(price: Decimal, source: PriceSource) -> NodePrice:
+        return NodePrice(price, list_price, source, str(category), model, pool, spot, region, zone)
     for source in (labels, annotations):
         override = _parse_price(source.get(table.override_key))
         if override is not None:
-            return override
-    model = labels.get(GPU_PRODUCT_LABEL)
-    if isinstance(model, str) and model in table.by_model:
-        return table.by_model[model]
-    return table.default
+            return made(override, "node")
+    if pool is not None and pool in table.by_pool:
+        return made(table.by_pool[pool], "pool")
+    if spot and model is not None and model in table.spot_by_model:
+        return made(table.spot_by_model[model], "spot")
+    if model is not None and model in table.by_model:
+        return made(table.by_model[model], "model")
+    if opencost is not None:
+        return made(opencost, "opencost")
+    return made(table.default, "default")
+
+
+def gpu_hour_price(table: PriceTable, node: Mapping[str, Any] | None) -> Decimal:
+    """Price of one whole GPU-hour on ``node`` (``node_price`` without the provenance)."""
+    return node_price(table, node).price
+
+
+def mig_compute_slices(resource: str) -> int | None:
+    """``g`` of ``nvidia.com/mig-<g>g.<mem>gb[.shared]``, or None for other resources."""
+    if not resource.startswith(_gpus.MIG_PREFIX):
+        return None
+    profile = resource.removeprefix(_gpus.MIG_PREFIX)
+    head = profile.split(".", 1)[0]
+    if head.endswith("g") and head[:-1].isdigit():
+        return max(1, int(head[:-1]))
+    return None
+
+
+def mig_profile(resource: str) -> str:
+    """``1g.10gb`` of ``nvidia.com/mig-1g.10gb`` (and of its ``.shared`` variant)."""
+    return resource.removeprefix(_gpus.MIG_PREFIX).removesuffix(".shared")
+
+
+def node_replicas(table: PriceTable, node: Mapping[str, Any] | None) -> int:
+    try:
+        n = int(str(_labels(node).get(table.replicas_label, "")))
+    except ValueError:
+        n = 0
+    return n if n > 0 else max(1, table.default_replicas)
+
+
+@dataclass(frozen=True)
+class PodPrice:
+    """A pod's price: how many GPU-equivalents it holds and what an hour of them costs."""
+
+    units: Decimal  # GPU-equivalents: a 1g MIG slice of an A100 is 1/7, one of 4 replicas is 1/4
+    rate: Decimal  # price per hour of the whole pod
+    list_rate: Decimal  # the same at list price
+    node: NodePrice
+    devices: int  # devices, slices and replicas as the device plugin counts them
+    resources: str  # "nvidia.com/mig-1g.10gb=1,..." (the SKU of the allocation)
+
+    @property
+    def unit_price(self) -> Decimal:
+        """Price per GPU-equivalent hour (the node's GPU-hour price unless a MIG profile price applies)."""
+        return self.rate / self.units if self.units > 0 else self.node.price
+
+
+def pod_price(table: PriceTable, pod: Mapping[str, Any], node: Mapping[str, Any] | None,
+              node_price_: NodePrice | None = None) -> PodPrice:
+    """Price every GPU resource of ``pod`` as a share of its node's GPU (module comment above)."""
+    np_ = node_price_ or node_price(table, node)
+    held = _gpus.pod_gpu_resources(pod)
+    units = rate = list_rate = Decimal(0)
+    model = np_.model
+    slices = Decimal(table.mig_slices.get(model or "", table.default_mig_slices) or 7)
+    replicas = Decimal(node_replicas(table, node))
+    for resource, count in sorted(held.items()):
+        n = Decimal(count)
+        shared = resource.endswith(".shared") or (resource == "nvidia.com/gpu" and replicas > 1)
+        divisor = replicas if shared else Decimal(1)
+        g = mig_compute_slices(resource)
+        # numerator / denominator of the share, multiplied before dividing so exact prices stay exact
+        num, den = (min(Decimal(g), slices), slices * divisor) if g is not None else (Decimal(1), divisor)
+        units += n * num / den
+        profile_price = table.mig_profile_prices.get(mig_profile(resource)) if g is not None else None
+        if profile_price is not None:
+            rate += n * profile_price / divisor
+            list_rate += n * profile_price / divisor
+        else:
+            rate += n * num * np_.price / den
+            list_rate += n * num * np_.list_price / den
+    resources = ",".join(f"{k}={v}" for k, v in sorted(held.items()))
+    return PodPrice(units, rate, list_rate, np_, sum(held.values()), resources)
 
 
 # ---- a pod's GPUs and running window --------------------------------------------------------------
@@ -182,7 +380,12 @@ class PodCost:
         return out
 
 
-def gpu_hours_between(gpus: int, start: dt.datetime, end: dt.datetime) -> Decimal:
+def hours_between(start: dt.datetime, end: dt.datetime) -> Decimal:
+    """Whole seconds between two instants, in hours."""
+    return Decimal(max(0, int((end - start).total_seconds()))) / _SECONDS_PER_HOUR
+
+
+def gpu_hours_between(gpus: int | Decimal, start: dt.datetime, end: dt.datetime) -> Decimal:
     seconds = Decimal(max(0, int((end - start).total_seconds())))
     return Decimal(gpus) * seconds / _SECONDS_PER_HOUR
 
@@ -208,7 +411,8 @@ class UtilLedger:
             return None
         return self.util_weighted_sum / self.util_observed_gpu_hours
 
-    def observe(self, gpus: int, seconds: float, util_percent: float, idle_below_percent: float) -> UtilLedger:
+    def observe(self, gpus: int | Decimal, seconds: float, util_percent: float,
+                idle_below_percent: float) -> UtilLedger:
         """Add one sample covering ``seconds`` of ``gpus`` GPUs at ``util_percent``."""
         hours = Decimal(gpus) * Decimal(str(max(0.0, seconds))) / _SECONDS_PER_HOUR
         util = Decimal(str(util_percent))
@@ -247,31 +451,38 @@ def pod_cost(
     now: dt.datetime,
     ledger: UtilLedger | None = None,
     window: tuple[dt.datetime, dt.datetime] | None = None,
+    *,
+    price: PodPrice | None = None,
 ) -> PodCost:
     """Cost of ``pod`` (optionally only the part inside ``window``, e.g. a budget period).
 
-    Idle GPU-hours and the utilization average come from ``ledger`` (default: the pod's own
-    annotations); inside a partial window idle hours are prorated by the share of time covered.
+    With ``price`` (``pod_price``) the pod is priced by its GPU-equivalents (MIG slices, shared
+    replicas); without it every GPU resource counts as one GPU at ``price_per_gpu_hour``. GPU-hours
+    are GPU-equivalent hours. Idle GPU-hours and the utilization average come from ``ledger``
+    (default: the pod's own annotations); inside a partial window idle hours are prorated by the share
+    of time covered.
     """
     gpus = pod_gpus(pod)
+    units = price.units if price is not None else Decimal(gpus)
+    rate = price.rate if price is not None else Decimal(gpus) * price_per_gpu_hour
     ran = pod_window(pod, now)
     if ledger is None:
         ledger = ledger_from_annotations(pod)
-    rate = Decimal(gpus) * price_per_gpu_hour
     if ran is None or gpus == 0:
         return PodCost(gpus, Decimal(0), Decimal(0), Decimal(0), rate, ledger.util_avg, ledger.util_observed_gpu_hours)
-    total_hours = gpu_hours_between(gpus, *ran)
+    total_hours = units * hours_between(*ran)
     part = ran if window is None else overlap(ran, window)
-    hours = gpu_hours_between(gpus, *part)
+    hours = hours_between(*part)
+    gpu_hours = units * hours
     idle = ledger.idle_gpu_hours
     if window is not None:
-        idle = idle * hours / total_hours if total_hours > 0 else Decimal(0)
-    idle = min(idle, hours)
+        idle = idle * gpu_hours / total_hours if total_hours > 0 else Decimal(0)
+    idle = min(idle, gpu_hours)
     return PodCost(
         gpus=gpus,
-        gpu_hours=hours,
+        gpu_hours=gpu_hours,
         idle_gpu_hours=idle,
-        cost=hours * price_per_gpu_hour,
+        cost=hours * rate,
         hourly_rate=rate,
         util_avg=ledger.util_avg,
         util_observed_gpu_hours=ledger.util_observed_gpu_hours,

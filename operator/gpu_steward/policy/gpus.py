@@ -9,9 +9,9 @@ policy by asking for a GPU under another name:
 - MIG slices, by prefix: ``nvidia.com/mig-<profile>`` (``nvidia.com/mig-1g.10gb``,
   ``nvidia.com/mig-3g.40gb.shared``...).
 
-Each device, slice or replica counts as one GPU (a MIG slice or a shared replica is priced and
-quota-counted like a whole GPU unless a node overrides its price): the conservative choice, so that
-slicing never makes a GPU cheaper to hide than to use.
+Each device, slice or replica counts as one GPU *for quota and idle policies* (the conservative choice,
+so that slicing never makes a GPU cheaper to hide than to use). Cost prices each as its share of the
+GPU (``policy.cost.pod_price``: a ``1g`` MIG slice of an A100 is 1/7, one of 4 replicas 1/4).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ GPU_RESOURCE_NAMES: frozenset[str] = frozenset({
     "gpu.intel.com/i915",
     "gpu.intel.com/xe",
 })
-GPU_RESOURCE_PREFIXES: tuple[str, ...] = ("nvidia.com/mig-",)
+MIG_PREFIX = "nvidia.com/mig-"
+GPU_RESOURCE_PREFIXES: tuple[str, ...] = (MIG_PREFIX,)
 
 # The ResourceQuota key of a GPU resource (extended resources are quota-able as requests only).
 QUOTA_PREFIX = "requests."

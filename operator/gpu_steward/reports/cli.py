@@ -14,12 +14,13 @@ import io
 import json
 import sys
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from gpu_steward import clikit
 from gpu_steward.policy import cost as c
-from gpu_steward.reports.focus import FOCUS_COLUMNS, focus_rows
-from gpu_steward.reports.rows import GroupBy, PodRecord, budget_views, pod_records, row_dict, showback
+from gpu_steward.reports.focus import FOCUS_COLUMNS, FocusNames, focus_rows
+from gpu_steward.reports.rows import GroupBy, PodRecord, budget_views, history_pod_records, row_dict, showback
 from gpu_steward.settings import Settings
 
 
@@ -28,12 +29,14 @@ def add_report_commands(sub: Any) -> None:
     _common(rep)
     rep.add_argument("--by", choices=["namespace", "team", "lease"], default="namespace")
     rep.add_argument("-o", "--output", "--format", dest="fmt", choices=["table", "json", "csv"], default="table")
+    rep.add_argument("--idle", action="store_true", help="show idle GPU-hours and their cost first, most idle first")
     rep.set_defaults(func=run_report)
     exp = sub.add_parser("export", help="cost export in the FinOps FOCUS format (CSV)")
     _common(exp)
     exp.add_argument("--format", dest="fmt", choices=["focus"], default="focus")
     exp.add_argument("--output", default="-", help="file to write (default: stdout)")
-    exp.add_argument("--cluster-name", default="kubernetes", help="BillingAccountId/Name of the rows")
+    exp.add_argument("--cluster-name", default=None,
+                     help="BillingAccountId/Name of the rows (default: the operator's focus_billing_account_id)")
     exp.set_defaults(func=run_export)
 
 
@@ -42,9 +45,27 @@ def _common(p: argparse.ArgumentParser) -> None:
     clikit.add_kube_flags(p, all_namespaces=True)
     p.add_argument("--from", dest="start", default=None, help="window start, RFC 3339 (default: start of this month)")
     p.add_argument("--to", dest="end", default=None, help="window end, RFC 3339 (default: now)")
+    p.add_argument("--since", default=None, help="window start as a duration before now (7d, 12h, 30m)")
+    p.add_argument("--operator-namespace", default=None,
+                   help="where the operator runs and keeps its cost history and prices (default: gpu-steward)")
 
 
-def window_of(start: str | None, end: str | None, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+def parse_since(text: str) -> dt.timedelta:
+    import re
+
+    m = re.fullmatch(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?", text.strip())
+    if not text.strip() or m is None:
+        raise ValueError("--since must be a duration like 7d, 36h or 90m")
+    d, h, mi = (int(x or 0) for x in m.groups())
+    return dt.timedelta(days=d, hours=h, minutes=mi)
+
+
+def window_of(start: str | None, end: str | None, now: dt.datetime,
+              since: str | None = None) -> tuple[dt.datetime, dt.datetime]:
+    if since:
+        if start:
+            raise ValueError("--since and --from exclude each other")
+        start = c.format_time(now - parse_since(since))
     s = c.parse_time(start) if start else c.period_bounds("Monthly", now)[0]
     e = c.parse_time(end) if end else now
     if s is None or e is None:
@@ -65,34 +86,74 @@ def month_windows(window: tuple[dt.datetime, dt.datetime]) -> list[tuple[dt.date
     return out
 
 
+CONFIG_MISSING = ("the operator's cost configuration (ConfigMap {name} in namespace {ns}) was not found: is the "
+                  "operator installed there and has it run a cost pass? (--operator-namespace)")
+
+
 def _gather(args: argparse.Namespace, settings: Settings, windows: Sequence[tuple[dt.datetime, dt.datetime]],
-            now: dt.datetime, kube: Any = None) -> tuple[list[PodRecord], list[dict[str, Any]]]:
+            now: dt.datetime, kube: Any = None) -> tuple[list[PodRecord], list[dict[str, Any]], Any]:
+    """Rows from the operator's settled cost history plus the open parts of the pods not settled yet,
+    priced with the configuration the operator runs with (never this process's defaults)."""
     from gpu_steward.api.common import API_VERSION
-    from gpu_steward.budgets.costs import price_table
+    from gpu_steward.budgets import history as store
+    from gpu_steward.budgets.publish import CONFIG_NAME, read_config
+    from gpu_steward.policy import history as h
+
     kube = kube or clikit.connect(args)
     namespace = None if getattr(args, "all_namespaces", False) else getattr(args, "namespace", None)
-    pods = kube.list("v1", "Pod", namespace)
-    nodes = kube.list("v1", "Node")
+    op_ns = getattr(args, "operator_namespace", None) or settings.platform_namespace
+    config = read_config(kube, op_ns)
+    if config is None:
+        raise LookupError(CONFIG_MISSING.format(name=CONFIG_NAME, ns=op_ns))
+    whole = (min(w[0] for w in windows), max(w[1] for w in windows))
+    settled = store.list_records(kube, op_ns, whole)
+    cursors = store.list_cursors(kube, op_ns)
+    pods = [p for p in kube.list("v1", "Pod", namespace) if c.pod_gpus(p) > 0]
+    nodes = {n["metadata"]["name"]: n for n in kube.list("v1", "Node")}
     budgets = kube.list_optional(API_VERSION, "GPUBudget", namespace)
+    opens: list[h.Record] = []
+    util: dict[str, Decimal | None] = {}
+    by_uid = {p["metadata"]["uid"]: p for p in pods if (p.get("metadata") or {}).get("uid")}
+    for uid in set(by_uid) | set(cursors):
+        pod, cur = by_uid.get(uid), cursors.get(uid)
+        if pod is not None:
+            util[uid] = c.ledger_from_annotations(pod).util_avg
+        terms = None
+        if pod is not None and cur is None:
+            node = nodes.get((pod.get("spec") or {}).get("nodeName") or "")
+            terms = h.terms_of(pod, c.pod_price(config.table, pod, node), config.table.currency,
+                               config.owner_keys, config.team_keys)
+        part = store.open_part(pod, cur, terms, now)
+        if part is not None:
+            opens.append(h.OpenRecord(**{f: getattr(part, f) for f in part.__dataclass_fields__}))
     records: list[PodRecord] = []
     for w in windows:
-        records += pod_records(pods, nodes, price_table(settings), w, now, settings.owner_keys, settings.team_keys)
-    return records, budgets
+        rows = h.rows_in(settled, opens, (w[0], min(w[1], now)))
+        if namespace:
+            rows = [r for r in rows if r.t("namespace") == namespace]
+        records += history_pod_records(rows, util)
+    return records, budgets, config
 
 
 def render_report(records: Sequence[PodRecord], budgets: list[dict[str, Any]], by: GroupBy, fmt: str,
-                  currency: str) -> str:
-    rows = [row_dict(r, by, currency) for r in showback(records, by, budget_views(budgets))]
+                  currency: str, idle: bool = False) -> str:
+    groups = showback(records, by, budget_views(budgets))
+    if idle:
+        groups = sorted(groups, key=lambda g: (-g.idle_cost, g.group))
+    rows = [row_dict(r, by, currency) for r in groups]
     if fmt == "json":
         return json.dumps(rows, indent=2) + "\n"
     columns = [by, "pods", "gpuHours", "idleGpuHours", "cost", "budget", "forecast", "currency"]
+    headers = [by.upper(), "PODS", "GPU-HOURS", "IDLE GPU-HOURS", "COST", "BUDGET", "FORECAST", "CURRENCY"]
+    if idle:
+        columns = [by, "pods", "idleGpuHours", "idleCost", "gpuHours", "cost", "currency"]
+        headers = [by.upper(), "PODS", "IDLE GPU-HOURS", "IDLE COST", "GPU-HOURS", "COST", "CURRENCY"]
     if fmt == "csv":
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
         return buf.getvalue()
-    headers = [by.upper(), "PODS", "GPU-HOURS", "IDLE GPU-HOURS", "COST", "BUDGET", "FORECAST", "CURRENCY"]
     table = [[("-" if row[k] is None else str(row[k])) for k in columns] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
@@ -100,7 +161,7 @@ def render_report(records: Sequence[PodRecord], budgets: list[dict[str, Any]], b
     return "\n".join(lines) + "\n"
 
 
-def render_focus(records: Sequence[PodRecord], currency: str, cluster: str) -> str:
+def render_focus(records: Sequence[PodRecord], currency: str, cluster: str | FocusNames) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(FOCUS_COLUMNS), lineterminator="\n")
     writer.writeheader()
@@ -111,7 +172,7 @@ def render_focus(records: Sequence[PodRecord], currency: str, cluster: str) -> s
 def _window(args: argparse.Namespace, now: dt.datetime) -> tuple[dt.datetime, dt.datetime] | None:
     """The --from/--to window, or None after telling the user what is wrong with it."""
     try:
-        return window_of(args.start, args.end, now)
+        return window_of(args.start, args.end, now, getattr(args, "since", None))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
@@ -122,8 +183,13 @@ def run_report(args: argparse.Namespace, *, now: dt.datetime | None = None, kube
     window = _window(args, now)
     if window is None:
         return 2
-    records, budgets = _gather(args, settings, [window], now, kube)
-    sys.stdout.write(render_report(records, budgets, args.by, args.fmt, settings.currency))
+    try:
+        records, budgets, config = _gather(args, settings, [window], now, kube)
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(render_report(records, budgets, args.by, args.fmt, config.table.currency,
+                                   getattr(args, "idle", False)))
     return 0
 
 
@@ -132,8 +198,15 @@ def run_export(args: argparse.Namespace, *, now: dt.datetime | None = None, kube
     window = _window(args, now)
     if window is None:
         return 2
-    records, _ = _gather(args, settings, month_windows(window), now, kube)
-    text = render_focus(records, settings.currency, args.cluster_name)
+    try:
+        records, _, config = _gather(args, settings, month_windows(window), now, kube)
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    names = config.focus
+    if args.cluster_name:
+        names = FocusNames(names.provider, names.publisher, names.invoice_issuer, args.cluster_name)
+    text = render_focus(records, config.table.currency, names)
     if args.output == "-":
         sys.stdout.write(text)
     else:

@@ -37,6 +37,42 @@ class PodRecord:
     cost: Decimal
     price_per_gpu_hour: Decimal
     util_avg: Decimal | None
+    # From the settled history (policy.history terms); defaults for records built from live pods.
+    list_cost: Decimal | None = None
+    list_price: Decimal | None = None
+    idle_cost: Decimal = Decimal(0)
+    kind: str = "Pod"
+    workload: str = ""
+    category: str = "Standard"
+    region: str | None = None
+    zone: str | None = None
+    pool: str | None = None
+    price_source: str = ""
+    resources: str = ""
+    units: Decimal | None = None
+    settled: bool = False
+
+
+def history_pod_records(recs: Iterable[Any], util: Mapping[str, Decimal | None] | None = None) -> list[PodRecord]:
+    """``PodRecord`` rows of settled records and open parts (``policy.history.Record``)."""
+    out = []
+    for r in recs:
+        t = r.t
+        units = r.units
+        out.append(PodRecord(
+            namespace=t("namespace"), pod=t("pod"), uid=r.uid, owner=t("owner") or None, team=t("team") or None,
+            lease=t("lease") or None, node=t("node") or None, gpu_model=t("model") or None,
+            gpus=int(t("devices") or 0), start=r.start, end=r.end, gpu_hours=r.gpu_hours,
+            idle_gpu_hours=r.idle_gpu_hours, cost=r.cost, price_per_gpu_hour=r.unit_price,
+            util_avg=(util or {}).get(r.uid), list_cost=r.list_cost,
+            list_price=r.list_cost / r.gpu_hours if r.gpu_hours > 0 else Decimal(t("listPrice") or "0"),
+            idle_cost=r.idle_cost, kind=t("kind") or "Pod", workload=t("workload"),
+            category=t("category") or "Standard",
+            region=t("region") or None, zone=t("zone") or None, pool=t("pool") or None, price_source=t("source"),
+            resources=t("resources"), units=units, settled=getattr(r, "settled", True),
+        ))
+    out.sort(key=lambda x: (x.namespace, x.pod, x.start))
+    return out
 
 
 def _first(meta: Mapping[str, Any], keys: Sequence[str]) -> str | None:
@@ -67,15 +103,19 @@ def pod_records(
         meta = pod.get("metadata") or {}
         node_name = (pod.get("spec") or {}).get("nodeName")
         node = by_name.get(node_name) if node_name else None
-        price = c.gpu_hour_price(table, node)
-        pc = c.pod_cost(pod, price, now, window=window)
-        model = ((node or {}).get("metadata", {}).get("labels") or {}).get(c.GPU_PRODUCT_LABEL)
+        pp = c.pod_price(table, pod, node)
+        price = pp.unit_price
+        pc = c.pod_cost(pod, pp.node.price, now, window=window, price=pp)
+        model = pp.node.model
         out.append(PodRecord(
             namespace=meta.get("namespace", ""), pod=meta.get("name", ""), uid=meta.get("uid", ""),
             owner=_first(meta, owner_keys), team=_first(meta, team_keys),
             lease=(meta.get("labels") or {}).get(c.LEASE_LABEL), node=node_name, gpu_model=model, gpus=gpus,
             start=part[0], end=part[1], gpu_hours=pc.gpu_hours, idle_gpu_hours=pc.idle_gpu_hours, cost=pc.cost,
-            price_per_gpu_hour=price, util_avg=pc.util_avg,
+            price_per_gpu_hour=price, util_avg=pc.util_avg, idle_cost=pc.idle_gpu_hours * price,
+            list_cost=pc.gpu_hours * pp.list_rate / pp.units if pp.units > 0 else pc.cost,
+            category=pp.node.category, region=pp.node.region, zone=pp.node.zone, pool=pp.node.pool,
+            price_source=pp.node.source, resources=pp.resources, units=pp.units,
         ))
     out.sort(key=lambda r: (r.namespace, r.pod))
     return out
@@ -117,6 +157,7 @@ class ShowbackRow:
     cost: Decimal
     budget: Decimal | None
     forecast: Decimal | None
+    idle_cost: Decimal = Decimal(0)
 
     @property
     def idle_share(self) -> Decimal:
@@ -138,10 +179,11 @@ def showback(records: Sequence[PodRecord], by: GroupBy, budgets: Mapping[str, Bu
         recs = groups[key]
         view = (budgets or {}).get(key) if by == "namespace" else None
         rows.append(ShowbackRow(
-            group=key, pods=len(recs),
+            group=key, pods=len({r.uid for r in recs}),
             gpu_hours=sum((r.gpu_hours for r in recs), Decimal(0)),
             idle_gpu_hours=sum((r.idle_gpu_hours for r in recs), Decimal(0)),
             cost=sum((r.cost for r in recs), Decimal(0)),
+            idle_cost=sum((r.idle_cost for r in recs), Decimal(0)),
             budget=view.limit if view else None,
             forecast=view.forecast if view else None,
         ))
@@ -159,6 +201,7 @@ def row_dict(row: ShowbackRow, by: GroupBy, currency: str) -> dict[str, str | in
         "gpuHours": c.fmt_decimal(c.q_hours(row.gpu_hours)),
         "idleGpuHours": c.fmt_decimal(c.q_hours(row.idle_gpu_hours)),
         "cost": money(row.cost),
+        "idleCost": money(row.idle_cost),
         "budget": money(row.budget),
         "forecast": money(row.forecast),
         "currency": currency,

@@ -1,0 +1,337 @@
+"""Cost history that survives the pods: settlement, deleted Jobs and nodes, price changes, budgets agreeing
+with reports to the cent, monotonic counters, FOCUS 1.1 column rules (injected clock, in-memory API)."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import datetime as dt
+import io
+import json
+import re
+from decimal import Decimal
+
+from gpu_steward.budgets import history as store
+from gpu_steward.budgets.budget import history_costs
+from gpu_steward.budgets.costs import CostLedger, Prices, history_counters, reconcile_pod_costs
+from gpu_steward.cli import build_parser
+from gpu_steward.policy import cost as c
+from gpu_steward.policy import history as h
+from gpu_steward.reports import cli
+from gpu_steward.reports.focus import FOCUS_COLUMNS
+from gpu_steward.settings import Settings
+
+A100 = "NVIDIA-A100-SXM4-80GB"
+T0 = dt.datetime(2026, 3, 9, 22, 0, tzinfo=dt.UTC)
+SETTINGS = Settings(gpu_hour_prices={A100: Decimal("3.50")}, default_gpu_hour_price=Decimal("2.50"),
+                    platform_namespace="gpu-steward", focus_provider_name="Example Cloud")
+
+
+class FakeKube:
+    """Kube's contract over dicts: get/list (label selectors k=v and k in (a,b)), create, merge patch, apply."""
+
+    def __init__(self):
+        self.objs: dict[tuple[str, str | None, str], dict] = {}
+        self.rv = 0
+
+    def _sel(self, obj, selector):
+        labels = obj["metadata"].get("labels") or {}
+        for part in re.split(r",(?![^(]*\))", selector or ""):
+            if not part:
+                continue
+            m = re.fullmatch(r"(\S+) in \((.*)\)", part)
+            if m:
+                if labels.get(m.group(1)) not in m.group(2).split(","):
+                    return False
+            else:
+                k, v = part.split("=")
+                if labels.get(k) != v:
+                    return False
+        return True
+
+    def get(self, api_version, kind, name, namespace=None):
+        o = self.objs.get((kind, namespace, name))
+        return copy.deepcopy(o) if o else None
+
+    def list(self, api_version, kind, namespace=None, label_selector=None):
+        return [copy.deepcopy(o) for (k, ns, _), o in sorted(self.objs.items(), key=lambda x: x[0][2])
+                if k == kind and (namespace is None or ns == namespace) and self._sel(o, label_selector)]
+
+    list_optional = list
+
+    def create(self, body, *, dry_run):
+        body = copy.deepcopy(body)
+        key = (body["kind"], body["metadata"].get("namespace"), body["metadata"]["name"])
+        assert key not in self.objs
+        self.rv += 1
+        body["metadata"]["resourceVersion"] = str(self.rv)
+        self.objs[key] = body
+        return copy.deepcopy(body)
+
+    def patch(self, api_version, kind, name, namespace, body, *, dry_run, subresource=None):
+        obj = self.objs[(kind, namespace, name)]
+        want = (body.get("metadata") or {}).get("resourceVersion")
+        assert want is None or want == obj["metadata"]["resourceVersion"], "409"
+
+        def merge(dst, src):
+            for k, v in src.items():
+                if v is None:
+                    dst.pop(k, None)
+                elif isinstance(v, dict):
+                    merge(dst.setdefault(k, {}), v)
+                else:
+                    dst[k] = v
+        merge(obj, {k: v for k, v in body.items() if k != "metadata"})
+        merge(obj["metadata"], {k: v for k, v in (body.get("metadata") or {}).items() if k != "resourceVersion"})
+        self.rv += 1
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        return copy.deepcopy(obj)
+
+    def apply(self, desired, *, dry_run):
+        key = (desired["kind"], desired["metadata"].get("namespace"), desired["metadata"]["name"])
+        if key not in self.objs:
+            self.create(desired, dry_run=dry_run)
+            return "created"
+        self.patch("v1", desired["kind"], key[2], key[1], {"data": desired.get("data")}, dry_run=dry_run)
+        return "patched"
+
+    def delete(self, kind, name, namespace):
+        self.objs.pop((kind, namespace, name), None)
+
+    def put(self, obj):
+        obj = copy.deepcopy(obj)
+        obj.setdefault("kind", "Pod" if "spec" in obj and "containers" in obj["spec"] else "Node")
+        self.objs[(obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"])] = obj
+
+
+def node(name, price=None, **labels):
+    labels = {"nvidia.com/gpu.product": A100, **labels}
+    if price:
+        labels["gpusteward.dev/gpu-hour-price"] = price
+    return {"kind": "Node", "metadata": {"name": name, "labels": labels}}
+
+
+def pod(ns, name, resources, node_name, start, labels=None, phase="Running", finished=None, job=None):
+    status = {"phase": phase, "startTime": c.format_time(start)}
+    if finished:
+        status["containerStatuses"] = [{"state": {"terminated": {"finishedAt": c.format_time(finished)}}}]
+    meta = {"namespace": ns, "name": name, "uid": f"uid-{name}", "labels": labels or {}}
+    if job:
+        meta["ownerReferences"] = [{"kind": "Job", "name": job, "controller": True}]
+    return {"kind": "Pod", "metadata": meta,
+            "spec": {"nodeName": node_name, "containers": [{"name": "m", "resources": {"limits": resources}}]},
+            "status": status}
+
+
+class World:
+    def __init__(self):
+        self.kube = FakeKube()
+        self.history = store.CostHistory(self.kube, "gpu-steward", seen_flush=dt.timedelta(0))
+        self.ledger = CostLedger()
+
+    def pass_(self, now):
+        pods = [o for (k, _, _), o in self.kube.objs.items() if k == "Pod"]
+        reconcile_pod_costs(self.kube, SETTINGS, now, self.ledger, pods=copy.deepcopy(pods), history=self.history)
+
+    def report(self, argv, now):
+        import contextlib
+
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            rc = cli.run_report(build_parser().parse_args(["report", *argv]), now=now, kube=self.kube) \
+                if argv[:1] != ["export"] else None
+        assert rc == 0
+        return buf.getvalue()
+
+    def export(self, argv, now):
+        import contextlib
+
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            assert cli.run_export(build_parser().parse_args(["export", *argv]), now=now, kube=self.kube) == 0
+        return list(csv.DictReader(io.StringIO(buf.getvalue())))
+
+
+def test_job_cost_survives_deletion_and_node_keeps_its_price():
+    w = World()
+    w.kube.put(node("a100", price="3.00"))
+    w.kube.put(pod("ml", "train-x", {"nvidia.com/gpu": "2"}, "a100", T0, {"team": "vision"}, job="train"))
+    w.pass_(T0 + dt.timedelta(minutes=30))
+    # the job finishes at 23:00; the node is deleted; a day later the pod and its Job are gone too
+    w.kube.put(pod("ml", "train-x", {"nvidia.com/gpu": "2"}, "a100", T0, {"team": "vision"}, phase="Succeeded",
+                   finished=T0 + dt.timedelta(hours=1), job="train"))
+    w.kube.delete("Node", "a100", None)
+    w.pass_(T0 + dt.timedelta(hours=1, minutes=1))
+    w.kube.delete("Pod", "train-x", "ml")
+    later = T0 + dt.timedelta(days=1, hours=2)
+    w.pass_(later)
+    rows = json.loads(w.report(["--by", "team", "--from", "2026-03-09T00:00:00Z", "-o", "json"], later))
+    assert rows == [{"team": "vision", "pods": 1, "gpuHours": "2", "idleGpuHours": "0", "cost": "6",
+                     "idleCost": "0", "budget": None, "forecast": None, "currency": "USD"}]
+    focus = w.export(["--from", "2026-03-09T00:00:00Z"], later)
+    assert len(focus) == 1 and focus[0]["x_Workload"] == "train" and focus[0]["x_WorkloadKind"] == "Job"
+    assert focus[0]["ContractedUnitPrice"] == "3" and focus[0]["x_PriceSource"] == "node"
+
+
+def test_running_pod_settles_per_day_and_a_price_change_applies_forward():
+    w = World()
+    w.kube.put(node("a100"))
+    w.kube.put(pod("ml", "nb", {"nvidia.com/mig-1g.10gb": "1"}, "a100", T0))  # 0.50/h
+    w.pass_(T0 + dt.timedelta(hours=1))
+    w.pass_(T0 + dt.timedelta(hours=3))  # midnight passed: 22:00-24:00 settled
+    day1 = [r for r in store.list_records(w.kube, "gpu-steward", (T0, T0 + dt.timedelta(days=1)))]
+    assert [(r.start, r.end, r.cost) for r in day1] == [(T0, T0 + dt.timedelta(hours=2), Decimal("1.000000"))]
+    # the node's price changes at 01:00: hours before keep 0.50/h, after are priced 4.20/7 = 0.60/h
+    w.kube.put(node("a100", price="4.20"))
+    w.pass_(T0 + dt.timedelta(hours=3))
+    now = T0 + dt.timedelta(hours=5)
+    w.pass_(now)
+    rows = json.loads(w.report(["--from", "2026-03-09T00:00:00Z", "-o", "json"], now))
+    assert rows[0]["cost"] == "2.7"  # 3 h x 0.50 + 2 h x 0.60
+    assert rows[0]["gpuHours"] == "0.7143"  # 5 h of 1/7 GPU
+
+
+def test_budget_spend_agrees_with_report_to_the_cent_and_counters_only_grow():
+    w = World()
+    w.kube.put(node("a100"))
+    w.kube.put(node("spot", **{"karpenter.sh/capacity-type": "spot"}))
+    w.kube.put(pod("ml", "a", {"nvidia.com/gpu": "1"}, "a100", T0 - dt.timedelta(days=2), {"team": "nlp"}))
+    w.kube.put(pod("ml", "b", {"nvidia.com/mig-3g.40gb": "1"}, "spot", T0 + dt.timedelta(minutes=7),
+                   {"team": "nlp"}))
+    w.kube.put(pod("ml", "gone", {"nvidia.com/gpu": "3"}, "a100", T0 - dt.timedelta(hours=5)))
+    seen = []
+    for minutes in (13, 77, 131, 200):
+        now = T0 + dt.timedelta(minutes=minutes)
+        if minutes == 131:
+            w.kube.delete("Pod", "gone", "ml")  # deleted while running: settled up to when it was last seen
+        w.pass_(now)
+        pods = [o for (k, _, _), o in w.kube.objs.items() if k == "Pod"]
+        counters = history_counters(w.history, pods, Prices(c.PriceTable("USD", Decimal("2.5"), {A100: Decimal("3.5")}),
+                                                            [o for (k, _, _), o in w.kube.objs.items() if k == "Node"]),
+                                    SETTINGS, now)
+        seen.append(sum(v[0] for v in counters.values()))
+    assert seen == sorted(seen) and seen[-1] > seen[0]
+    now = T0 + dt.timedelta(minutes=200)
+    month = c.period_bounds("Monthly", now)
+    pods = [o for (k, _, _), o in w.kube.objs.items() if k == "Pod"]
+    prices = Prices.load(w.kube, SETTINGS)
+    spend = c.q_money(sum(history_costs(w.history, pods, prices, SETTINGS, "ml", month, now).values(), Decimal(0)))
+    rows = json.loads(w.report(["-o", "json"], now))
+    assert rows[0]["cost"] == c.fmt_decimal(spend)
+    # and the counter of the namespace equals the history's total for all time
+    assert c.q_money(seen[-1]) == spend
+
+
+def test_idle_spend_by_team_last_week_in_one_command():
+    w = World()
+    w.kube.put(node("a100"))
+    p = pod("ml", "idle", {"nvidia.com/gpu": "1"}, "a100", T0, {"team": "vision"})
+    w.kube.put(p)
+    w.ledger.observe(p, 0.0, T0)
+    w.ledger.observe(p, 0.0, T0 + dt.timedelta(hours=2))  # 2 idle GPU-hours
+    now = T0 + dt.timedelta(hours=2)
+    w.pass_(now)
+    out = w.report(["--by", "team", "--since", "7d", "--idle"], now)
+    assert out.splitlines()[0].split()[:4] == ["TEAM", "PODS", "IDLE", "GPU-HOURS"]
+    assert re.match(r"vision\s+1\s+2\s+7\s+2\s+7\s+USD", out.splitlines()[1])
+
+
+def test_report_refuses_without_the_operators_configuration(capsys):
+    w = World()
+    args = build_parser().parse_args(["report"])
+    assert cli.run_report(args, now=T0, kube=w.kube) == 2
+    assert "gpu-steward-cost-config" in capsys.readouterr().err
+
+
+# ---- FOCUS 1.1 column rules for the columns we emit ------------------------------------------------
+# Written from the FOCUS 1.1 specification's column definitions (the FOCUS_Spec repository's
+# specification/columns/*.md): data type, whether nulls are allowed, allowed values.
+ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+DECIMAL = re.compile(r"^-?\d+(\.\d+)?$")
+RULES: dict[str, tuple[str, bool, tuple[str, ...] | None]] = {
+    # column: (type, nullable, allowed values)
+    "BillingAccountId": ("string", False, None), "BillingAccountName": ("string", False, None),
+    "BillingPeriodStart": ("datetime", False, None), "BillingPeriodEnd": ("datetime", False, None),
+    "ChargePeriodStart": ("datetime", False, None), "ChargePeriodEnd": ("datetime", False, None),
+    "ChargeCategory": ("string", False, ("Usage", "Purchase", "Tax", "Credit", "Adjustment")),
+    "ChargeClass": ("string", True, ("Correction",)),
+    "ChargeDescription": ("string", True, None),
+    "ChargeFrequency": ("string", True, ("One-Time", "Recurring", "Usage-Based")),
+    "BilledCost": ("decimal", False, None), "EffectiveCost": ("decimal", False, None),
+    "ListCost": ("decimal", False, None), "ContractedCost": ("decimal", False, None),
+    "ListUnitPrice": ("decimal", True, None), "ContractedUnitPrice": ("decimal", True, None),
+    "PricingCategory": ("string", True, ("Standard", "Dynamic", "Committed", "Other")),
+    "PricingQuantity": ("decimal", True, None), "PricingUnit": ("string", True, None),
+    "ConsumedQuantity": ("decimal", True, None), "ConsumedUnit": ("string", True, None),
+    "CommitmentDiscountId": ("string", True, None),
+    "ResourceId": ("string", True, None), "ResourceName": ("string", True, None),
+    "ResourceType": ("string", True, None),
+    "ServiceCategory": ("string", False, ("AI and Machine Learning", "Analytics", "Business Applications", "Compute",
+                                         "Databases", "Developer Tools", "Multicloud", "Identity", "Integration",
+                                         "Internet of Things", "Management and Governance", "Media", "Migration",
+                                         "Mobile", "Networking", "Security", "Storage", "Web", "Other")),
+    "ServiceSubcategory": ("string", True, ("Virtual Machines", "Serverless Compute", "Containers",
+                                            "End User Computing", "Quantum Compute", "Other (Compute)")),
+    "ServiceName": ("string", False, None), "SkuId": ("string", True, None), "SkuPriceId": ("string", True, None),
+    "RegionId": ("string", True, None), "RegionName": ("string", True, None),
+    "AvailabilityZone": ("string", True, None),
+    "ProviderName": ("string", False, None), "PublisherName": ("string", False, None),
+    "InvoiceIssuerName": ("string", False, None), "SubAccountId": ("string", True, None),
+    "SubAccountName": ("string", True, None), "Tags": ("json", True, None), "BillingCurrency": ("string", False, None),
+}
+
+
+def check_focus(rows):
+    for row in rows:
+        for col, (typ, nullable, allowed) in RULES.items():
+            v = row[col]
+            if v == "":
+                assert nullable, f"{col} must not be null"
+                continue
+            if typ == "datetime":
+                assert ISO_Z.match(v), (col, v)
+            elif typ == "decimal":
+                assert DECIMAL.match(v), (col, v)
+            elif typ == "json":
+                assert isinstance(json.loads(v), dict), col
+            if allowed is not None:
+                assert v in allowed, (col, v)
+        assert re.fullmatch(r"[A-Z]{3}", row["BillingCurrency"])
+        assert row["ChargePeriodStart"] < row["ChargePeriodEnd"]
+        assert row["BillingPeriodStart"] <= row["ChargePeriodStart"]
+        assert row["ChargePeriodEnd"] <= row["BillingPeriodEnd"]
+        # Usage rows: PricingCategory not null; quantities/units set; costs consistent with unit prices
+        assert row["PricingCategory"] and row["PricingUnit"] and row["ConsumedUnit"]
+        qty = Decimal(row["PricingQuantity"])
+        assert abs(Decimal(row["ContractedCost"]) - Decimal(row["ContractedUnitPrice"]) * qty) <= Decimal("0.00001")
+        assert abs(Decimal(row["ListCost"]) - Decimal(row["ListUnitPrice"]) * qty) <= Decimal("0.00001")
+        if row["PricingCategory"] == "Committed":
+            assert row["CommitmentDiscountId"]
+        for col in row:
+            assert col in RULES or col.startswith("x_"), f"{col} is neither FOCUS nor x_-prefixed"
+
+
+def test_focus_export_follows_the_column_rules_and_is_not_an_invoice():
+    w = World()
+    w.kube.put(node("a100", **{"topology.kubernetes.io/region": "eu-west1",
+                               "topology.kubernetes.io/zone": "eu-west1-b"}))
+    w.kube.put(node("spot", **{"cloud.google.com/gke-spot": "true"}))
+    w.kube.put(node("rsv", price="2.00", **{"gpusteward.dev/pricing-category": "Committed",
+                                            "cloud.google.com/gke-nodepool": "reserved"}))
+    w.kube.put(pod("ml", "a", {"nvidia.com/gpu": "1"}, "a100", T0 - dt.timedelta(days=1), {"team": "x"}))
+    w.kube.put(pod("ml", "b", {"nvidia.com/mig-1g.10gb": "2"}, "spot", T0))
+    w.kube.put(pod("ml", "c", {"nvidia.com/gpu": "1"}, "rsv", T0))
+    now = T0 + dt.timedelta(hours=4)
+    w.pass_(now)
+    rows = w.export(["--from", "2026-03-01T00:00:00Z"], now)
+    assert list(rows[0]) == list(FOCUS_COLUMNS)
+    check_focus(rows)
+    assert {r["BilledCost"] for r in rows} == {"0"}
+    assert sum(Decimal(r["EffectiveCost"]) for r in rows) > 0
+    by = {r["ResourceName"]: r for r in rows if r["x_Settled"] == "false"}
+    assert by["ml/a"]["RegionId"] == "eu-west1" and by["ml/a"]["AvailabilityZone"] == "eu-west1-b"
+    assert by["ml/b"]["PricingCategory"] == "Dynamic" and by["ml/c"]["PricingCategory"] == "Committed"
+    assert by["ml/c"]["ListUnitPrice"] == "3.5" and by["ml/c"]["ContractedUnitPrice"] == "2"
+    assert by["ml/b"]["SkuId"] == f"{A100}/nvidia.com/mig-1g.10gb"
+    assert {r["ProviderName"] for r in rows} == {"Example Cloud"} and rows[0]["ServiceSubcategory"] == "Containers"
+    assert h.days_between(T0, now) == ["20260309", "20260310"]
