@@ -87,6 +87,16 @@ Secrets only arrive through secretKeyRef.
   value: {{ $c.costIdleUtilPercent | toString | quote }}
 - name: GPU_STEWARD_BUDGET_SUSPEND_NOTICE_SECONDS
   value: {{ $c.budgetSuspendNoticeSeconds | toString | quote }}
+- name: GPU_STEWARD_STORE_PREFIX
+  value: {{ $c.storePrefix | quote }}
+- name: GPU_STEWARD_STORE_SHARDS
+  value: {{ $c.storeShards | toString | quote }}
+- name: GPU_STEWARD_STORE_RESYNC_SECONDS
+  value: {{ $c.storeResyncSeconds | toString | quote }}
+- name: GPU_STEWARD_STORE_RETENTION_SECONDS
+  value: {{ $c.storeRetentionSeconds | toString | quote }}
+- name: GPU_STEWARD_LEGACY_ADOPTION_SECONDS
+  value: {{ $c.legacyAdoptionSeconds | toString | quote }}
 - name: GPU_STEWARD_OWNER_KEYS
   value: {{ $c.ownerKeys | toJson | quote }}
 - name: GPU_STEWARD_OWNER_EMAIL_KEYS
