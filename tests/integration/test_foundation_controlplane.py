@@ -40,7 +40,10 @@ def test_apiserver_reports_pinned_version(cluster: ControlPlane) -> None:
 def test_gpu_pod_is_scheduled_on_fake_gpu_node_and_runs(cluster: ControlPlane) -> None:
     cluster.create_namespace("fnd-gpu")
     cluster.add_gpu_node("fnd-gpu-node", gpus=4, product="NVIDIA-H100-80GB-HBM3")
-    cluster.kubectl("apply", "-n", "fnd-gpu", "-f", "-", input=yaml.safe_dump(_pod("trainer", 1)))
+    pod = _pod("trainer", 1)
+    # Other tests on this shared cluster leave GPU nodes too: the scheduler must fit it on this one.
+    pod["spec"]["nodeSelector"] = {"kubernetes.io/hostname": "fnd-gpu-node"}
+    cluster.kubectl("apply", "-n", "fnd-gpu", "-f", "-", input=yaml.safe_dump(pod))
 
     def running() -> dict | None:  # type: ignore[type-arg]
         pod = json.loads(cluster.kubectl("get", "pod", "trainer", "-n", "fnd-gpu", "-o", "json").stdout)
