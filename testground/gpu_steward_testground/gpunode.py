@@ -68,7 +68,10 @@ class SimulatedGpuNode:
         return self
 
     def start_agent(self) -> None:
-        """(Re)start the agent process on the same port (after ``stop_agent``: its samples start afresh)."""
+        """(Re)start the agent process on the same port (after ``stop_agent``: its samples start afresh).
+
+        The new process dies with the *thread* that calls this (PR_SET_PDEATHSIG): call it from a thread
+        that lives as long as the cluster, not from a short-lived one."""
         env = dict(os.environ, NODE_NAME=self.name, NVML_LIBRARY_PATH=str(self.lib),
                    FAKE_NVML_STATE=str(self.state_file),
                    GPU_STEWARD_AGENT_PORT=str(self.port), GPU_STEWARD_AGENT_BIND="127.0.0.1",

@@ -111,7 +111,10 @@ class ControlPlane:
     def restart_apiserver(self, down_seconds: float = 0.0, timeout: float = 60.0) -> float:
         """Stop kube-apiserver alone (SIGTERM, then SIGKILL) and start it again on the same port and etcd,
         after ``down_seconds``; return the seconds until /readyz answered again. Clients keep their
-        kubeconfig; the other components reconnect on their own."""
+        kubeconfig; the other components reconnect on their own.
+
+        The new process dies with the *thread* that calls this (PR_SET_PDEATHSIG): call it from a thread
+        that lives as long as the cluster, not from a short-lived one."""
         old = next(p for p in self.procs if p.name == "kube-apiserver")
         if old.alive():
             with contextlib.suppress(ProcessLookupError):
