@@ -109,7 +109,7 @@ class ControlPlane:
             self._tmp = None
 
     def restart_apiserver(self, down_seconds: float = 0.0, timeout: float = 60.0) -> float:
-        """Stop kube-apiserver alone (SIGTERM, then SIGKILL) and start it again on the same port and etcd,
+        """Stop kube-apiserver alone (SIGTERM, SIGKILL after 5 s) and start it again on the same port and etcd,
         after ``down_seconds``; return the seconds until /readyz answered again. Clients keep their
         kubeconfig; the other components reconnect on their own.
 
@@ -120,7 +120,7 @@ class ControlPlane:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(old.popen.pid, signal.SIGTERM)
             try:
-                old.popen.wait(timeout=15)
+                old.popen.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(old.popen.pid, signal.SIGKILL)
