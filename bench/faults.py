@@ -397,13 +397,15 @@ class Run:
     def runs(self, wl: Workload, pods: set[str]) -> bool:
         return any(p.startswith(wl.name + "-") for p in pods)
 
-    def wait_running(self, names: set[str], timeout: float) -> set[str]:
-        """Wait until each named workload has a Running pod; return those that never got one."""
+    def wait_running(self, names: set[str], timeout: float, resumed: bool = False) -> set[str]:
+        """Wait until each named workload has a Running pod (and, with ``resumed``, its object no longer says
+        suspended, as the poller sees it); return those that never got there."""
         deadline = now() + timeout
         missing = set(names)
         while missing and now() < deadline:
             pods = self.running_pods() or set()
-            missing = {n for n in missing if not self.runs(self.by_name[n], pods)}
+            missing = {n for n in missing if not self.runs(self.by_name[n], pods)
+                       or (resumed and self.state.get(n, {}).get("suspended", True))}
             time.sleep(1)
         return missing
 
@@ -628,7 +630,8 @@ class Run:
             with contextlib.suppress(Exception):
                 self.cp.kubectl("annotate", "--overwrite", "-n", NS, f"{wl.resource}/{wl.name}",
                                 "gpusteward.dev/resume=true", check=False)
-        self.not_resumed = self.wait_running({wl.name for wl in suspended}, a.final_timeout)
+        time.sleep(2)  # the poller sees the annotation before the workload can look resumed
+        self.not_resumed = self.wait_running({wl.name for wl in suspended}, a.final_timeout, resumed=True)
         self.final_resume_seconds = now() - t_res
         time.sleep(a.interval * 3 + a.notice)  # let the last resumed notices go out
         self.stop.set()
