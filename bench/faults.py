@@ -24,6 +24,7 @@ import argparse
 import base64
 import contextlib
 import datetime as dt
+import itertools
 import json
 import os
 import random
@@ -208,6 +209,15 @@ class Replica:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+    def identity(self) -> str | None:
+        """The leader-election identity of the running process (its start-up line)."""
+        with open(self.log, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 400_000))
+            tail = f.read().decode(errors="replace")
+        found = re.findall(r'"identity": "([^"]+)", "event": "standing by for the leader lease"', tail)
+        return found[-1] if found else None
 
     def records(self) -> list[dict[str, Any]]:
         out = []
@@ -519,9 +529,11 @@ class Run:
                                 "gpusteward.dev/resume=true", check=False)
 
     def leader(self) -> Replica | None:
+        """The replica whose *current* process holds the Lease (a Lease naming a killed process of a pod
+        that was restarted since names no one who acts)."""
         lease = self.get_json(f"/apis/coordination.k8s.io/v1/namespaces/{OP_NS}/leases/{RELEASE}-gpu-steward-leader")
         holder = ((lease or {}).get("spec") or {}).get("holderIdentity") or ""
-        return next((r for r in self.replicas if holder.startswith(r.name + "_") or holder == r.name), None)
+        return next((r for r in self.replicas if r.alive() and holder and r.identity() == holder), None)
 
     def killer(self) -> None:
         """SIGKILL a replica at random moments (about half of them timed to land right after a notice went
@@ -783,6 +795,7 @@ def audit(run: Run) -> None:
     for down, ready in log.apiserver:
         nxt = next((t for t in passes if t > ready), None)
         recoveries.append((ready - down, (nxt - ready) if nxt else float("nan")))
+    longest_gap = max((b - t for t, b in itertools.pairwise(passes)), default=float("nan"))
     errors = Counter(r.get("event") for r in recs if r.get("level") in ("error", "critical"))
     cycles = sum(1 for s in log.suspensions
                  if any(r["wl"] == s["wl"] and r["seen"] > s["seen"] for r in log.resumptions))
@@ -830,7 +843,8 @@ def audit(run: Run) -> None:
          ", ".join(f"{d:.1f} -> {r:.1f}" for d, r in recoveries) or "-", ""),
         ("agent outages", "; ".join(f"{n} {hi - lo:.0f}s" for n, ivs in log.agent_down.items() for lo, hi in ivs)
          or "-", ""),
-        ("idle passes (both replicas) / leader changes", f"{len(passes)} / {len(leads)}", ""),
+        ("idle passes (both replicas) / leader changes / longest stretch without a pass (s)",
+         f"{len(passes)} / {len(leads)} / {longest_gap:.1f}", ""),
         ("operator error log lines", sum(errors.values()), ""),
     ]
     width = max(len(r[0]) for r in rows)
