@@ -216,7 +216,7 @@ class Replica:
             f.seek(0, 2)
             f.seek(max(0, f.tell() - 400_000))
             tail = f.read().decode(errors="replace")
-        found = re.findall(r'"identity": "([^"]+)", "event": "standing by for the leader lease"', tail)
+        found = re.findall(r'"identity": "([^"]+)"[^\n]*"standing by for the leader lease"', tail)
         return found[-1] if found else None
 
     def records(self) -> list[dict[str, Any]]:
