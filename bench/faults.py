@@ -222,9 +222,9 @@ class Replica:
     def records(self) -> list[dict[str, Any]]:
         out = []
         for line in self.log.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
+            if line.startswith("{"):  # kopf's own lines may follow a record on the same line: decode the first
                 with contextlib.suppress(ValueError):
-                    rec = json.loads(line)
+                    rec = json.JSONDecoder().raw_decode(line)[0]
                     rec["_t"] = parse_time(rec.get("timestamp"))
                     rec["_replica"] = self.name
                     out.append(rec)
