@@ -63,6 +63,15 @@ class SimulatedGpuNode:
         self.kubelet = FakeKubelet(self.dir / "kubelet.sock").start()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(self.dir / "agent.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.start_agent()
+        return self
+
+    def start_agent(self) -> None:
+        """(Re)start the agent process on the same port (after ``stop_agent``: its samples start afresh).
+
+        The new process dies with the *thread* that calls this (PR_SET_PDEATHSIG): call it from a thread
+        that lives as long as the cluster, not from a short-lived one."""
         env = dict(os.environ, NODE_NAME=self.name, NVML_LIBRARY_PATH=str(self.lib),
                    FAKE_NVML_STATE=str(self.state_file),
                    GPU_STEWARD_AGENT_PORT=str(self.port), GPU_STEWARD_AGENT_BIND="127.0.0.1",
@@ -70,12 +79,17 @@ class SimulatedGpuNode:
                    GPU_STEWARD_AGENT_WINDOW_SECONDS=str(self.window_seconds),
                    GPU_STEWARD_AGENT_POD_RESOURCES_SOCKET=str(self.dir / "kubelet.sock"),
                    GPU_STEWARD_AGENT_LOG_LEVEL="WARNING")
-        self.log = open(self.dir / "agent.log", "ab")  # noqa: SIM115 - closed in stop()
         self.agent = subprocess.Popen([sys.executable, "-m", "gpu_steward_agent"], env=env, stdout=self.log,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                       preexec_fn=die_with_parent)
         self._wait_ready()
-        return self
+
+    def stop_agent(self) -> None:
+        """Stop only the agent (the node, its pods and GPUs stay): the operator sees no data for its pods."""
+        stop_process(getattr(self, "agent", None), timeout=10)
+
+    def agent_alive(self) -> bool:
+        return getattr(self, "agent", None) is not None and self.agent.poll() is None
 
     def stop(self) -> None:
         stop_process(getattr(self, "agent", None), timeout=10)

@@ -112,6 +112,32 @@ class ControlPlane:
             self._tmp.cleanup()
             self._tmp = None
 
+    def restart_apiserver(self, down_seconds: float = 0.0, timeout: float = 60.0) -> float:
+        """Stop kube-apiserver alone (SIGTERM, SIGKILL after 5 s) and start it again on the same port and etcd,
+        after ``down_seconds``; return the seconds until /readyz answered again. Clients keep their
+        kubeconfig; the other components reconnect on their own.
+
+        The new process dies with the *thread* that calls this (PR_SET_PDEATHSIG): call it from a thread
+        that lives as long as the cluster, not from a short-lived one."""
+        old = next(p for p in self.procs if p.name == "kube-apiserver")
+        if old.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(old.popen.pid, signal.SIGTERM)
+            try:
+                old.popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(old.popen.pid, signal.SIGKILL)
+                old.popen.wait(timeout=5)
+        self.procs.remove(old)
+        started = time.monotonic()
+        time.sleep(down_seconds)
+        self._start_apiserver()
+        # the new apiserver goes before the components that talk to it (stop() walks the list backwards)
+        self.procs.insert(self.procs.index(next(p for p in self.procs if p.name == "etcd")) + 1, self.procs.pop())
+        self._wait_ready(deadline=time.monotonic() + timeout)
+        return time.monotonic() - started
+
     def pids(self) -> list[int]:
         return [p.popen.pid for p in self.procs]
 

@@ -12,7 +12,14 @@ body, or query string; always HTTP 200 with ``{"ok": ...}`` like Slack):
     chat.postMessage, users.lookupByEmail, users.info (``user`` id -> profile e-mail), conversations.open,
     auth.test;
     ``not_authed`` without a token, ``invalid_auth`` with a wrong one, ``unknown_method`` otherwise.
-Every accepted message is recorded (``receiver.messages``) for tests to read back. Loopback only, free port.
+Every accepted message is recorded (``receiver.messages``, with the time it was accepted) for tests to read
+back. Loopback only, free port.
+
+Faults: ``failure_rate`` (0..1, settable at any time) answers that share of webhook and Web API requests
+with an error Slack really gives: 500 / 503 on a webhook, or ``{"ok": false, "error": "internal_error"}``
+(HTTP 200, like Slack's Web API) / 503 on the Web API. What failed is recorded in ``receiver.failures``
+and is not a message. ``on_request`` (if set) is called with (verb, path) on every request, before it is
+answered: a fault injector can time a crash to land while a notice is in flight.
 """
 
 from __future__ import annotations
@@ -21,8 +28,11 @@ import hashlib
 import hmac
 import itertools
 import json
+import random
 import secrets
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -42,6 +52,7 @@ class Received:
     path: str
     payload: dict[str, Any]
     channel: str | None = None
+    at: float = field(default_factory=time.time)  # when it was accepted (epoch seconds)
 
 
 @dataclass
@@ -54,13 +65,21 @@ class _State:
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request
     ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     lock: threading.Lock = field(default_factory=threading.Lock)
+    failure_rate: float = 0.0
+    rng: random.Random = field(default_factory=random.Random)
+    failures: list[tuple[float, str, str]] = field(default_factory=list)  # (time, path, error) of failed answers
+    on_request: Callable[[str, str], None] | None = None
+
+    def fail_now(self) -> bool:
+        with self.lock:
+            return self.failure_rate > 0 and self.rng.random() < self.failure_rate
 
 
 class SlackReceiver:
     """Start with ``with SlackReceiver() as slack:``; ``slack.base_url`` is ``http://127.0.0.1:<port>``."""
 
-    def __init__(self) -> None:
-        self.state = _State()
+    def __init__(self, failure_rate: float = 0.0, seed: int | None = None) -> None:
+        self.state = _State(failure_rate=failure_rate, rng=random.Random(seed))
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self.state))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="slack-receiver", daemon=True)
@@ -120,6 +139,18 @@ class SlackReceiver:
         with self.state.lock:
             return list(self.state.messages)
 
+    @property
+    def failures(self) -> list[tuple[float, str, str]]:
+        with self.state.lock:
+            return list(self.state.failures)
+
+    def set_failure_rate(self, rate: float) -> None:
+        with self.state.lock:
+            self.state.failure_rate = max(0.0, min(1.0, rate))
+
+    def on_request(self, callback: Callable[[str, str], None] | None) -> None:
+        self.state.on_request = callback
+
 
 def _make_handler(state: _State) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -156,12 +187,30 @@ def _make_handler(state: _State) -> type[BaseHTTPRequestHandler]:
             raw = self._body()
             with state.lock:
                 state.requests.append((verb, url.path))
+            if state.on_request is not None:
+                state.on_request(verb, url.path)
+            if url.path.startswith(("/services/", "/actions/", "/api/")) and state.fail_now():
+                return self._fail(url.path)
             if url.path.startswith(("/services/", "/actions/")) and verb == "POST":
                 self._webhook(url.path, raw)
             elif url.path.startswith("/api/"):
                 self._api(url.path[len("/api/") :], url.query, raw)
             else:
                 self._text(404, "no_service")
+
+        def _fail(self, path: str) -> None:
+            """An error Slack gives when it has a bad moment (nothing is recorded as a message)."""
+            with state.lock:
+                pick = state.rng.random()
+            if pick < 0.5:
+                error, send = "503 service_unavailable", lambda: self._text(503, "service_unavailable")
+            elif path.startswith("/api/"):
+                error, send = "internal_error", lambda: self._json({"ok": False, "error": "internal_error"})
+            else:
+                error, send = "500 internal_error", lambda: self._text(500, "internal_error")
+            with state.lock:
+                state.failures.append((time.time(), path.split("/")[1], error))
+            send()
 
         def _webhook(self, path: str, raw: bytes) -> None:
             with state.lock:
