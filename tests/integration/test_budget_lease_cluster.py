@@ -32,6 +32,7 @@ from fixtures.budget_cluster import (
 from gpu_steward.budgets import requests
 from gpu_steward.budgets.budget import reconcile_budget
 from gpu_steward.budgets.costs import CostLedger, reconcile_pod_costs
+from gpu_steward.budgets.history import CostHistory
 from gpu_steward.budgets.lease import reconcile_lease
 from gpu_steward.budgets.notifier import EventNotifier, FanOut, RecordingNotifier
 from gpu_steward.idle.controller import IdleController
@@ -245,11 +246,14 @@ def test_cost_annotations_equal_gpus_times_time_times_price_and_are_rate_limited
     pod = running_pod(kube, ns, "p2")
     start = utc(pod["status"]["startTime"])
     ledger = CostLedger(SETTINGS.cost_idle_util_percent)
+    records_ns = new_namespace(cluster, "records")  # the operator's own namespace (its cost history)
+    history = CostHistory(kube, records_ns)  # its last-seen point and ledger written every 5 min
     util = {"p2": 2.0}
 
     def one_pass(now):
         pods = [kube.get("v1", "Pod", "p2", ns)]
-        return reconcile_pod_costs(kube, SETTINGS, now, ledger, lambda _ns, name: util.get(name), pods=pods)
+        return reconcile_pod_costs(kube, SETTINGS, now, ledger, lambda _ns, name: util.get(name), pods=pods,
+                                   history=history)
 
     first = one_pass(start + dt.timedelta(hours=1))
     assert first.written == 1
@@ -268,14 +272,18 @@ def test_cost_annotations_equal_gpus_times_time_times_price_and_are_rate_limited
     assert abs(Decimal(ann[c.ANN_COST]) - expected) <= Decimal("0.0001")
     assert Decimal(ann[c.ANN_IDLE_GPU_HOURS]) == Decimal("0.1667")  # 2 GPUs x 5 min sampled idle
     assert Decimal(ann[c.ANN_UTIL_AVG]) == 2
-    # A restarted operator (new ledger) keeps the idle hours: they live on the pod.
+    # A restarted operator (new ledger) keeps the idle hours: they live in its records (the cost-history
+    # cursor in its namespace), not on the pod, whose annotations are a mirror anyone with edit can zero.
+    kube.patch("v1", "Pod", "p2", ns, {"metadata": {"annotations": {c.ANN_IDLE_GPU_HOURS: "0",
+                                                                    c.ANN_UTIL_AVG: "99"}}}, dry_run=False)
     ledger = CostLedger(SETTINGS.cost_idle_util_percent)
+    history = CostHistory(kube, records_ns)  # its last-seen point and ledger written every 5 min
     util["p2"] = 90.0
     one_pass(start + dt.timedelta(hours=1, minutes=6))
     one_pass(start + dt.timedelta(hours=1, minutes=11))
     ann = kube.get("v1", "Pod", "p2", ns)["metadata"]["annotations"]
     assert Decimal(ann[c.ANN_IDLE_GPU_HOURS]) == Decimal("0.1667")
-    assert Decimal(ann[c.ANN_UTIL_AVG]) == 46  # 5 min at 2 % (from the annotations) + 5 min at 90 %
+    assert Decimal(ann[c.ANN_UTIL_AVG]) == 46  # 5 min at 2 % (from the records) + 5 min at 90 %
 
 
 def test_block_new_shrinks_quota_to_use_and_new_period_restores_it(cluster, kube):
