@@ -9,6 +9,7 @@ controller and KWOK's fake GPU nodes are all real.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -17,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from fixtures.budget_cluster import (
     API,
     NODE,
+    PLATFORM_NAMESPACE,
     apply,
     event_reasons,
     events,
@@ -361,9 +363,17 @@ def test_report_and_focus_export_on_a_known_cluster_state(cluster, kube, capsys,
     kube.create(gpu_pod(ns, "b", 1, {"gpusteward.dev/team": "nlp"}), dry_run=False)
     starts = {n: utc(running_pod(kube, ns, n)["status"]["startTime"]) for n in ("a", "b")}
     now = max(starts.values()) + dt.timedelta(hours=2)
-    kube.patch("v1", "Pod", "a", ns, {"metadata": {"annotations": {c.ANN_IDLE_GPU_HOURS: "1.5",
-                                                                    c.ANN_UTIL_AVG: "37.5",
-                                                                    c.ANN_UTIL_OBSERVED_HOURS: "3"}}}, dry_run=False)
+    # What the operator measured of pod a: its utilization ledger in the pod's cost-history cursor (its records).
+    pods = [kube.get("v1", "Pod", n, ns) for n in ("a", "b")]
+    history = CostHistory(kube, PLATFORM_NAMESPACE, seen_flush=dt.timedelta(0))
+    reconcile_pod_costs(kube, SETTINGS, now, CostLedger(), pods=pods, history=history)
+    uid_a = pods[0]["metadata"]["uid"]
+    history.cursors[uid_a] = replace(history.cursors[uid_a], idle_seen=Decimal("1.5"), util_hours=Decimal(3),
+                                     util_sum=Decimal("112.5"))
+    history.flush_cursors(now)
+    # The pod's annotations are a mirror its users can rewrite: never read.
+    kube.patch("v1", "Pod", "a", ns, {"metadata": {"annotations": {c.ANN_IDLE_GPU_HOURS: "0",
+                                                                    c.ANN_UTIL_AVG: "99"}}}, dry_run=False)
     price = Decimal("4.10")
     hours = {n: Decimal(int((now - s).total_seconds())) / 3600 for n, s in starts.items()}
     expected_cost = {"a": 2 * hours["a"] * price, "b": 1 * hours["b"] * price}
@@ -384,9 +394,9 @@ def test_report_and_focus_export_on_a_known_cluster_state(cluster, kube, capsys,
     focus = {r["ResourceName"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
     assert set(focus) == {f"{ns}/a", f"{ns}/b"}
     a = focus[f"{ns}/a"]
-    assert abs(Decimal(a["BilledCost"]) - expected_cost["a"]) < Decimal("0.000001")
+    assert a["BilledCost"] == "0" and abs(Decimal(a["EffectiveCost"]) - expected_cost["a"]) < Decimal("0.000001")
     assert a["ListUnitPrice"] == "4.1" and a["ConsumedUnit"] == "GPU-Hours" and a["SubAccountName"] == ns
     assert json.loads(a["Tags"]) == {"owner": "alice", "team": "vision", "lease": "exp9", "namespace": ns,
-                                     "gpu-model": A100}
+                                     "gpu-model": A100, "workload": "Pod/a"}
     assert a["x_IdleGPUHours"] == "1.5" and a["x_GpuUtilAvg"] == "37.5"
     assert a["ChargePeriodStart"] == c.format_time(starts["a"]) and a["ChargePeriodEnd"] == c.format_time(now)

@@ -209,8 +209,8 @@ def settle_pass(kube: Kube, settings: Settings, history: CostHistory, pods: Iter
                              idle_total, now)
         records += recs
         if cur is not None:  # the ledger's trusted copy, read back by seed() and by reports
-            history.cursors[uid] = replace(cur, util_hours=util.util_observed_gpu_hours,
-                                           util_sum=util.util_weighted_sum)
+            history.cursors[uid] = replace(cur, util_hours=h.q(util.util_observed_gpu_hours),
+                                           util_sum=h.q(util.util_weighted_sum))
     for uid, cur in list(history.cursors.items()):
         if uid not in live and _gone(kube, cur):
             records += h.settle_gone(cur)
