@@ -9,6 +9,7 @@ controller and KWOK's fake GPU nodes are all real.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -17,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from fixtures.budget_cluster import (
     API,
     NODE,
+    PLATFORM_NAMESPACE,
     apply,
     event_reasons,
     events,
@@ -32,6 +34,7 @@ from fixtures.budget_cluster import (
 from gpu_steward.budgets import requests
 from gpu_steward.budgets.budget import reconcile_budget
 from gpu_steward.budgets.costs import CostLedger, reconcile_pod_costs
+from gpu_steward.budgets.history import CostHistory
 from gpu_steward.budgets.lease import reconcile_lease
 from gpu_steward.budgets.notifier import EventNotifier, FanOut, RecordingNotifier
 from gpu_steward.idle.controller import IdleController
@@ -245,11 +248,14 @@ def test_cost_annotations_equal_gpus_times_time_times_price_and_are_rate_limited
     pod = running_pod(kube, ns, "p2")
     start = utc(pod["status"]["startTime"])
     ledger = CostLedger(SETTINGS.cost_idle_util_percent)
+    records_ns = new_namespace(cluster, "records")  # the operator's own namespace (its cost history)
+    history = CostHistory(kube, records_ns)  # its last-seen point and ledger written every 5 min
     util = {"p2": 2.0}
 
     def one_pass(now):
         pods = [kube.get("v1", "Pod", "p2", ns)]
-        return reconcile_pod_costs(kube, SETTINGS, now, ledger, lambda _ns, name: util.get(name), pods=pods)
+        return reconcile_pod_costs(kube, SETTINGS, now, ledger, lambda _ns, name: util.get(name), pods=pods,
+                                   history=history)
 
     first = one_pass(start + dt.timedelta(hours=1))
     assert first.written == 1
@@ -268,14 +274,18 @@ def test_cost_annotations_equal_gpus_times_time_times_price_and_are_rate_limited
     assert abs(Decimal(ann[c.ANN_COST]) - expected) <= Decimal("0.0001")
     assert Decimal(ann[c.ANN_IDLE_GPU_HOURS]) == Decimal("0.1667")  # 2 GPUs x 5 min sampled idle
     assert Decimal(ann[c.ANN_UTIL_AVG]) == 2
-    # A restarted operator (new ledger) keeps the idle hours: they live on the pod.
+    # A restarted operator (new ledger) keeps the idle hours: they live in its records (the cost-history
+    # cursor in its namespace), not on the pod, whose annotations are a mirror anyone with edit can zero.
+    kube.patch("v1", "Pod", "p2", ns, {"metadata": {"annotations": {c.ANN_IDLE_GPU_HOURS: "0",
+                                                                    c.ANN_UTIL_AVG: "99"}}}, dry_run=False)
     ledger = CostLedger(SETTINGS.cost_idle_util_percent)
+    history = CostHistory(kube, records_ns)  # its last-seen point and ledger written every 5 min
     util["p2"] = 90.0
     one_pass(start + dt.timedelta(hours=1, minutes=6))
     one_pass(start + dt.timedelta(hours=1, minutes=11))
     ann = kube.get("v1", "Pod", "p2", ns)["metadata"]["annotations"]
     assert Decimal(ann[c.ANN_IDLE_GPU_HOURS]) == Decimal("0.1667")
-    assert Decimal(ann[c.ANN_UTIL_AVG]) == 46  # 5 min at 2 % (from the annotations) + 5 min at 90 %
+    assert Decimal(ann[c.ANN_UTIL_AVG]) == 46  # 5 min at 2 % (from the records) + 5 min at 90 %
 
 
 def test_block_new_shrinks_quota_to_use_and_new_period_restores_it(cluster, kube):
@@ -353,9 +363,17 @@ def test_report_and_focus_export_on_a_known_cluster_state(cluster, kube, capsys,
     kube.create(gpu_pod(ns, "b", 1, {"gpusteward.dev/team": "nlp"}), dry_run=False)
     starts = {n: utc(running_pod(kube, ns, n)["status"]["startTime"]) for n in ("a", "b")}
     now = max(starts.values()) + dt.timedelta(hours=2)
-    kube.patch("v1", "Pod", "a", ns, {"metadata": {"annotations": {c.ANN_IDLE_GPU_HOURS: "1.5",
-                                                                    c.ANN_UTIL_AVG: "37.5",
-                                                                    c.ANN_UTIL_OBSERVED_HOURS: "3"}}}, dry_run=False)
+    # What the operator measured of pod a: its utilization ledger in the pod's cost-history cursor (its records).
+    pods = [kube.get("v1", "Pod", n, ns) for n in ("a", "b")]
+    history = CostHistory(kube, PLATFORM_NAMESPACE, seen_flush=dt.timedelta(0))
+    reconcile_pod_costs(kube, SETTINGS, now, CostLedger(), pods=pods, history=history)
+    uid_a = pods[0]["metadata"]["uid"]
+    history.cursors[uid_a] = replace(history.cursors[uid_a], idle_seen=Decimal("1.5"), util_hours=Decimal(3),
+                                     util_sum=Decimal("112.5"))
+    history.flush_cursors(now)
+    # The pod's annotations are a mirror its users can rewrite: never read.
+    kube.patch("v1", "Pod", "a", ns, {"metadata": {"annotations": {c.ANN_IDLE_GPU_HOURS: "0",
+                                                                    c.ANN_UTIL_AVG: "99"}}}, dry_run=False)
     price = Decimal("4.10")
     hours = {n: Decimal(int((now - s).total_seconds())) / 3600 for n, s in starts.items()}
     expected_cost = {"a": 2 * hours["a"] * price, "b": 1 * hours["b"] * price}
@@ -376,9 +394,9 @@ def test_report_and_focus_export_on_a_known_cluster_state(cluster, kube, capsys,
     focus = {r["ResourceName"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
     assert set(focus) == {f"{ns}/a", f"{ns}/b"}
     a = focus[f"{ns}/a"]
-    assert abs(Decimal(a["BilledCost"]) - expected_cost["a"]) < Decimal("0.000001")
+    assert a["BilledCost"] == "0" and abs(Decimal(a["EffectiveCost"]) - expected_cost["a"]) < Decimal("0.000001")
     assert a["ListUnitPrice"] == "4.1" and a["ConsumedUnit"] == "GPU-Hours" and a["SubAccountName"] == ns
     assert json.loads(a["Tags"]) == {"owner": "alice", "team": "vision", "lease": "exp9", "namespace": ns,
-                                     "gpu-model": A100}
+                                     "gpu-model": A100, "workload": "Pod/a"}
     assert a["x_IdleGPUHours"] == "1.5" and a["x_GpuUtilAvg"] == "37.5"
     assert a["ChargePeriodStart"] == c.format_time(starts["a"]) and a["ChargePeriodEnd"] == c.format_time(now)

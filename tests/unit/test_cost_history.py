@@ -335,3 +335,39 @@ def test_focus_export_follows_the_column_rules_and_is_not_an_invoice():
     assert by["ml/b"]["SkuId"] == f"{A100}/nvidia.com/mig-1g.10gb"
     assert {r["ProviderName"] for r in rows} == {"Example Cloud"} and rows[0]["ServiceSubcategory"] == "Containers"
     assert h.days_between(T0, now) == ["20260309", "20260310"]
+
+
+def test_idle_hours_and_util_average_come_from_the_operators_records_not_the_pod_annotations():
+    w = World()
+    w.kube.put(node("a100"))
+    w.kube.put(pod("ml", "nb", {"nvidia.com/gpu": "2"}, "a100", T0 - dt.timedelta(hours=1), {"team": "vision"}))
+    util = {"nb": 1.0}
+
+    def pass_(now):
+        pods = [o for (k, _, _), o in w.kube.objs.items() if k == "Pod"]
+        reconcile_pod_costs(w.kube, SETTINGS, now, w.ledger, lambda _ns, name: util.get(name),
+                            pods=copy.deepcopy(pods), history=w.history)
+
+    for minutes in range(0, 61, 10):  # an hour at 1 %: 2 idle GPU-hours
+        pass_(T0 + dt.timedelta(minutes=minutes))
+    mirror = w.kube.get("v1", "Pod", "nb", "ml")["metadata"]["annotations"]
+    assert mirror[c.ANN_IDLE_GPU_HOURS] == "2" and mirror[c.ANN_UTIL_AVG] == "1"
+    # The owner zeroes the mirror; the operator restarts (a new ledger, the history read back from its ConfigMaps).
+    w.kube.objs[("Pod", "ml", "nb")]["metadata"]["annotations"].update(
+        {c.ANN_IDLE_GPU_HOURS: "0", c.ANN_UTIL_AVG: "99", c.ANN_UTIL_OBSERVED_HOURS: "1000"})
+    w.ledger, w.history = CostLedger(), store.CostHistory(w.kube, "gpu-steward", seen_flush=dt.timedelta(0))
+    util["nb"] = 3.0
+    for minutes in range(70, 131, 10):  # the first sample after the restart only starts the clock
+        pass_(T0 + dt.timedelta(minutes=minutes))
+    [cur] = store.list_cursors(w.kube, "gpu-steward").values()
+    # 1 h at 1 % and 1 h at 3 %, 2 GPUs
+    assert c.q_hours(cur.util.idle_gpu_hours) == 4 and c.q_hours(cur.util.util_avg) == 2
+    mirror = w.kube.get("v1", "Pod", "nb", "ml")["metadata"]["annotations"]
+    assert mirror[c.ANN_IDLE_GPU_HOURS] == "4" and mirror[c.ANN_UTIL_AVG] == "2"  # the mirror is put back
+    # A report in between reads the records: zeroing the mirror again hides nothing.
+    w.kube.objs[("Pod", "ml", "nb")]["metadata"]["annotations"][c.ANN_IDLE_GPU_HOURS] = "0"
+    now = T0 + dt.timedelta(minutes=131)
+    rows = json.loads(w.report(["--from", "2026-03-09T00:00:00Z", "-o", "json"], now))
+    assert rows[0]["idleGpuHours"] == "4"
+    focus = w.export(["--from", "2026-03-09T00:00:00Z"], now)
+    assert sum(Decimal(r["x_IdleGPUHours"]) for r in focus) == 4 and {r["x_GpuUtilAvg"] for r in focus} == {"2"}

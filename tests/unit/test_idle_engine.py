@@ -258,6 +258,29 @@ def test_exemption_by_selector_holds_and_is_counted():
     assert summarize([d], T0, Decimal(1)).exempt == 1
 
 
+def test_exemption_by_selector_ends_at_first_sight_plus_max_exemption_and_relabelling_does_not_restart_it():
+    # The matching labels are the workload's (anyone with edit writes them): the exemption is bounded like
+    # exempt-until, from when the operator first saw the workload match (recorded in its state).
+    r = rules(max_exemption=timedelta(days=3))
+    exempt, plain = facts(exempt_by_selector=True), facts()
+    d = decide(IdleState(), idle(T0), exempt, r, T0)
+    assert d.hold is Hold.EXEMPT_SELECTOR and d.state.selector_exemption.seen_at == T0
+    assert "until 2026-03-05T09:00:00Z" in d.reason
+    s, _ = state_from_annotation(state_to_annotation(d.state))  # survives the store's codec
+    assert s.selector_exemption == d.state.selector_exemption
+    # Label removed for a while, then put back: the same exemption, not a new one.
+    d = decide(s, idle(T0 + timedelta(days=1)), plain, r, T0 + timedelta(days=1))
+    assert d.hold is None and d.state.selector_exemption.seen_at == T0
+    d = decide(d.state, idle(T0 + timedelta(days=2)), exempt, r, T0 + timedelta(days=2))
+    assert d.hold is Hold.EXEMPT_SELECTOR and d.state.selector_exemption.seen_at == T0
+    # At the bound the workload is governed like any other although it still matches.
+    later = T0 + timedelta(days=3)
+    s, seen = run_idle(d.state, later, 60, r, f=exempt)
+    assert all(d.hold is None for _, d in seen)
+    assert (later + 30 * MIN, ActionKind.WARN) in kinds(seen)
+    assert s.selector_exemption.seen_at == T0  # still remembered while the workload matches
+
+
 def test_exempt_until_is_cut_to_max_exemption_from_first_sight_and_ends():
     r = rules(max_exemption=timedelta(days=3))
     f = facts(exempt_until="2030-01-01T00:00:00Z")

@@ -41,10 +41,11 @@ def pod(ns, name, gpus, node_name, start, labels=None, annotations=None, phase="
 
 NODES = [node("a100-1", "NVIDIA-A100-SXM4-80GB"), node("spot-1", "NVIDIA-A100-SXM4-80GB", "1.5"), node("t4-1")]
 PODS = [
-    # 2 GPUs x 10 h on A100 @4 = 80; 3 idle GPU-hours, util 40
+    # 2 GPUs x 10 h on A100 @4 = 80; 3 idle GPU-hours, util 40 (the operator's ledger, LEDGERS; the
+    # annotations are only its mirror, here forged: never read)
     pod("team-a", "train", 2, "a100-1", NOW - dt.timedelta(hours=10),
         {"gpusteward.dev/team": "vision", "gpusteward.dev/owner": "alice", "gpusteward.dev/lease": "exp1"},
-        {c.ANN_IDLE_GPU_HOURS: "3", c.ANN_UTIL_AVG: "40", c.ANN_UTIL_OBSERVED_HOURS: "20"}),
+        {c.ANN_IDLE_GPU_HOURS: "0", c.ANN_UTIL_AVG: "99", c.ANN_UTIL_OBSERVED_HOURS: "20"}),
     # 1 GPU x 4 h on spot @1.5 = 6
     pod("team-a", "nb", 1, "spot-1", NOW - dt.timedelta(hours=4), {"team": "vision"}),
     # finished: 4 GPUs x 30 min on the default-priced node @2 = 4
@@ -60,8 +61,11 @@ BUDGETS = [{"metadata": {"namespace": "team-a", "name": "main"}, "spec": {"gpuQu
             "status": {"spend": "86", "forecast": "1900.5"}}]
 
 
+LEDGERS = {"uid-train": c.UtilLedger(Decimal(3), Decimal(20), Decimal(800))}
+
+
 def records(window=MONTH):
-    return pod_records(PODS, NODES, TABLE, window, NOW, OWNER_KEYS, TEAM_KEYS)
+    return pod_records(PODS, NODES, TABLE, window, NOW, OWNER_KEYS, TEAM_KEYS, LEDGERS)
 
 
 def test_pod_records_price_and_window():

@@ -122,12 +122,15 @@ class Schedule(Model):
 
 
 class Exemptions(Model):
-    """Workloads matching a selector are skipped; per-workload exempt-until is cut to maxExemption."""
+    """Workloads matching a selector are skipped for at most maxExemption from when the operator first saw
+    them match (the labels are the workload's: its users write them); per-workload exempt-until is cut to
+    maxExemption too. A workload that must never be governed is left out of the policy's selector."""
 
     selectors: list[LabelSelector] = Field(default_factory=list, max_length=20)
     max_exemption: Duration = Field(
         json_schema_extra=duration_bounds(None, MAX_EXEMPTION_S, "spec.exemptions.maxExemption"),
-        description="The longest gpusteward.dev/exempt-until honoured; at most 30d.",
+        description="The longest exemption honoured, by a selector (from when the operator first saw the "
+                    "workload match) or by gpusteward.dev/exempt-until; at most 30d.",
     )
 
 

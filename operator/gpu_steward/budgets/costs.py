@@ -1,16 +1,18 @@
 """The cost ledger's edge: price every GPU pod from its node, write rate-limited cost annotations.
 
-The durable ledger is the cluster itself: pod timestamps give GPU-hours and cost at any moment, and
-the idle GPU-hours / utilization average carried in the pod's annotations survive restarts. Between
-annotation writes the utilization observed by this process accumulates in ``CostLedger`` (memory);
-a restart loses at most that short stretch of *utilization* samples, never cost.
+Pod timestamps give GPU-hours and cost at any moment. Idle GPU-hours and the utilization average are
+what the operator observed: ``CostLedger`` keeps them per pod in memory, seeded from the pod's cursor in
+the cost history (operator-only ConfigMaps, ``budgets.history``) and saved back into it each pass, so they
+survive restarts (a restart loses at most the samples of one cursor flush, never cost). The cost
+annotations on the pods are a display mirror written from the ledger and never read back: anyone with
+``edit`` in a namespace can rewrite them (docs/security.md).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -118,11 +120,18 @@ class PassResult:
 
 @dataclass
 class CostLedger:
-    """Utilization observed since each pod's last annotation write, keyed by pod uid."""
+    """The operator's utilization ledger of each pod (idle GPU-hours, utilization average), by pod uid.
+
+    In memory; ``seed`` takes a pod's recorded ledger (its cost-history cursor) the first time the pod is
+    seen, ``settle_pass`` saves the totals back into the cursor. Never taken from the pod's annotations."""
 
     idle_below_percent: float = 5.0
-    pending: dict[str, c.UtilLedger] = field(default_factory=dict)
+    totals: dict[str, c.UtilLedger] = field(default_factory=dict)
     last_sample: dict[str, dt.datetime] = field(default_factory=dict)
+
+    def seed(self, uid: str, recorded: c.UtilLedger) -> None:
+        """The ledger as last recorded by the operator (a restart, a new leader): kept if already known."""
+        self.totals.setdefault(uid, recorded)
 
     def observe(self, pod: Mapping[str, Any], util_percent: float | None, now: dt.datetime,
                 units: Decimal | None = None) -> None:
@@ -133,22 +142,17 @@ class CostLedger:
         if util_percent is None or last is None or not c.is_running(pod):
             return  # no data is not idle; the first sample only starts the clock
         seconds = (now - last).total_seconds()
-        self.pending[uid] = self.pending.get(uid, c.UtilLedger()).observe(
+        self.totals[uid] = self.totals.get(uid, c.UtilLedger()).observe(
             units if units is not None else c.pod_gpus(pod), seconds, util_percent, self.idle_below_percent)
 
     def ledger_for(self, pod: Mapping[str, Any]) -> c.UtilLedger:
-        base = c.ledger_from_annotations(pod)
-        extra = self.pending.get(pod["metadata"]["uid"])
-        return base.plus(extra) if extra else base
-
-    def written(self, uid: str) -> None:
-        self.pending.pop(uid, None)
+        return self.totals.get(pod["metadata"]["uid"], c.UtilLedger())
 
     def forget_except(self, uids: set[str]) -> None:
-        for uid in list(self.last_sample):
+        for uid in set(self.last_sample) | set(self.totals):
             if uid not in uids:
                 self.last_sample.pop(uid, None)
-                self.pending.pop(uid, None)
+                self.totals.pop(uid, None)
 
 
 def desired_annotations(pod: Mapping[str, Any], price: Decimal | c.PodPrice, ledger: c.UtilLedger,
@@ -197,14 +201,16 @@ def settle_pass(kube: Kube, settings: Settings, history: CostHistory, pods: Iter
         live.add(uid)
         window = c.pod_window(pod, now)
         finished = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+        util = ledger.ledger_for(pod)  # the operator's ledger (never the pod's annotations)
         idle_total = (idle or {}).get(uid)
         if idle_total is None:
-            idle_total = ledger.ledger_for(pod).idle_gpu_hours
+            idle_total = util.idle_gpu_hours
         recs, cur = h.settle(history.cursors.get(uid), uid, window, finished, pod_terms(pod, prices, settings),
                              idle_total, now)
         records += recs
-        if cur is not None:
-            history.cursors[uid] = cur
+        if cur is not None:  # the ledger's trusted copy, read back by seed() and by reports
+            history.cursors[uid] = replace(cur, util_hours=h.q(util.util_observed_gpu_hours),
+                                           util_sum=h.q(util.util_weighted_sum))
     for uid, cur in list(history.cursors.items()):
         if uid not in live and _gone(kube, cur):
             records += h.settle_gone(cur)
@@ -224,6 +230,8 @@ def reconcile_pod_costs(
         pods = list_gpu_pods(kube, settings)
     prices = prices or Prices.load(kube, settings)
     minimum = dt.timedelta(seconds=settings.cost_annotation_min_interval_seconds)
+    if history is not None and not history.loaded:
+        history.load()
     result = PassResult()
     seen: set[str] = set()
     idle_by_uid: dict[str, Decimal] = {}
@@ -236,6 +244,9 @@ def reconcile_pod_costs(
         result.pods += 1
         util = utilization(meta.get("namespace", ""), meta["name"]) if utilization else None
         price = prices.pod_price(pod)
+        recorded = history.cursors.get(uid) if history is not None else None
+        if recorded is not None:
+            ledger.seed(uid, recorded.util)
         ledger.observe(pod, util, now, price.units)
         util_ledger = ledger.ledger_for(pod)
         idle_by_uid[uid] = util_ledger.idle_gpu_hours
@@ -254,7 +265,6 @@ def reconcile_pod_costs(
             log.info("cost annotation not written", pod=meta["name"], namespace=meta.get("namespace"),
                      error=getattr(exc, "status", type(exc).__name__))
             continue
-        ledger.written(uid)
         result.written += 1
     if history is not None:
         settle_pass(kube, settings, history, pods, prices, ledger, now, idle_by_uid)

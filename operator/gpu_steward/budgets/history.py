@@ -9,7 +9,8 @@ next pass), shards bounded in size.
   key ``<pod uid>.<start epoch>``; appended to the last shard of the day until it holds ``shard_bytes``,
   then a new shard. Never rewritten: a repeated settlement has the same key and is skipped.
 - ``gpusteward-cost-cursors-<nn>``: one cursor per live pod, sharded by uid. Rewritten when its settled
-  point or terms change, and at most every ``seen_flush`` for the last-seen time.
+  point or terms change, and at most every ``seen_flush`` for the last-seen time and the utilization
+  ledger (idle GPU-hours, utilization average: the trusted copy, which the pods' annotations only mirror).
 
 The leader keeps aggregates (money counters by namespace/team, per-uid cost per namespace and day for
 budgets) and the cursors in memory, built from one LIST at start; the CLI LISTs the days it reports.
@@ -235,7 +236,8 @@ class CostHistory:
         changes: dict[str, dict[str, str | None]] = defaultdict(dict)
         for uid, cur in self.cursors.items():
             old = self._persisted.get(uid)
-            if old is not None and replace(old, seen_until=cur.seen_until, idle_seen=cur.idle_seen) == cur \
+            if old is not None and replace(old, seen_until=cur.seen_until, idle_seen=cur.idle_seen,
+                                           util_hours=cur.util_hours, util_sum=cur.util_sum) == cur \
                     and cur.seen_until - old.seen_until < self.seen_flush:
                 continue
             changes[cursor_shard_name(uid)][uid] = cur.to_json()
@@ -275,13 +277,15 @@ class CostHistory:
 def open_part(pod: Mapping[str, Any] | None, cursor: h.Cursor | None, terms_now: Mapping[str, str] | None,
               now: dt.datetime) -> h.Record | None:
     """The unsettled part of a pod: from its cursor (or, never settled, from its start on today's terms)
-    to its end as seen now (a pod no longer listed: to when it was last seen)."""
+    to its end as seen now (a pod no longer listed: to when it was last seen). Idle GPU-hours come from the
+    cursor (the operator's ledger): a pod the cost pass has not seen yet has none counted, whatever its
+    annotations say."""
     window = c.pod_window(pod, now) if pod is not None else None
     if cursor is None:
         if pod is None or window is None or terms_now is None:
             return None
-        idle = c.ledger_from_annotations(pod).idle_gpu_hours
-        cursor = h.Cursor(pod["metadata"].get("uid", ""), window[0], window[1], Decimal(0), idle, dict(terms_now))
+        cursor = h.Cursor(pod["metadata"].get("uid", ""), window[0], window[1], Decimal(0), Decimal(0),
+                          dict(terms_now))
     if cursor.closed:
         return None
     end = window[1] if window is not None else cursor.seen_until

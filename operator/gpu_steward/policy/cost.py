@@ -398,8 +398,8 @@ def overlap(a: tuple[dt.datetime, dt.datetime], b: tuple[dt.datetime, dt.datetim
 
 @dataclass(frozen=True)
 class UtilLedger:
-    """Utilization bookkeeping carried on the pod between writes (annotations) plus what the
-    operator observed since (in memory until the next write)."""
+    """Utilization bookkeeping of one pod as the operator observed it: kept by ``budgets.costs.CostLedger``,
+    recorded in the pod's cost-history cursor (operator-only); the pod's annotations only mirror it."""
 
     idle_gpu_hours: Decimal = Decimal(0)
     util_observed_gpu_hours: Decimal = Decimal(0)
@@ -436,7 +436,8 @@ def _ann_decimal(annotations: Mapping[str, Any], key: str) -> Decimal | None:
 
 
 def ledger_from_annotations(pod: Mapping[str, Any]) -> UtilLedger:
-    """The utilization ledger as last written on the pod (restart-safe part)."""
+    """The utilization ledger as last mirrored on the pod: for display only. Nothing counted reads it (users
+    with ``edit`` can rewrite the annotations); the operator's copy is its cost-history cursor."""
     ann = (pod.get("metadata") or {}).get("annotations") or {}
     idle = _ann_decimal(ann, ANN_IDLE_GPU_HOURS) or Decimal(0)
     observed = _ann_decimal(ann, ANN_UTIL_OBSERVED_HOURS) or Decimal(0)
@@ -458,16 +459,16 @@ def pod_cost(
 
     With ``price`` (``pod_price``) the pod is priced by its GPU-equivalents (MIG slices, shared
     replicas); without it every GPU resource counts as one GPU at ``price_per_gpu_hour``. GPU-hours
-    are GPU-equivalent hours. Idle GPU-hours and the utilization average come from ``ledger``
-    (default: the pod's own annotations); inside a partial window idle hours are prorated by the share
-    of time covered.
+    are GPU-equivalent hours. Idle GPU-hours and the utilization average come from ``ledger``, the
+    operator's own (default: none counted; never the pod's annotations, which users can rewrite); inside
+    a partial window idle hours are prorated by the share of time covered.
     """
     gpus = pod_gpus(pod)
     units = price.units if price is not None else Decimal(gpus)
     rate = price.rate if price is not None else Decimal(gpus) * price_per_gpu_hour
     ran = pod_window(pod, now)
     if ledger is None:
-        ledger = ledger_from_annotations(pod)
+        ledger = UtilLedger()
     if ran is None or gpus == 0:
         return PodCost(gpus, Decimal(0), Decimal(0), Decimal(0), rate, ledger.util_avg, ledger.util_observed_gpu_hours)
     total_hours = units * hours_between(*ran)

@@ -173,10 +173,20 @@ class Cursor:
     idle_seen: Decimal  # the pod's cumulative idle GPU-hours as last seen
     terms: Mapping[str, str]
     closed: bool = False  # finished and fully settled; dropped when the pod disappears
+    # The rest of the operator's utilization ledger of the pod (``cost.UtilLedger``): GPU-hours observed and
+    # their utilization-weighted sum. With ``idle_seen`` it is the trusted copy: the pod's cost annotations
+    # are a mirror of it, never read back (users with ``edit`` can rewrite them).
+    util_hours: Decimal = Decimal(0)
+    util_sum: Decimal = Decimal(0)
+
+    @property
+    def util(self) -> c.UtilLedger:
+        return c.UtilLedger(self.idle_seen, self.util_hours, self.util_sum)
 
     def to_json(self) -> str:
         return json.dumps({"u": self.uid, "s": c.format_time(self.settled_until), "v": c.format_time(self.seen_until),
                            "i": c.fmt_decimal(self.idle_settled), "j": c.fmt_decimal(self.idle_seen),
+                           "o": c.fmt_decimal(self.util_hours), "w": c.fmt_decimal(self.util_sum),
                            "t": dict(self.terms), "x": self.closed}, sort_keys=True, separators=(",", ":"))
 
     @staticmethod
@@ -186,10 +196,13 @@ class Cursor:
             s, v = c.parse_time(raw["s"]), c.parse_time(raw["v"])
             if s is None or v is None:
                 return None
-            return Cursor(str(raw["u"]), s, v, Decimal(raw["i"]), Decimal(raw["j"]),
-                          {str(k): str(x) for k, x in raw["t"].items()}, bool(raw.get("x")))
+            cur = Cursor(str(raw["u"]), s, v, Decimal(raw["i"]), Decimal(raw["j"]),
+                         {str(k): str(x) for k, x in raw["t"].items()}, bool(raw.get("x")),
+                         Decimal(raw.get("o", "0")), Decimal(raw.get("w", "0")))
         except (ValueError, KeyError, TypeError, ArithmeticError):
             return None
+        numbers = (cur.idle_settled, cur.idle_seen, cur.util_hours, cur.util_sum)
+        return cur if all(n.is_finite() and n >= 0 for n in numbers) else None
 
     def part(self, end: dt.datetime, idle: Decimal | None = None) -> Record | None:
         """The unsettled part ``[settled_until, end)`` as a (not yet settled) record."""

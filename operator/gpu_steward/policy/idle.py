@@ -41,6 +41,8 @@ Invariants (design doc, "Idle, notices and actions"):
 4. Restart-safe: ``IdleState`` round-trips through the annotation.
 5. Snoozes are cut to ``seen + max_snooze``, exemptions to ``seen + max_exemption`` (``seen``: the first
    evaluation that saw that annotation value); an exemption without a valid end is ignored (a note says why).
+   An exemption by the policy's exemption selectors (workload labels) also ends at ``seen + max_exemption``
+   (``seen``: the first evaluation that saw the workload match one).
 6. Dry-run: WARN and SUSPEND come back ``would_only``; the state advances as if done (WouldSuspend).
    RESUME is never would-only: giving back what we took is always allowed.
 
@@ -211,6 +213,30 @@ def _track_opt_out(
     return opt, (end if end > now else None), cut
 
 
+SELECTOR_EXEMPTION = "selector"
+
+
+def _track_selector_exemption(
+    stored: OptOut | None, matched: bool, limit: timedelta, now: datetime
+) -> tuple[OptOut | None, datetime | None]:
+    """Returns (what to store, end if the exemption holds now) for ``spec.exemptions.selectors``.
+
+    The labels that match are the workload's, which anyone with ``edit`` in its namespace writes, so the
+    exemption is an opt-out like ``exempt-until`` (invariant 5): it counts from the first evaluation that saw
+    the workload match, as the operator recorded it, and ends ``limit`` later. One record whatever selector
+    or policy matched (switching labels or policies does not start it again); a label removed and added
+    again within the bound does not start it again either. After the bound a workload that still matches is
+    governed like any other; a platform that wants a workload never governed scopes the policy
+    (``spec.selector``: namespaces, namespace labels, kinds), see docs/idle.md.
+    """
+    if not matched:
+        keep = stored is not None and stored.seen_at + limit > now
+        return (stored if keep else None), None
+    opt = stored if stored is not None else OptOut(value=SELECTOR_EXEMPTION, seen_at=now)
+    end = opt.seen_at + limit
+    return opt, (end if end > now else None)
+
+
 OPT_OUT_VALUE_MAX = 64
 
 
@@ -258,12 +284,15 @@ def decide(state: IdleState, usage: Usage, facts: WorkloadFacts, rules: IdleRule
     snooze, snooze_until, snooze_cut = _track_opt_out(
         state.snooze, facts.snooze_until, rules.max_snooze, now, "snooze-until", notes
     )
-    s = replace(state, exemption=exemption, snooze=snooze, restored=False)
+    selector_exemption, selector_exempt_until = _track_selector_exemption(
+        state.selector_exemption, facts.exempt_by_selector, rules.max_exemption, now
+    )
+    s = replace(state, exemption=exemption, snooze=snooze, selector_exemption=selector_exemption, restored=False)
     if facts.request is None:  # a previous release's warning was an idle policy's, never a request's
         s = _adopt_legacy_warning(s, rules)
     # A restored state's idle_covered_to may lag by up to one checkpoint (see needs_persist).
     gap = rules.max_gap + (rules.checkpoint_every if state.restored else timedelta(0))
-    s, clear_resume = _step(s, usage, facts, rules, now, out, exempt_until, snooze_until, gap)
+    s, clear_resume = _step(s, usage, facts, rules, now, out, exempt_until, snooze_until, gap, selector_exempt_until)
     # Notices for things that already happened go first, whatever else holds (they report the past).
     pending: list[Action] = []
     if s.suspended_notice.pending:
@@ -296,6 +325,7 @@ def _step(
     exempt_until: datetime | None,
     snooze_until: datetime | None,
     gap: timedelta,
+    selector_exempt_until: datetime | None = None,
 ) -> tuple[IdleState, bool]:
     # In-flight adapter actions whose confirmation was lost: the adapter's view settles them.
     if s.suspend.pending and facts.suspended is True:
@@ -352,7 +382,8 @@ def _step(
     if starts:
         grace_end = max(as_utc(t) for t in starts) + rules.startup_grace
     holds: list[tuple[bool, Hold, str]] = [
-        (facts.exempt_by_selector, Hold.EXEMPT_SELECTOR, "exempt by policy selector"),
+        (selector_exempt_until is not None, Hold.EXEMPT_SELECTOR,
+         f"exempt by policy selector until {_maybe(selector_exempt_until)}"),
         (exempt_until is not None, Hold.EXEMPT_UNTIL, f"exempt until {_maybe(exempt_until)}"),
         (snooze_until is not None, Hold.SNOOZED, f"snoozed until {_maybe(snooze_until)}"),
         (grace_end is not None and now < grace_end, Hold.STARTUP_GRACE, f"startup grace until {_maybe(grace_end)}"),

@@ -149,6 +149,9 @@ class IdleState:
     would_save_gpu_hours: float = 0.0  # closed dry-run would-suspend stretches, accumulated
     snooze: OptOut | None = None
     exemption: OptOut | None = None
+    # An exemption by the policy's ``spec.exemptions.selectors`` (workload labels, which users write): when
+    # the operator first saw the workload match one; it ends at that + ``max_exemption`` (invariant 5).
+    selector_exemption: OptOut | None = None
     # Not persisted, not compared (states equal whether or not they came from the annotation):
     # True on a state decoded from the annotation (a restart, or a pass that re-read it).
     restored: bool = field(default=False, compare=False)
@@ -216,7 +219,7 @@ class Decision:
 
 _MARK_FIELDS = ("warn", "suspend", "suspended_notice", "resume", "resumed_notice")
 _TIME_FIELDS = ("idle_since", "idle_covered_to", "warn_suspend_at", "would_suspend_at", "resumed_at")
-_OPT_FIELDS = ("snooze", "exemption")
+_OPT_FIELDS = ("snooze", "exemption", "selector_exemption")
 
 
 def _camel(name: str) -> str:
@@ -262,7 +265,7 @@ def state_to_dict(state: IdleState) -> dict[str, Any]:
     for name in _OPT_FIELDS:
         opt: OptOut | None = getattr(state, name)
         if opt is not None:
-            out[name] = {"value": opt.value, "seen": _t(opt.seen_at)}
+            out[_camel(name)] = {"value": opt.value, "seen": _t(opt.seen_at)}
     return out
 
 
@@ -343,7 +346,7 @@ def state_from_dict(raw: Any) -> tuple[IdleState, str | None]:
         for name in _MARK_FIELDS:
             values[name] = _parse_mark(raw.get(_camel(name)), _camel(name))
         for name in _OPT_FIELDS:
-            opt = raw.get(name)
+            opt = raw.get(_camel(name))
             if opt is None:
                 values[name] = None
                 continue

@@ -153,7 +153,8 @@ def adopt_legacy(state: IdleState, now: datetime) -> IdleState:
     def clamp(opt: Any) -> Any:
         return None if opt is None else replace(opt, seen_at=min(opt.seen_at, now))
 
-    return replace(state, snooze=clamp(state.snooze), exemption=clamp(state.exemption), restored=True)
+    return replace(state, snooze=clamp(state.snooze), exemption=clamp(state.exemption),
+                   selector_exemption=clamp(state.selector_exemption), restored=True)
 
 
 __all__ = [

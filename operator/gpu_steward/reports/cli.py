@@ -1,8 +1,9 @@
 """``gpu-steward report`` (showback) and ``gpu-steward export --format focus`` (FinOps FOCUS CSV).
 
 Registered on the top-level parser by ``add_report_commands(sub)`` (called from gpu_steward/cli.py).
-Data comes from the cluster through ``gpu_steward.kube.Kube``: GPU pods (timestamps, labels, our
-cost annotations), nodes (prices) and GPUBudgets (limit, forecast).
+Data comes from the cluster through ``gpu_steward.kube.Kube``: the operator's cost history and cursors
+(settled records; idle GPU-hours and utilization averages, never the pods' cost annotations, which users
+can rewrite), GPU pods (timestamps, labels), nodes (prices) and GPUBudgets (limit, forecast).
 """
 
 from __future__ import annotations
@@ -116,8 +117,7 @@ def _gather(args: argparse.Namespace, settings: Settings, windows: Sequence[tupl
     by_uid = {p["metadata"]["uid"]: p for p in pods if (p.get("metadata") or {}).get("uid")}
     for uid in set(by_uid) | set(cursors):
         pod, cur = by_uid.get(uid), cursors.get(uid)
-        if pod is not None:
-            util[uid] = c.ledger_from_annotations(pod).util_avg
+        util[uid] = cur.util.util_avg if cur is not None else None  # the operator's ledger, not annotations
         terms = None
         if pod is not None and cur is None:
             node = nodes.get((pod.get("spec") or {}).get("nodeName") or "")

@@ -2,7 +2,8 @@
 
 Cost is recomputed from pod timestamps and node prices for the requested window (so a report is
 right even between the operator's rate-limited annotation writes); idle GPU-hours and the
-utilization average come from the pod's cost annotations.
+utilization average come from the operator's ledger (its cost-history cursors), never from the pod's
+cost annotations, which anyone with ``edit`` in the namespace can rewrite.
 """
 
 from __future__ import annotations
@@ -87,9 +88,10 @@ def _first(meta: Mapping[str, Any], keys: Sequence[str]) -> str | None:
 def pod_records(
     pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, Any]], table: c.PriceTable,
     window: tuple[dt.datetime, dt.datetime], now: dt.datetime,
-    owner_keys: Sequence[str], team_keys: Sequence[str],
+    owner_keys: Sequence[str], team_keys: Sequence[str], ledgers: Mapping[str, c.UtilLedger] | None = None,
 ) -> list[PodRecord]:
-    """Records of the GPU pods that held GPUs inside ``window`` (sorted by namespace, pod)."""
+    """Records of the GPU pods that held GPUs inside ``window`` (sorted by namespace, pod). ``ledgers``: the
+    operator's utilization ledger by pod uid (``Cursor.util``); a pod without one has no idle hours counted."""
     by_name = {n["metadata"]["name"]: n for n in nodes}
     out: list[PodRecord] = []
     for pod in pods:
@@ -105,7 +107,8 @@ def pod_records(
         node = by_name.get(node_name) if node_name else None
         pp = c.pod_price(table, pod, node)
         price = pp.unit_price
-        pc = c.pod_cost(pod, pp.node.price, now, window=window, price=pp)
+        ledger = (ledgers or {}).get(meta.get("uid", "")) or c.UtilLedger()
+        pc = c.pod_cost(pod, pp.node.price, now, ledger, window=window, price=pp)
         model = pp.node.model
         out.append(PodRecord(
             namespace=meta.get("namespace", ""), pod=meta.get("name", ""), uid=meta.get("uid", ""),
