@@ -91,13 +91,13 @@ def list_records(kube: Kube, namespace: str, window: tuple[dt.datetime, dt.datet
     return decode_records(cms)
 
 
-DAYS_PER_LIST = 7
+DAYS_PER_LIST = 1
 
 
 def iter_records(kube: Kube, namespace: str, window: tuple[dt.datetime, dt.datetime],
                  days_per_list: int = DAYS_PER_LIST) -> Iterator[h.Record]:
-    """The settled records of the days ``window`` touches, as a stream: one LIST per ``days_per_list`` days,
-    records decoded shard by shard, each day's in (namespace, pod, start) order. Holds one LIST's
+    """The settled records of the days ``window`` touches, as a stream: one LIST per ``days_per_list`` days
+    (default: per day), records decoded shard by shard, each day's in (namespace, pod, start) order. Holds one LIST's
     ConfigMaps and the keys seen, never the whole history (``gpu-steward report``/``export``)."""
     days = h.days_between(window[0], window[1])
     seen: set[str] = set()

@@ -41,10 +41,11 @@ def _time(text: str) -> dt.datetime | None:
     return c.parse_time(text)
 
 
-def _str_terms(raw: Mapping[str, Any]) -> dict[str, str]:
-    if all(type(v) is str for v in raw.values()):
-        return raw if type(raw) is dict else dict(raw)
-    return {str(k): str(v) for k, v in raw.items()}
+def _str_terms(raw: Any) -> dict[str, str]:
+    """A record's terms as stored: the operator writes strings only (its ConfigMaps are its own)."""
+    if type(raw) is not dict:
+        raise TypeError("terms are not an object")
+    return raw
 
 
 def q(value: Decimal) -> Decimal:
@@ -110,7 +111,7 @@ class Record:
     list_cost: Decimal
     terms: Mapping[str, str]
 
-    @property
+    @functools.cached_property  # a frozen dataclass without slots: cached in the instance's __dict__
     def key(self) -> str:
         return f"{self.uid}.{int(self.start.timestamp())}"
 
