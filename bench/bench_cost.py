@@ -73,46 +73,99 @@ if __name__ == "__main__" and "--history" not in sys.argv:
     main()
 
 
+class _HistoryApi:
+    """The ConfigMaps of a history as the apiserver would answer a LIST: JSON text, parsed per call."""
+
+    def __init__(self, cms: list[dict]) -> None:
+        import json
+
+        self.by_day: dict[str, list[str]] = {}
+        for cm in cms:
+            self.by_day.setdefault(cm["metadata"]["labels"]["gpusteward.dev/cost-day"], []).append(json.dumps(cm))
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None,
+             label_selector: str | None = None) -> list[dict]:
+        import json
+        import re
+
+        m = re.search(r"cost-day in \(([^)]*)\)", label_selector or "")
+        days = m.group(1).split(",") if m else list(self.by_day)
+        return json.loads("[" + ",".join(t for d in days for t in self.by_day.get(d, [])) + "]")
+
+
 def bench_history(n: int = 100_000) -> None:
-    """History of ``n`` settled workload-periods (pod-days): decode from shards, report, FOCUS export."""
-    from gpu_steward.budgets.history import decode_records
+    """History of ``n`` settled workload-periods (pod-days) over 28 days, read as ``gpu-steward report`` and
+    ``export`` read it (a LIST per week, decoded shard by shard, streamed): report by team, FOCUS export."""
+    import gc
+    import os
+    import tempfile
+
+    from gpu_steward.budgets import history as store
     from gpu_steward.policy import history as h
-    from gpu_steward.reports.rows import history_pod_records
+    from gpu_steward.reports.cli import write_focus
+    from gpu_steward.reports.rows import Showback, pod_record_of
 
     terms = {"namespace": "team-0", "pod": "p", "kind": "Job", "workload": "w", "owner": "o", "team": "t",
              "lease": "", "node": "n1", "model": "NVIDIA-A100-SXM4-80GB", "pool": "", "region": "r", "zone": "z",
              "resources": "nvidia.com/gpu=1", "devices": "1", "units": "1", "rate": "3.5", "listRate": "3.5",
              "price": "3.5", "listPrice": "3.5", "source": "model", "category": "Standard", "currency": "USD"}
     start = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
-    shards: list[dict] = [{"data": {}}]
-    size = 0
+    window = (start, start + dt.timedelta(days=28))
+    cms: list[dict] = []
+    sizes: dict[str, int] = {}
     for i in range(n):
         day = start + dt.timedelta(days=i % 28)
         t = {**terms, "namespace": f"team-{i % 50}", "team": f"t{i % 20}", "pod": f"p{i}"}
         rec = h.Record(f"u{i}", day, day + dt.timedelta(hours=8), Decimal(8), Decimal(2), Decimal(28), Decimal(28), t)
-        text = rec.to_json()
-        if size + len(text) > 900_000:
-            shards.append({"data": {}})
-            size = 0
-        shards[-1]["data"][rec.key] = text
-        size += len(text) + len(rec.key)
-    tracemalloc.start()
+        text, d = rec.to_json(), rec.day
+        if d not in sizes or sizes[d] + len(text) > store.SHARD_BYTES:
+            cms.append({"metadata": {"name": store.day_shard_name(d, sum(1 for x in cms if x["metadata"]["labels"][
+                store.DAY_LABEL] == d)), "labels": {store.STORE_LABEL: store.RECORDS, store.DAY_LABEL: d}},
+                "data": {}})
+            sizes[d] = 0
+        [x for x in cms if x["metadata"]["labels"][store.DAY_LABEL] == d][-1]["data"][rec.key] = text
+        sizes[d] += len(text) + len(rec.key)
+    api = _HistoryApi(cms)
+    shards = len(cms)
+    del cms
+    gc.collect()
+
+    def report() -> tuple[int, Decimal]:
+        acc = Showback("team")
+        rows = 0
+        for rec in h.iter_rows(store.iter_records(api, "gpu-steward", window), [], window):  # type: ignore[arg-type]
+            acc.add_history(rec)
+            rows += 1
+        return rows, sum((g.cost for g in acc.rows()), Decimal(0))
+
+    def export(path: str) -> int:
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            return write_focus(fh, (pod_record_of(r) for r in h.iter_rows(
+                store.iter_records(api, "gpu-steward", window), [], window)), "USD", "bench")  # type: ignore[arg-type]
+
+    # timed without tracing (tracemalloc slows allocation-heavy code several times), then traced for the peak
     t0 = time.perf_counter()
-    recs = decode_records(shards)
-    rows = history_pod_records(h.rows_in(recs, [], (start, start + dt.timedelta(days=28))))
-    t_decode = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    showback(rows, "team")
+    rows, total = report()
     t_report = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    csv_text = render_focus(rows, "USD", "bench")
-    t_focus = time.perf_counter() - t0
-    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.start()
+    report()
+    _, peak_report = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    print(f"history: {n} workload-periods in {len(shards)} ConfigMap shards")
-    print(f"  decode + window rows: {t_decode:.2f} s; report (showback by team): {t_report * 1000:.0f} ms; "
-          f"FOCUS CSV: {t_focus:.2f} s, {len(csv_text) / 1024 / 1024:.0f} MiB")
-    print(f"  peak traced memory (decode + report + export): {peak / 1024 / 1024:.0f} MiB")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "focus.csv")
+        t0 = time.perf_counter()
+        written = export(path)
+        t_focus = time.perf_counter() - t0
+        size = os.path.getsize(path)
+        tracemalloc.start()
+        export(path)
+        _, peak_focus = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert rows == written == n and total == 28 * n
+    print(f"history: {n} workload-periods in {shards} ConfigMap shards over 28 days")
+    print(f"  report (read + window + showback by team): {t_report:.2f} s, peak {peak_report / 2**20:.0f} MiB")
+    print(f"  FOCUS export (read + window + CSV to a file): {t_focus:.2f} s, {size / 2**20:.0f} MiB, "
+          f"peak {peak_focus / 2**20:.0f} MiB")
 
 
 if __name__ == "__main__" and "--history" in sys.argv:

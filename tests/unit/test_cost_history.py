@@ -371,3 +371,80 @@ def test_idle_hours_and_util_average_come_from_the_operators_records_not_the_pod
     assert rows[0]["idleGpuHours"] == "4"
     focus = w.export(["--from", "2026-03-09T00:00:00Z"], now)
     assert sum(Decimal(r["x_IdleGPUHours"]) for r in focus) == 4 and {r["x_GpuUtilAvg"] for r in focus} == {"2"}
+
+
+def test_a_simulated_month_counter_delta_equals_report_and_budget_spend_across_a_restart():
+    """March, passes every 3 h on an injected clock: Jobs start, finish and are garbage-collected, one pod is
+    deleted while running, a team is relabelled, a node's price changes, and on the 15th the operator
+    restarts (a new controller: fresh history view and ledger over the same records). The raw delta of the
+    money counter over the month equals the report's total and the budget's spend, to the cent."""
+    from gpu_steward.budgets.metrics import COLLECTOR
+
+    w = World()
+    w.kube.put({"kind": "Namespace", "metadata": {"name": "ml"}})
+    w.kube.put(node("a100"))
+    w.kube.put(node("spot", **{"karpenter.sh/capacity-type": "spot"}))
+    start, end = dt.datetime(2026, 3, 1, tzinfo=dt.UTC), dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
+    # running since February: the counter already holds its February cost when the month starts
+    w.kube.put(pod("ml", "serve", {"nvidia.com/gpu": "1"}, "a100", start - dt.timedelta(days=3, hours=5),
+                   {"team": "nlp"}))
+
+    def counter():
+        return sum((v[0] for k, v in COLLECTOR.counters.items() if k[0] == "ml"), Decimal(0))
+
+    restarted = False
+    t, step, n = start - dt.timedelta(hours=3), dt.timedelta(hours=3), 0
+    counter_start = None
+    while t <= end:
+        hour = t.hour
+        if t == start:
+            w.pass_(t)
+            counter_start = counter()
+        if dt.datetime(2026, 3, 1, tzinfo=dt.UTC) <= t < end and hour in (3, 15):  # a Job pod starts
+            n += 1
+            res = ({"nvidia.com/gpu": "2"}, {"nvidia.com/mig-1g.10gb": "1"}, {"nvidia.com/gpu.shared": "1"})[n % 3]
+            w.kube.put(pod("ml", f"job-{n}", res, "spot" if n % 4 == 0 else "a100", t - dt.timedelta(minutes=17),
+                           {"team": "vision" if n % 2 else "nlp"}, job=f"job-{n}"))
+        for (k, _, name), o in list(w.kube.objs.items()):
+            if k != "Pod" or not name.startswith("job-"):
+                continue
+            began = c.parse_time(o["status"]["startTime"])
+            if o["status"]["phase"] == "Running" and t - began >= dt.timedelta(hours=7, minutes=31):
+                fin = began + dt.timedelta(hours=7, minutes=31)
+                o["status"] = {"phase": "Succeeded", "startTime": o["status"]["startTime"],
+                               "containerStatuses": [{"state": {"terminated": {"finishedAt": c.format_time(fin)}}}]}
+            elif o["status"]["phase"] == "Succeeded" and t - began >= dt.timedelta(days=1, hours=1):
+                w.kube.delete("Pod", name, "ml")  # the Job is garbage-collected
+        if t == start + dt.timedelta(days=8, hours=9):
+            assert w.kube.objs[("Pod", "ml", "job-17")]["status"]["phase"] == "Running"
+            w.kube.delete("Pod", "job-17", "ml")  # deleted while it ran: settled up to when it was last seen
+        if t == start + dt.timedelta(days=12):
+            serve = w.kube.objs[("Pod", "ml", "serve")]
+            serve["metadata"]["labels"]["team"] = "vision"  # relabelled: the open part is cut at this time
+        if t == start + dt.timedelta(days=20, hours=9):
+            w.kube.put(node("a100", price="4.20"))  # applies from now on
+        if not restarted and t >= start + dt.timedelta(days=14, hours=13):
+            w.history = store.CostHistory(w.kube, "gpu-steward", seen_flush=dt.timedelta(0))
+            w.ledger = CostLedger()
+            restarted = True
+        if t != start:
+            w.pass_(t)
+        t += step
+    now = end
+    assert restarted and n > 50 and counter_start > 0
+    delta = counter() - counter_start
+    rows = json.loads(w.report(["--from", c.format_time(start), "--to", c.format_time(end), "-o", "json"], now))
+    assert [r["namespace"] for r in rows] == ["ml"]
+    pods = [o for (k, _, _), o in w.kube.objs.items() if k == "Pod"]
+    spend = sum(history_costs(w.history, pods, Prices.load(w.kube, SETTINGS), SETTINGS, "ml", (start, end),
+                              now).values(), Decimal(0))
+    assert c.fmt_decimal(c.q_money(delta)) == rows[0]["cost"] == c.fmt_decimal(c.q_money(spend))
+    by_team = json.loads(w.report(["--by", "team", "--from", c.format_time(start), "--to", c.format_time(end),
+                                   "-o", "json"], now))
+    assert {r["team"] for r in by_team} == {"nlp", "vision"}
+    assert sum(Decimal(r["cost"]) for r in by_team) - Decimal(rows[0]["cost"]) in (Decimal(0), Decimal("0.01"),
+                                                                                  Decimal("-0.01"))
+    # the FOCUS export of the month sums to the same allocation
+    focus = w.export(["--from", c.format_time(start), "--to", c.format_time(end)], now)
+    assert c.fmt_decimal(c.q_money(sum(Decimal(r["EffectiveCost"]) for r in focus))) == rows[0]["cost"]
+    assert {r["x_Workload"] for r in focus if r["x_WorkloadKind"] == "Job"} >= {"job-1", "job-17"}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -90,6 +90,37 @@ def list_records(kube: Kube, namespace: str, window: tuple[dt.datetime, dt.datet
     cms = [cm for cm in kube.list("v1", "ConfigMap", namespace, label_selector=selector)
            if ((cm.get("metadata") or {}).get("labels") or {}).get(DAY_LABEL) in wanted]
     return decode_records(cms)
+
+
+DAYS_PER_LIST = 1
+
+
+def iter_records(kube: Kube, namespace: str, window: tuple[dt.datetime, dt.datetime],
+                 days_per_list: int = DAYS_PER_LIST) -> Iterator[h.Record]:
+    """The settled records of the days ``window`` touches, as a stream: one LIST per ``days_per_list`` days
+    (default: per day), records decoded shard by shard, each day's in (namespace, pod, start) order. Holds one LIST's
+    ConfigMaps and the keys seen, never the whole history (``gpu-steward report``/``export``)."""
+    days = h.days_between(window[0], window[1])
+    seen: set[str] = set()
+    for i in range(0, len(days), days_per_list):
+        chunk = days[i:i + days_per_list]
+        selector = f"{STORE_LABEL}={RECORDS},{DAY_LABEL} in ({','.join(chunk)})"
+        by_day: dict[str, list[JSON]] = defaultdict(list)
+        for cm in kube.list("v1", "ConfigMap", namespace, label_selector=selector):
+            by_day[((cm.get("metadata") or {}).get("labels") or {}).get(DAY_LABEL, "")].append(cm)
+        for day in chunk:
+            recs = []
+            for cm in sorted(by_day.pop(day, []), key=lambda x: x["metadata"]["name"]):
+                data = cm.get("data") or {}
+                for key in sorted(data):
+                    if key in seen:
+                        continue
+                    rec = h.Record.from_json(data[key])
+                    if rec is not None and rec.key not in seen:
+                        seen.add(rec.key)
+                        recs.append(rec)
+            recs.sort(key=lambda r: (r.terms.get("namespace", ""), r.terms.get("pod", ""), r.start))
+            yield from recs
 
 
 def list_cursors(kube: Kube, namespace: str) -> dict[str, h.Cursor]:

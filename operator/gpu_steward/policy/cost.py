@@ -14,6 +14,7 @@ Conventions:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -320,6 +321,7 @@ def parse_time(value: object) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
+@functools.lru_cache(maxsize=8192)  # reports and exports format the same day ends and starts again and again
 def format_time(value: dt.datetime) -> str:
     """RFC 3339 / ISO 8601 in UTC with a Z, whole seconds (FOCUS' date/time format)."""
     return value.astimezone(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -22,8 +22,9 @@ they agree to the cent for any window that records do not straddle (budget perio
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -32,6 +33,19 @@ from gpu_steward.policy import cost as c
 
 PLACES = Decimal("0.000001")
 DAY = dt.timedelta(days=1)
+
+
+@functools.lru_cache(maxsize=8192)
+def _time(text: str) -> dt.datetime | None:
+    """``c.parse_time`` of a stored timestamp; records share few distinct ones (day ends, pod starts)."""
+    return c.parse_time(text)
+
+
+def _str_terms(raw: Any) -> dict[str, str]:
+    """A record's terms as stored: the operator writes strings only (its ConfigMaps are its own)."""
+    if type(raw) is not dict:
+        raise TypeError("terms are not an object")
+    return raw
 
 
 def q(value: Decimal) -> Decimal:
@@ -97,7 +111,7 @@ class Record:
     list_cost: Decimal
     terms: Mapping[str, str]
 
-    @property
+    @functools.cached_property  # a frozen dataclass without slots: cached in the instance's __dict__
     def key(self) -> str:
         return f"{self.uid}.{int(self.start.timestamp())}"
 
@@ -136,12 +150,12 @@ class Record:
     def from_json(text: str) -> Record | None:
         try:
             raw = json.loads(text)
-            start, end = c.parse_time(raw["s"]), c.parse_time(raw["e"])
+            start, end = _time(raw["s"]), _time(raw["e"])
             if start is None or end is None:
                 return None
             return Record(str(raw["u"]), start, end, Decimal(raw["h"]), Decimal(raw["i"]), Decimal(raw["c"]),
-                          Decimal(raw.get("l", raw["c"])), {str(k): str(v) for k, v in raw["t"].items()})
-        except (ValueError, KeyError, TypeError, ArithmeticError):
+                          Decimal(raw.get("l", raw["c"])), _str_terms(raw["t"]))
+        except (ValueError, KeyError, TypeError, ArithmeticError, AttributeError):
             return None
 
     def clipped(self, window: tuple[dt.datetime, dt.datetime]) -> Record | None:
@@ -273,9 +287,25 @@ def settle_gone(cursor: Cursor) -> list[Record]:
 def rows_in(records: Iterable[Record], opens: Iterable[Record],
             window: tuple[dt.datetime, dt.datetime]) -> list[Record]:
     """Settled records and open parts inside ``window`` (clipped), deduplicated by key."""
-    seen: dict[str, Record] = {}
-    for rec in [*records, *opens]:
+    return list(iter_rows(records, opens, window))
+
+
+def iter_rows(records: Iterable[Record], opens: Iterable[Record],
+              window: tuple[dt.datetime, dt.datetime]) -> Iterator[Record]:
+    """``rows_in`` as a stream (settled records first, in their order, then the open parts): holds only the
+    keys seen, so a report or export over any history runs in bounded memory. An open part replaces a
+    settled record of the same key (it is the same stretch, read later)."""
+    last = {rec.key: rec for rec in opens}  # the last of a key wins, as in a dict
+    seen: set[str] = set()
+    for rec in records:
+        key = rec.key
+        if key in seen or key in last:
+            continue
+        seen.add(key)
         part = rec.clipped(window)
         if part is not None:
-            seen[rec.key] = part
-    return list(seen.values())
+            yield part
+    for rec in last.values():
+        part = rec.clipped(window)
+        if part is not None:
+            yield part

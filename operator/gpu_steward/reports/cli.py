@@ -14,14 +14,23 @@ import datetime as dt
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
 from gpu_steward import clikit
 from gpu_steward.policy import cost as c
-from gpu_steward.reports.focus import FOCUS_COLUMNS, FocusNames, focus_rows
-from gpu_steward.reports.rows import GroupBy, PodRecord, budget_views, history_pod_records, row_dict, showback
+from gpu_steward.reports.focus import FOCUS_COLUMNS, FocusNames, focus_values
+from gpu_steward.reports.rows import (
+    GroupBy,
+    PodRecord,
+    Showback,
+    ShowbackRow,
+    budget_views,
+    history_pod_records,
+    pod_record_of,
+    row_dict,
+)
 from gpu_steward.settings import Settings
 
 
@@ -91,53 +100,69 @@ CONFIG_MISSING = ("the operator's cost configuration (ConfigMap {name} in namesp
                   "operator installed there and has it run a cost pass? (--operator-namespace)")
 
 
+class _Sources:
+    """What a report or export reads: the operator's configuration, its settled history (streamed), the open
+    parts of the pods not settled yet, utilization averages, budgets."""
+
+    def __init__(self, args: argparse.Namespace, settings: Settings, now: dt.datetime, kube: Any = None) -> None:
+        from gpu_steward.api.common import API_VERSION
+        from gpu_steward.budgets import history as store
+        from gpu_steward.budgets.publish import CONFIG_NAME, read_config
+        from gpu_steward.policy import history as h
+
+        self.kube = kube = kube or clikit.connect(args)
+        self.now = now
+        self.namespace = None if getattr(args, "all_namespaces", False) else getattr(args, "namespace", None)
+        self.op_ns = getattr(args, "operator_namespace", None) or settings.platform_namespace
+        config = read_config(kube, self.op_ns)
+        if config is None:
+            raise LookupError(CONFIG_MISSING.format(name=CONFIG_NAME, ns=self.op_ns))
+        self.config = config
+        cursors = store.list_cursors(kube, self.op_ns)
+        pods = [p for p in kube.list("v1", "Pod", self.namespace) if c.pod_gpus(p) > 0]
+        nodes = {n["metadata"]["name"]: n for n in kube.list("v1", "Node")}
+        self.budgets = kube.list_optional(API_VERSION, "GPUBudget", self.namespace)
+        self.opens: list[h.Record] = []
+        self.util: dict[str, Decimal | None] = {}
+        by_uid = {p["metadata"]["uid"]: p for p in pods if (p.get("metadata") or {}).get("uid")}
+        for uid in sorted(set(by_uid) | set(cursors)):
+            pod, cur = by_uid.get(uid), cursors.get(uid)
+            self.util[uid] = cur.util.util_avg if cur is not None else None  # the operator's ledger only
+            terms = None
+            if pod is not None and cur is None:
+                node = nodes.get((pod.get("spec") or {}).get("nodeName") or "")
+                terms = h.terms_of(pod, c.pod_price(config.table, pod, node), config.table.currency,
+                                   config.owner_keys, config.team_keys)
+            part = store.open_part(pod, cur, terms, now)
+            if part is not None:
+                self.opens.append(h.OpenRecord(**{f: getattr(part, f) for f in part.__dataclass_fields__}))
+        self.opens.sort(key=lambda r: (r.t("namespace"), r.t("pod"), r.start))
+
+    def rows(self, windows: Sequence[tuple[dt.datetime, dt.datetime]]) -> Iterator[Any]:
+        """History records and open parts inside each window (clipped), one at a time."""
+        from gpu_steward.budgets import history as store
+        from gpu_steward.policy import history as h
+
+        for w in windows:
+            window = (w[0], min(w[1], self.now))
+            for rec in h.iter_rows(store.iter_records(self.kube, self.op_ns, window), self.opens, window):
+                if not self.namespace or rec.terms.get("namespace") == self.namespace:
+                    yield rec
+
+
 def _gather(args: argparse.Namespace, settings: Settings, windows: Sequence[tuple[dt.datetime, dt.datetime]],
             now: dt.datetime, kube: Any = None) -> tuple[list[PodRecord], list[dict[str, Any]], Any]:
     """Rows from the operator's settled cost history plus the open parts of the pods not settled yet,
-    priced with the configuration the operator runs with (never this process's defaults)."""
-    from gpu_steward.api.common import API_VERSION
-    from gpu_steward.budgets import history as store
-    from gpu_steward.budgets.publish import CONFIG_NAME, read_config
-    from gpu_steward.policy import history as h
-
-    kube = kube or clikit.connect(args)
-    namespace = None if getattr(args, "all_namespaces", False) else getattr(args, "namespace", None)
-    op_ns = getattr(args, "operator_namespace", None) or settings.platform_namespace
-    config = read_config(kube, op_ns)
-    if config is None:
-        raise LookupError(CONFIG_MISSING.format(name=CONFIG_NAME, ns=op_ns))
-    whole = (min(w[0] for w in windows), max(w[1] for w in windows))
-    settled = store.list_records(kube, op_ns, whole)
-    cursors = store.list_cursors(kube, op_ns)
-    pods = [p for p in kube.list("v1", "Pod", namespace) if c.pod_gpus(p) > 0]
-    nodes = {n["metadata"]["name"]: n for n in kube.list("v1", "Node")}
-    budgets = kube.list_optional(API_VERSION, "GPUBudget", namespace)
-    opens: list[h.Record] = []
-    util: dict[str, Decimal | None] = {}
-    by_uid = {p["metadata"]["uid"]: p for p in pods if (p.get("metadata") or {}).get("uid")}
-    for uid in set(by_uid) | set(cursors):
-        pod, cur = by_uid.get(uid), cursors.get(uid)
-        util[uid] = cur.util.util_avg if cur is not None else None  # the operator's ledger, not annotations
-        terms = None
-        if pod is not None and cur is None:
-            node = nodes.get((pod.get("spec") or {}).get("nodeName") or "")
-            terms = h.terms_of(pod, c.pod_price(config.table, pod, node), config.table.currency,
-                               config.owner_keys, config.team_keys)
-        part = store.open_part(pod, cur, terms, now)
-        if part is not None:
-            opens.append(h.OpenRecord(**{f: getattr(part, f) for f in part.__dataclass_fields__}))
+    priced with the configuration the operator runs with (never this process's defaults). Holds every
+    row: ``report`` and ``export`` stream through ``_Sources`` instead."""
+    src = _Sources(args, settings, now, kube)
     records: list[PodRecord] = []
     for w in windows:
-        rows = h.rows_in(settled, opens, (w[0], min(w[1], now)))
-        if namespace:
-            rows = [r for r in rows if r.t("namespace") == namespace]
-        records += history_pod_records(rows, util)
-    return records, budgets, config
+        records += history_pod_records(src.rows([w]), src.util)
+    return records, src.budgets, src.config
 
 
-def render_report(records: Sequence[PodRecord], budgets: list[dict[str, Any]], by: GroupBy, fmt: str,
-                  currency: str, idle: bool = False) -> str:
-    groups = showback(records, by, budget_views(budgets))
+def render_showback(groups: list[ShowbackRow], by: GroupBy, fmt: str, currency: str, idle: bool = False) -> str:
     if idle:
         groups = sorted(groups, key=lambda g: (-g.idle_cost, g.group))
     rows = [row_dict(r, by, currency) for r in groups]
@@ -161,11 +186,29 @@ def render_report(records: Sequence[PodRecord], budgets: list[dict[str, Any]], b
     return "\n".join(lines) + "\n"
 
 
+def render_report(records: Sequence[PodRecord], budgets: list[dict[str, Any]], by: GroupBy, fmt: str,
+                  currency: str, idle: bool = False) -> str:
+    acc = Showback(by)
+    for r in records:
+        acc.add_record(r)
+    return render_showback(acc.rows(budget_views(budgets)), by, fmt, currency, idle)
+
+
+def write_focus(out: Any, records: Iterator[PodRecord] | Sequence[PodRecord], currency: str,
+                cluster: str | FocusNames) -> int:
+    """FOCUS CSV written to ``out`` row by row (nothing held but the row); returns the rows written."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(FOCUS_COLUMNS)
+    n = 0
+    for row in focus_values(records, currency, cluster):
+        writer.writerow(row)
+        n += 1
+    return n
+
+
 def render_focus(records: Sequence[PodRecord], currency: str, cluster: str | FocusNames) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(FOCUS_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(focus_rows(records, currency, cluster))
+    write_focus(buf, records, currency, cluster)
     return buf.getvalue()
 
 
@@ -184,12 +227,15 @@ def run_report(args: argparse.Namespace, *, now: dt.datetime | None = None, kube
     if window is None:
         return 2
     try:
-        records, budgets, config = _gather(args, settings, [window], now, kube)
+        src = _Sources(args, settings, now, kube)
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    sys.stdout.write(render_report(records, budgets, args.by, args.fmt, config.table.currency,
-                                   getattr(args, "idle", False)))
+    acc = Showback(args.by)
+    for rec in src.rows([window]):
+        acc.add_history(rec)
+    sys.stdout.write(render_showback(acc.rows(budget_views(src.budgets)), args.by, args.fmt,
+                                     src.config.table.currency, getattr(args, "idle", False)))
     return 0
 
 
@@ -199,17 +245,17 @@ def run_export(args: argparse.Namespace, *, now: dt.datetime | None = None, kube
     if window is None:
         return 2
     try:
-        records, _, config = _gather(args, settings, month_windows(window), now, kube)
+        src = _Sources(args, settings, now, kube)
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    names = config.focus
+    names = src.config.focus
     if args.cluster_name:
         names = FocusNames(names.provider, names.publisher, names.invoice_issuer, args.cluster_name)
-    text = render_focus(records, config.table.currency, names)
+    records = (pod_record_of(rec, src.util) for rec in src.rows(month_windows(window)))
     if args.output == "-":
-        sys.stdout.write(text)
+        write_focus(sys.stdout, records, src.config.table.currency, names)
     else:
         with open(args.output, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+            write_focus(fh, records, src.config.table.currency, names)
     return 0

@@ -17,8 +17,9 @@ our own carry the ``x_`` prefix.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -56,12 +57,20 @@ class FocusNames:
     billing_account: str = "kubernetes"
 
 
+@functools.lru_cache(maxsize=65536)  # equal values give equal text: prices and quantities repeat
 def _dec(value: Decimal, places: Decimal = Decimal("0.000001")) -> str:
     return c.fmt_decimal(value.quantize(places))
 
 
-def _month(ts: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
-    return c.period_bounds("Monthly", ts)
+@functools.lru_cache(maxsize=1024)
+def _month_text(year: int, month: int) -> tuple[str, str]:
+    start, end = c.period_bounds("Monthly", dt.datetime(year, month, 1, tzinfo=dt.UTC))
+    return c.format_time(start), c.format_time(end)
+
+
+def _month(ts: dt.datetime) -> tuple[str, str]:
+    u = ts.astimezone(dt.UTC)
+    return _month_text(u.year, u.month)
 
 
 def sku_id(r: PodRecord) -> str:
@@ -71,8 +80,13 @@ def sku_id(r: PodRecord) -> str:
 
 
 def focus_rows(records: Sequence[PodRecord], currency: str, cluster: str | FocusNames) -> list[dict[str, str]]:
+    return [dict(zip(FOCUS_COLUMNS, row, strict=True)) for row in focus_values(records, currency, cluster)]
+
+
+def focus_values(records: Iterable[PodRecord], currency: str, cluster: str | FocusNames) -> Iterable[list[str]]:
+    """The rows as lists in ``FOCUS_COLUMNS`` order, one at a time (an export streams them to its file)."""
     names = cluster if isinstance(cluster, FocusNames) else FocusNames(billing_account=cluster)
-    rows = []
+    account, provider, publisher, issuer = names.billing_account, names.provider, names.publisher, names.invoice_issuer
     for r in records:
         billing_start, billing_end = _month(r.start)
         tags = {k: v for k, v in (("owner", r.owner), ("team", r.team), ("lease", r.lease),
@@ -81,63 +95,29 @@ def focus_rows(records: Sequence[PodRecord], currency: str, cluster: str | Focus
         list_cost = r.list_cost if r.list_cost is not None else r.cost
         list_price = r.list_price if r.list_price is not None else r.price_per_gpu_hour
         sku = sku_id(r)
-        rows.append({
-            "BillingAccountId": names.billing_account,
-            "BillingAccountName": names.billing_account,
-            "BillingPeriodStart": c.format_time(billing_start),
-            "BillingPeriodEnd": c.format_time(billing_end),
-            "ChargePeriodStart": c.format_time(r.start),
-            "ChargePeriodEnd": c.format_time(r.end),
-            "ChargeCategory": "Usage",
-            "ChargeClass": "",
-            "ChargeDescription": f"{r.gpus} x {r.gpu_model or 'GPU'} ({r.resources or 'gpu'}) for "
-                                 f"{r.kind} {r.namespace}/{r.workload or r.pod}",
-            "ChargeFrequency": "Usage-Based",
-            "BilledCost": "0",
-            "EffectiveCost": _dec(r.cost),
-            "ListCost": _dec(list_cost),
-            "ContractedCost": _dec(r.cost),
-            "ListUnitPrice": _dec(list_price),
-            "ContractedUnitPrice": _dec(r.price_per_gpu_hour),
-            "PricingCategory": r.category,
-            "PricingQuantity": _dec(r.gpu_hours),
-            "PricingUnit": PRICING_UNIT,
-            "ConsumedQuantity": _dec(r.gpu_hours),
-            "ConsumedUnit": PRICING_UNIT,
-            "CommitmentDiscountId": (r.pool or r.node or "") if r.category == "Committed" else "",
-            "ResourceId": r.uid,
-            "ResourceName": f"{r.namespace}/{r.pod}",
-            "ResourceType": "Kubernetes Pod",
-            "ServiceCategory": "Compute",
-            "ServiceSubcategory": "Containers",
-            "ServiceName": "Kubernetes GPU",
-            "SkuId": sku,
-            "SkuPriceId": f"{sku}/{r.category}/{r.price_source or 'default'}/{c.fmt_decimal(r.price_per_gpu_hour)}",
-            "RegionId": r.region or "",
-            "RegionName": r.region or "",
-            "AvailabilityZone": r.zone or "",
-            "ProviderName": names.provider,
-            "PublisherName": names.publisher,
-            "InvoiceIssuerName": names.invoice_issuer,
-            "SubAccountId": r.namespace,
-            "SubAccountName": r.namespace,
-            "Tags": json.dumps(tags, sort_keys=True, separators=(",", ":")),
-            "BillingCurrency": currency,
-            "x_IdleGPUHours": _dec(r.idle_gpu_hours),
-            "x_IdleCost": _dec(r.idle_cost),
-            "x_GpuUtilAvg": "" if r.util_avg is None else _dec(r.util_avg, Decimal("0.1")),
-            "x_GPUs": str(r.gpus),
-            "x_GpuModel": r.gpu_model or "",
-            "x_GpuResources": r.resources,
-            "x_PriceSource": r.price_source,
-            "x_NodePool": r.pool or "",
-            "x_Node": r.node or "",
-            "x_Namespace": r.namespace,
-            "x_WorkloadKind": r.kind,
-            "x_Workload": r.workload,
-            "x_Lease": r.lease or "",
-            "x_Team": r.team or "",
-            "x_Owner": r.owner or "",
-            "x_Settled": "true" if r.settled else "false",
-        })
-    return rows
+        cost, quantity, unit_price = _dec(r.cost), _dec(r.gpu_hours), _dec(r.price_per_gpu_hour)
+        yield [
+            account, account, billing_start, billing_end,  # BillingAccountId/Name, BillingPeriodStart/End
+            c.format_time(r.start), c.format_time(r.end),  # ChargePeriodStart/End
+            "Usage", "",  # ChargeCategory, ChargeClass
+            f"{r.gpus} x {r.gpu_model or 'GPU'} ({r.resources or 'gpu'}) for "  # ChargeDescription
+            f"{r.kind} {r.namespace}/{r.workload or r.pod}",
+            "Usage-Based",  # ChargeFrequency
+            "0", cost, _dec(list_cost), cost,  # BilledCost, EffectiveCost, ListCost, ContractedCost
+            _dec(list_price), unit_price,  # ListUnitPrice, ContractedUnitPrice
+            r.category, quantity, PRICING_UNIT, quantity, PRICING_UNIT,  # PricingCategory .. ConsumedUnit
+            (r.pool or r.node or "") if r.category == "Committed" else "",  # CommitmentDiscountId
+            r.uid, f"{r.namespace}/{r.pod}", "Kubernetes Pod",  # ResourceId, ResourceName, ResourceType
+            "Compute", "Containers", "Kubernetes GPU",  # ServiceCategory, ServiceSubcategory, ServiceName
+            sku, f"{sku}/{r.category}/{r.price_source or 'default'}/{c.fmt_decimal(r.price_per_gpu_hour)}",
+            r.region or "", r.region or "", r.zone or "",  # RegionId, RegionName, AvailabilityZone
+            provider, publisher, issuer,  # ProviderName, PublisherName, InvoiceIssuerName
+            r.namespace, r.namespace,  # SubAccountId, SubAccountName
+            json.dumps(tags, sort_keys=True, separators=(",", ":")), currency,  # Tags, BillingCurrency
+            _dec(r.idle_gpu_hours), _dec(r.idle_cost),  # x_IdleGPUHours, x_IdleCost
+            "" if r.util_avg is None else _dec(r.util_avg, Decimal("0.1")),  # x_GpuUtilAvg
+            str(r.gpus), r.gpu_model or "", r.resources, r.price_source,  # x_GPUs .. x_PriceSource
+            r.pool or "", r.node or "", r.namespace, r.kind, r.workload,  # x_NodePool .. x_Workload
+            r.lease or "", r.team or "", r.owner or "",  # x_Lease, x_Team, x_Owner
+            "true" if r.settled else "false",  # x_Settled
+        ]

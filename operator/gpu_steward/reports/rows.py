@@ -20,7 +20,7 @@ GroupBy = Literal["namespace", "team", "lease"]
 UNSET = "(none)"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PodRecord:
     namespace: str
     pod: str
@@ -54,24 +54,29 @@ class PodRecord:
     settled: bool = False
 
 
+def pod_record_of(r: Any, util: Mapping[str, Decimal | None] | None = None) -> PodRecord:
+    """The ``PodRecord`` of one settled record or open part (``policy.history.Record``)."""
+    t = r.terms.get
+    units = Decimal(t("units") or "0")
+    rate = Decimal(t("rate") or "0")
+    unit_price = rate / units if units > 0 else Decimal(t("price") or "0")
+    return PodRecord(
+        namespace=t("namespace", ""), pod=t("pod", ""), uid=r.uid, owner=t("owner") or None, team=t("team") or None,
+        lease=t("lease") or None, node=t("node") or None, gpu_model=t("model") or None,
+        gpus=int(t("devices") or 0), start=r.start, end=r.end, gpu_hours=r.gpu_hours,
+        idle_gpu_hours=r.idle_gpu_hours, cost=r.cost, price_per_gpu_hour=unit_price,
+        util_avg=(util or {}).get(r.uid), list_cost=r.list_cost,
+        list_price=r.list_cost / r.gpu_hours if r.gpu_hours > 0 else Decimal(t("listPrice") or "0"),
+        idle_cost=r.idle_gpu_hours * unit_price, kind=t("kind") or "Pod", workload=t("workload", ""),
+        category=t("category") or "Standard",
+        region=t("region") or None, zone=t("zone") or None, pool=t("pool") or None, price_source=t("source", ""),
+        resources=t("resources", ""), units=units, settled=getattr(r, "settled", True),
+    )
+
+
 def history_pod_records(recs: Iterable[Any], util: Mapping[str, Decimal | None] | None = None) -> list[PodRecord]:
     """``PodRecord`` rows of settled records and open parts (``policy.history.Record``)."""
-    out = []
-    for r in recs:
-        t = r.t
-        units = r.units
-        out.append(PodRecord(
-            namespace=t("namespace"), pod=t("pod"), uid=r.uid, owner=t("owner") or None, team=t("team") or None,
-            lease=t("lease") or None, node=t("node") or None, gpu_model=t("model") or None,
-            gpus=int(t("devices") or 0), start=r.start, end=r.end, gpu_hours=r.gpu_hours,
-            idle_gpu_hours=r.idle_gpu_hours, cost=r.cost, price_per_gpu_hour=r.unit_price,
-            util_avg=(util or {}).get(r.uid), list_cost=r.list_cost,
-            list_price=r.list_cost / r.gpu_hours if r.gpu_hours > 0 else Decimal(t("listPrice") or "0"),
-            idle_cost=r.idle_cost, kind=t("kind") or "Pod", workload=t("workload"),
-            category=t("category") or "Standard",
-            region=t("region") or None, zone=t("zone") or None, pool=t("pool") or None, price_source=t("source"),
-            resources=t("resources"), units=units, settled=getattr(r, "settled", True),
-        ))
+    out = [pod_record_of(r, util) for r in recs]
     out.sort(key=lambda x: (x.namespace, x.pod, x.start))
     return out
 
@@ -167,30 +172,66 @@ class ShowbackRow:
         return self.idle_gpu_hours / self.gpu_hours if self.gpu_hours > 0 else Decimal(0)
 
 
-def showback(records: Sequence[PodRecord], by: GroupBy, budgets: Mapping[str, BudgetView] | None = None
+@dataclass
+class _Group:
+    uids: set[str]
+    gpu_hours: Decimal = Decimal(0)
+    idle_gpu_hours: Decimal = Decimal(0)
+    cost: Decimal = Decimal(0)
+    idle_cost: Decimal = Decimal(0)
+
+
+class Showback:
+    """Totals per group, added one row at a time (a report streams the history through it)."""
+
+    def __init__(self, by: GroupBy) -> None:
+        self.by = by
+        self.groups: dict[str, _Group] = {}
+
+    def add(self, namespace: str, team: str | None, lease: str | None, uid: str, gpu_hours: Decimal,
+            idle_gpu_hours: Decimal, cost: Decimal, idle_cost: Decimal) -> None:
+        key = (namespace if self.by == "namespace" else team if self.by == "team" else lease) or UNSET
+        g = self.groups.get(key)
+        if g is None:
+            g = self.groups[key] = _Group(set())
+        g.uids.add(uid)
+        g.gpu_hours += gpu_hours
+        g.idle_gpu_hours += idle_gpu_hours
+        g.cost += cost
+        g.idle_cost += idle_cost
+
+    def add_record(self, r: PodRecord) -> None:
+        self.add(r.namespace, r.team, r.lease, r.uid, r.gpu_hours, r.idle_gpu_hours, r.cost, r.idle_cost)
+
+    def add_history(self, r: Any) -> None:
+        """A ``policy.history.Record`` as it is, without building a ``PodRecord``."""
+        t = r.terms.get
+        self.add(t("namespace", ""), t("team"), t("lease"), r.uid, r.gpu_hours, r.idle_gpu_hours, r.cost,
+                 r.idle_cost)
+
+    def rows(self, budgets: Mapping[str, BudgetView] | None = None) -> list[ShowbackRow]:
+        """The namespace view adds the budget's limit and forecast (from its status)."""
+        groups = dict(self.groups)
+        if self.by == "namespace":
+            for ns in budgets or {}:
+                groups.setdefault(ns, _Group(set()))
+        out = []
+        for key in sorted(groups):
+            g = groups[key]
+            view = (budgets or {}).get(key) if self.by == "namespace" else None
+            out.append(ShowbackRow(group=key, pods=len(g.uids), gpu_hours=g.gpu_hours,
+                                   idle_gpu_hours=g.idle_gpu_hours, cost=g.cost, idle_cost=g.idle_cost,
+                                   budget=view.limit if view else None, forecast=view.forecast if view else None))
+        return out
+
+
+def showback(records: Iterable[PodRecord], by: GroupBy, budgets: Mapping[str, BudgetView] | None = None
              ) -> list[ShowbackRow]:
     """Totals per group; the namespace view adds the budget's limit and forecast (from its status)."""
-    groups: dict[str, list[PodRecord]] = {}
+    acc = Showback(by)
     for r in records:
-        key = {"namespace": r.namespace, "team": r.team, "lease": r.lease}[by] or UNSET
-        groups.setdefault(key, []).append(r)
-    if by == "namespace":
-        for ns in budgets or {}:
-            groups.setdefault(ns, [])
-    rows = []
-    for key in sorted(groups):
-        recs = groups[key]
-        view = (budgets or {}).get(key) if by == "namespace" else None
-        rows.append(ShowbackRow(
-            group=key, pods=len({r.uid for r in recs}),
-            gpu_hours=sum((r.gpu_hours for r in recs), Decimal(0)),
-            idle_gpu_hours=sum((r.idle_gpu_hours for r in recs), Decimal(0)),
-            cost=sum((r.cost for r in recs), Decimal(0)),
-            idle_cost=sum((r.idle_cost for r in recs), Decimal(0)),
-            budget=view.limit if view else None,
-            forecast=view.forecast if view else None,
-        ))
-    return rows
+        acc.add_record(r)
+    return acc.rows(budgets)
 
 
 def row_dict(row: ShowbackRow, by: GroupBy, currency: str) -> dict[str, str | int | None]:
