@@ -39,7 +39,8 @@ BUDGET = {"apiVersion": API, "kind": "GPUBudget", "metadata": {"name": "team"},
 LEASE = {"apiVersion": API, "kind": "ExperimentLease", "metadata": {"name": "sweep"},
          "spec": {"owner": "alice", "purpose": "sweep", "gpus": 1, "duration": "1h"}}
 POLICY = {"apiVersion": API, "kind": "IdlePolicy", "metadata": {"name": "notebooks"},
-          "spec": {"idle": {"gpuUtilPercent": 5, "for": "30m"}, "notice": {"before": "15m", "maxSnooze": "1h"}, "dryRun": True}}
+          "spec": {"idle": {"gpuUtilPercent": 5, "for": "30m"}, "notice": {"before": "15m", "maxSnooze": "1h"},
+                   "dryRun": True}}
 
 
 @pytest.fixture(scope="module")
