@@ -58,3 +58,14 @@ def test_webhook_only_keeps_standalone_messages(receiver):
     assert kinds[:2] == ["webhook", "webhook"] and "chat.update" not in kinds
     assert all("thread_ts" not in m.payload for m in receiver.messages)
     assert "<@" not in json.dumps(receiver.messages[0].payload)
+
+
+def test_the_warnings_place_round_trips_in_the_store_and_a_bad_one_is_dropped():
+    from gpu_steward.policy.store_codec import Entry, EntryRef, WarningMessage, decode_entry, encode_entry
+
+    entry = Entry(EntryRef("batch/v1", "Job", "ml", "train"), warning=WarningMessage(3, "D0ADA", "1767225600.000001"))
+    assert decode_entry(encode_entry(entry))[0] == entry
+    raw = json.loads(encode_entry(entry))
+    raw["slack"] = {"episode": "3", "channel": "D0ADA"}
+    back, problem = decode_entry(json.dumps(raw))
+    assert problem is None and back is not None and back.warning is None
