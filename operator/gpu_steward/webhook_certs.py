@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,7 @@ def ensure_ca_bundle(kube: Kube, configuration: str, ca_pem: bytes) -> list[str]
         except NotFoundError:
             cfg = None
         if cfg is None:
-            log.info("webhook configuration not there yet; caBundle set on a later start", kind=kind,
+            log.info("webhook configuration not there yet; caBundle set when it appears", kind=kind,
                      name=configuration)
             continue
         ops: list[dict[str, Any]] = []
@@ -112,10 +113,26 @@ def ensure_ca_bundle(kube: Kube, configuration: str, ca_pem: bytes) -> list[str]
     return patched
 
 
+def keep_ca_bundle(kube: Kube, configuration: str, ca_pem: bytes, interval: float = 60.0) -> threading.Thread:
+    """Re-check the caBundle every ``interval`` seconds for the life of the process (daemon thread)."""
+    def loop() -> None:
+        while True:
+            threading.Event().wait(interval)
+            try:
+                ensure_ca_bundle(kube, configuration, ca_pem)
+            except Exception as exc:  # an API hiccup: the next round tries again
+                log.warning("caBundle check failed", name=configuration, error=str(exc))
+
+    thread = threading.Thread(target=loop, name="webhook-ca-bundle", daemon=True)
+    thread.start()
+    return thread
+
+
 def prepare(kube: Kube, *, namespace: str, secret: str, service: str, configuration: str | None,
-            now: dt.datetime, labels: dict[str, str] | None = None) -> Path:
+            now: dt.datetime, labels: dict[str, str] | None = None, keep: bool = False) -> Path:
     """Everything a replica does before serving admission: the pair (ensured), its files in a private
-    directory for kopf's server, the caBundle (when the chart names the configurations)."""
+    directory for kopf's server, the caBundle (when the chart names the configurations; ``keep``: and
+    kept there)."""
     dns = [f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local", service,
            f"{service}.{namespace}"]
     files = ensure_secret(kube, namespace, secret, dns, now, labels)
@@ -125,7 +142,9 @@ def prepare(kube: Kube, *, namespace: str, secret: str, service: str, configurat
         (directory / key).chmod(0o600)
     if configuration:
         ensure_ca_bundle(kube, configuration, files["ca.crt"])
+        if keep:
+            keep_ca_bundle(kube, configuration, files["ca.crt"])
     return directory
 
 
-__all__ = ["ensure_ca_bundle", "ensure_secret", "prepare"]
+__all__ = ["ensure_ca_bundle", "ensure_secret", "keep_ca_bundle", "prepare"]

@@ -86,3 +86,18 @@ def test_the_ca_bundle_goes_into_every_webhook_that_lacks_it():
     [(_kind, ops)] = kube.patches
     assert ops == [{"op": "test", "path": "/webhooks/0/name", "value": "a"},
                    {"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": bundle}]
+
+
+def test_a_configuration_that_appears_later_gets_its_ca_bundle():
+    import time
+
+    from gpu_steward.webhook_certs import keep_ca_bundle
+
+    kube = FakeKube()
+    assert ensure_ca_bundle(kube, "gs", b"ca") == []  # type: ignore[arg-type]  # not there yet (Helm is slower)
+    keep_ca_bundle(kube, "gs", b"ca", interval=0.01)  # type: ignore[arg-type]
+    kube.objects[("MutatingWebhookConfiguration", "gs")] = {"webhooks": [{"name": "a", "clientConfig": {}}]}
+    deadline = time.monotonic() + 5
+    while not kube.patches and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert kube.patches and kube.patches[0][0] == "MutatingWebhookConfiguration"

@@ -79,7 +79,8 @@ def webhook_server(settings: Settings) -> kopf.WebhookServer | None:
         configuration = None if settings.webhook_manage_configuration else settings.webhook_configuration_name
         d = prepare(Kube(load_api_client()), namespace=settings.platform_namespace,
                     secret=settings.webhook_cert_secret, service=service, configuration=configuration,
-                    now=dt.datetime.now(dt.UTC), labels={"app.kubernetes.io/managed-by": "gpu-steward-operator"})
+                    now=dt.datetime.now(dt.UTC), labels={"app.kubernetes.io/managed-by": "gpu-steward-operator"},
+                    keep=True)
         return kopf.WebhookServer(addr=settings.webhook_listen_addr, port=settings.webhook_port, host=host,
                                   certfile=str(d / "tls.crt"), pkeyfile=str(d / "tls.key"), cafile=str(d / "ca.crt"))
     if settings.webhook_cert_dir:
