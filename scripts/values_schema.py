@@ -325,7 +325,7 @@ def build() -> S:
     })
     webhook = obj({
         "enabled": BOOL,
-        "certificates": string(enum=["helm", "certManager", "kopf"]),
+        "certificates": string(enum=["operator", "helm", "certManager", "kopf"]),
         "certManager": obj({"issuerRef": obj({
             "name": string(),
             "kind": string(enum=["Issuer", "ClusterIssuer"]),

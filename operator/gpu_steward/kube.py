@@ -143,6 +143,14 @@ class Kube:
         out = res.patch(body=body, name=name, namespace=namespace, content_type="application/merge-patch+json")
         return out.to_dict()  # type: ignore[no-any-return]
 
+    def json_patch(self, api_version: str, kind: str, name: str, namespace: str | None,
+                   ops: builtins.list[JSON]) -> JSON:
+        """JSON patch (RFC 6902): for edits inside lists (a ``test`` op guards the index)."""
+        self.writes.add("patch")
+        out = self._resource(api_version, kind).patch(body=ops, name=name, namespace=namespace,
+                                                      content_type="application/json-patch+json")
+        return out.to_dict()  # type: ignore[no-any-return]
+
     def create(self, body: JSON, *, dry_run: bool) -> JSON | None:
         meta = body["metadata"]
         if dry_run:

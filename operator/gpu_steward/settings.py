@@ -141,6 +141,11 @@ class Settings(BaseSettings):
     webhook_port: int = 9443
     webhook_host: str | None = None  # host name/IP the apiserver uses in the webhook URL
     webhook_cert_dir: str | None = None  # tls.crt/tls.key(/ca.crt) mounted; None: generate a self-signed pair
+    # certificates: operator — the operator keeps its CA and serving pair in this Secret of its namespace
+    # (platform_namespace), for the names of webhook_service, and sets the caBundle of
+    # webhook_configuration_name's two configurations (gpu_steward.webhook_certs). Wins over webhook_cert_dir.
+    webhook_cert_secret: str | None = None
+    webhook_service: str | None = None
 
     metrics_port: int = 8080
     log_format: Literal["json", "console"] = "json"

@@ -9,11 +9,15 @@ Interaction response URLs (``POST /actions/T…/<id>/<secret>``, given to an app
     answer the same way; what they receive is recorded with kind ``response``.
 Web API (``/api/<method>``; token as ``Authorization: Bearer`` or a ``token`` parameter; JSON or form
 body, or query string; always HTTP 200 with ``{"ok": ...}`` like Slack):
-    chat.postMessage, users.lookupByEmail, users.info (``user`` id -> profile e-mail), conversations.open,
-    auth.test;
+    chat.postMessage (``thread_ts`` makes a reply: ``thread_not_found`` unless it names a message in that
+    channel), chat.update (``channel`` + ``ts`` of a message the bot posted: ``message_not_found``
+    otherwise), users.lookupByEmail, users.info
+    (``user`` id -> profile e-mail), conversations.open, auth.test;
     ``not_authed`` without a token, ``invalid_auth`` with a wrong one, ``unknown_method`` otherwise.
-Every accepted message is recorded (``receiver.messages``, with the time it was accepted) for tests to read
-back. Loopback only, free port.
+Every accepted message is recorded (``receiver.messages``, with its ``ts`` and ``thread_ts`` and the time
+it was accepted) for tests to read back; an update is recorded too (kind ``chat.update``), and the message
+keeps what it was posted with (``payload``) beside what Slack now shows (``current``;
+``receiver.message(channel, ts)``). Loopback only, free port.
 
 Faults: ``failure_rate`` (0..1, settable at any time) answers that share of webhook and Web API requests
 with an error Slack really gives: 500 / 503 on a webhook, or ``{"ok": false, "error": "internal_error"}``
@@ -53,6 +57,14 @@ class Received:
     payload: dict[str, Any]
     channel: str | None = None
     at: float = field(default_factory=time.time)  # when it was accepted (epoch seconds)
+    ts: str | None = None  # Web API messages: their id in the channel
+    thread_ts: str | None = None  # a reply: the ts of the message it replies to
+    updated: dict[str, Any] | None = None  # the latest chat.update of this message
+
+    @property
+    def current(self) -> dict[str, Any]:
+        """What Slack shows now: the latest update, else the message as posted."""
+        return self.updated if self.updated is not None else self.payload
 
 
 @dataclass
@@ -150,6 +162,12 @@ class SlackReceiver:
 
     def on_request(self, callback: Callable[[str, str], None] | None) -> None:
         self.state.on_request = callback
+
+    def message(self, channel: str, ts: str) -> Received | None:
+        """The posted message ``ts`` in ``channel`` (its payload as last updated), or None."""
+        with self.state.lock:
+            return next((m for m in self.state.messages
+                         if m.kind == "chat.postMessage" and m.channel == channel and m.ts == ts), None)
 
 
 def _make_handler(state: _State) -> type[BaseHTTPRequestHandler]:
@@ -264,6 +282,7 @@ def _make_handler(state: _State) -> type[BaseHTTPRequestHandler]:
                 return self._json({"ok": False, "error": "invalid_auth"})
             handler = {
                 "chat.postMessage": self._post_message,
+                "chat.update": self._update,
                 "users.lookupByEmail": self._lookup,
                 "users.info": self._info,
                 "conversations.open": self._open,
@@ -281,6 +300,23 @@ def _make_handler(state: _State) -> type[BaseHTTPRequestHandler]:
                     return "D" + channel.lstrip("UWD")  # a DM with that user
             return None
 
+        def _blocks(self, p: dict[str, Any]) -> tuple[list[Any] | None, str | None]:
+            blocks = p.get("blocks")
+            if isinstance(blocks, str):  # form-encoded callers send blocks as a JSON string
+                try:
+                    blocks = json.loads(blocks)
+                except ValueError:
+                    return None, "invalid_blocks"
+            if blocks is not None and not isinstance(blocks, list):
+                return None, "invalid_blocks"
+            if not p.get("text") and not blocks:
+                return None, "no_text"
+            return blocks, None
+
+        def _find(self, channel: str, ts: str) -> Received | None:
+            return next((m for m in state.messages
+                         if m.kind == "chat.postMessage" and m.channel == channel and m.ts == ts), None)
+
         def _post_message(self, p: dict[str, Any]) -> None:
             channel = p.get("channel")
             if not channel:
@@ -288,24 +324,53 @@ def _make_handler(state: _State) -> type[BaseHTTPRequestHandler]:
             resolved = self._resolve_channel(str(channel))
             if resolved is None:
                 return self._json({"ok": False, "error": "channel_not_found"})
-            blocks = p.get("blocks")
-            if isinstance(blocks, str):  # form-encoded callers send blocks as a JSON string
-                try:
-                    blocks = json.loads(blocks)
-                except ValueError:
-                    return self._json({"ok": False, "error": "invalid_blocks"})
-            if blocks is not None and not isinstance(blocks, list):
-                return self._json({"ok": False, "error": "invalid_blocks"})
-            if not p.get("text") and not blocks:
-                return self._json({"ok": False, "error": "no_text"})
+            blocks, error = self._blocks(p)
+            if error:
+                return self._json({"ok": False, "error": error})
+            thread_ts = str(p["thread_ts"]) if p.get("thread_ts") else None
             with state.lock:
+                if thread_ts is not None and self._find(resolved, thread_ts) is None:
+                    return self._json({"ok": False, "error": "thread_not_found"})
                 ts = f"1767225600.{next(state.ts):06d}"
                 payload = {"text": p.get("text"), "blocks": blocks, "channel": channel}
-                state.messages.append(Received("chat.postMessage", "/api/chat.postMessage", payload, resolved))
-            message = {"type": "message", "text": p.get("text") or "", "bot_id": "BBOT", "ts": ts}
+                if thread_ts is not None:
+                    payload["thread_ts"] = thread_ts
+                state.messages.append(Received("chat.postMessage", "/api/chat.postMessage", payload, resolved,
+                                               ts=ts, thread_ts=thread_ts))
+            message: dict[str, Any] = {"type": "message", "text": p.get("text") or "", "bot_id": "BBOT", "ts": ts}
             if blocks:
                 message["blocks"] = blocks
+            if thread_ts is not None:
+                message["thread_ts"] = thread_ts
             return self._json({"ok": True, "channel": resolved, "ts": ts, "message": message})
+
+        def _update(self, p: dict[str, Any]) -> None:
+            channel, ts = p.get("channel"), p.get("ts")
+            if not channel:
+                return self._json({"ok": False, "error": "channel_not_found"})
+            if not ts:
+                return self._json({"ok": False, "error": "message_not_found"})
+            resolved = self._resolve_channel(str(channel))
+            if resolved is None:
+                return self._json({"ok": False, "error": "channel_not_found"})
+            blocks, error = self._blocks(p)
+            if error:
+                return self._json({"ok": False, "error": error})
+            with state.lock:
+                original = self._find(resolved, str(ts))
+                if original is None:
+                    return self._json({"ok": False, "error": "message_not_found"})
+                payload = {"text": p.get("text"), "blocks": blocks, "channel": channel}
+                if original.thread_ts is not None:
+                    payload["thread_ts"] = original.thread_ts
+                original.updated = payload
+                state.messages.append(Received("chat.update", "/api/chat.update", dict(payload), resolved,
+                                               ts=str(ts), thread_ts=original.thread_ts))
+            message: dict[str, Any] = {"type": "message", "text": p.get("text") or "", "bot_id": "BBOT"}
+            if blocks:
+                message["blocks"] = blocks
+            return self._json({"ok": True, "channel": resolved, "ts": str(ts), "text": p.get("text") or "",
+                               "message": message})
 
         def _lookup(self, p: dict[str, Any]) -> None:
             email = str(p.get("email") or "").lower()

@@ -15,6 +15,7 @@ def _render(helm: Path, *args: str, kube_version: str = KUBE_VERSION) -> str:
 
 
 @pytest.mark.parametrize("args", [
+    [],  # the defaults (certificates: operator): no key material is rendered
     ["--set", "webhook.certificates=certManager"],
     ["-f", str(VALUES_FULL)],
     ["--set", "webhook.certificates=kopf", "--set", "operator.replicas=1"],
@@ -27,9 +28,9 @@ def test_two_renders_are_identical(helm: Path, args: list[str]) -> None:
 
 def test_helm_certificates_drift_only_in_the_certificate_material(helm: Path) -> None:
     """certificates=helm makes its keys at render time when no Secret exists yet (lookup finds nothing under
-    `helm template`): only the Secret's data and the caBundle differ. docs/install.md steers GitOps to
-    certManager; `helm install`/`upgrade` reuse the installed Secret (test_install.py)."""
-    a, b = (_render(helm).splitlines() for _ in range(2))
+    `helm template`): only the Secret's data and the caBundle differ. docs/install.md says so; the default
+    (operator) and certManager render none."""
+    a, b = (_render(helm, "--set", "webhook.certificates=helm").splitlines() for _ in range(2))
     differing = [x.strip().split(":")[0] for x, y in zip(a, b, strict=True) if x != y]
     assert differing and set(differing) <= {"ca.crt", "tls.crt", "tls.key", "caBundle"}
 
@@ -90,3 +91,17 @@ def test_notes_name_only_what_the_chart_ships(helm: Path) -> None:
     notes = (CHART / "templates" / "NOTES.txt").read_text()
     for path in ("examples/", "docs/", ".md"):
         assert path not in notes
+
+
+def test_by_default_no_key_material_is_rendered(helm: Path) -> None:
+    """certificates: operator — the operator makes and rotates the pair in its Secret and sets the caBundle."""
+    docs = [d for d in yaml.safe_load_all(_render(helm)) if d]
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    hooks = [w for d in docs if d["kind"].endswith("WebhookConfiguration") for w in d["webhooks"]]
+    assert hooks and all("caBundle" not in w["clientConfig"] for w in hooks)
+    container = one(docs, "Deployment", "-operator")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["GPU_STEWARD_WEBHOOK_CERT_SECRET"] == "gs-gpu-steward-webhook-tls"
+    assert env["GPU_STEWARD_WEBHOOK_SERVICE"] == "gs-gpu-steward-webhook"
+    assert "GPU_STEWARD_WEBHOOK_CERT_DIR" not in env
+    assert not any(m["name"] == "webhook-tls" for m in container["volumeMounts"])

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from chart_rbac import OperatorIdentity, http_ok, operator_kubeconfig
-from helmtools import CHART, REPO, one, operator_env, template
+from helmtools import CHART, REPO, operator_env
 from test_operator_under_chart_rbac import free_port
 
 pytestmark = pytest.mark.cluster
@@ -87,15 +87,14 @@ def identity(cluster: Any, helm: Path, kubectl: Callable[..., str],
 def replicas(identity: OperatorIdentity, helm: Path, kubectl: Callable[..., str],
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Replica]]:
     env = operator_env(helm, release=RELEASE, namespace=NS)
-    # The chart's defaults: election on, two replicas, webhooks on with the chart's certificate.
+    # The chart's defaults: election on, two replicas, webhooks on with the operator's certificate (both
+    # replicas start together and must agree on the one pair in the Secret).
     assert env["GPU_STEWARD_LEADER_ELECTION_LEASE_NAME"] == f"{FULLNAME}-leader"
     assert env["GPU_STEWARD_LEADER_ELECTION_NAMESPACE"] == NS
     assert env["GPU_STEWARD_WEBHOOK_ENABLED"] == "true"
-    secret = one(template(helm, release=RELEASE, namespace=NS, extra=["--show-only", "templates/webhook.yaml"]),
-                 "Secret")
-    cert_dir = tmp_path_factory.mktemp("tls")
-    for key, value in secret["data"].items():
-        (cert_dir / key).write_bytes(base64.b64decode(value))
+    assert env["GPU_STEWARD_WEBHOOK_CERT_SECRET"] == f"{FULLNAME}-webhook-tls"
+    kubectl("delete", "secret", f"{FULLNAME}-webhook-tls", "-n", NS, "--ignore-not-found")
+    cert_dir = tmp_path_factory.mktemp("tls")  # the client's copy of the CA, once the replicas made it
     out: list[Replica] = []
     for name in ("gs-ha-operator-a", "gs-ha-operator-b"):
         # Placeholder pods standing for the Deployment's: the leader label goes on them.
@@ -104,15 +103,14 @@ def replicas(identity: OperatorIdentity, helm: Path, kubectl: Callable[..., str]
             "spec": {"nodeSelector": {"gpusteward.dev/nowhere": "true"},
                      "containers": [{"name": "operator", "image": "example.invalid/operator"}]}}))
         liveness, webhook, metrics = free_port(), free_port(), free_port()
-        # Only what a pod has and a test process does not (loopback ports, the downward API, the
-        # mounted certificate); everything else is the chart's.
+        # Only what a pod has and a test process does not (loopback ports, the downward API); everything
+        # else is the chart's.
         penv = dict(env)
         penv.update({
             "GPU_STEWARD_LIVENESS_ENDPOINT": f"http://127.0.0.1:{liveness}/healthz",
             "GPU_STEWARD_WEBHOOK_LISTEN_ADDR": "127.0.0.1",
             "GPU_STEWARD_WEBHOOK_HOST": "127.0.0.1",
             "GPU_STEWARD_WEBHOOK_PORT": str(webhook),
-            "GPU_STEWARD_WEBHOOK_CERT_DIR": str(cert_dir),
             "GPU_STEWARD_METRICS_PORT": str(metrics),
             "GPU_STEWARD_EVALUATION_INTERVAL_SECONDS": "2",
             "GPU_STEWARD_LOG_FORMAT": "console",
@@ -206,7 +204,10 @@ def test_one_replica_acts_and_the_standby_takes_over_after_a_sigkill(
     assert leader_label(kubectl, standby.name) == "false"
     wait_for("leader gauge", lambda: leader_gauge(leader) == 1.0 and leader_gauge(standby) == 0.0, 15, replicas)
 
-    # Admission webhooks answer on both replicas (and deny an approval from a non-approver).
+    # Admission webhooks answer on both replicas (and deny an approval from a non-approver), both with the
+    # pair in the operator's Secret (the client trusts only its CA).
+    secret = json.loads(kubectl("get", "secret", f"{FULLNAME}-webhook-tls", "-n", NS, "-o", "json"))
+    (replicas[0].cert_dir / "ca.crt").write_bytes(base64.b64decode(secret["data"]["ca.crt"]))
     for r in replicas:
         response = admission_review(r, r.cert_dir / "ca.crt")
         assert response["allowed"] is False and response["status"]["code"] == 403, response

@@ -98,7 +98,8 @@ def operator_setup(cluster: Any, helm: Path, kubectl: Callable[..., str], images
     kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     for ns in (NS, TEAM_NS):
         kubectl("create", "namespace", ns, check=False)
-    sets = _image_values(images)
+    # The mounted-certificate mode: this test starts the container with the rendered Secret's files.
+    sets = [*_image_values(images), "webhook.certificates=helm"]
     ident = operator_kubeconfig(helm=helm, kubectl=Path(cluster.bin_dir) / "kubectl",
                                 admin_kubeconfig=cluster.kubeconfig, namespace=NS, release=RELEASE, sets=sets,
                                 out=tmp_path_factory.mktemp("img-sa") / "operator.kubeconfig")

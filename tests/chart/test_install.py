@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import time
@@ -93,7 +94,6 @@ def test_every_object_is_created(installed: str, kubectl: Any) -> None:
         f"Service/{NS}/{fullname}-operator-metrics",
         f"Service/{NS}/{fullname}-agent-metrics",
         f"Service/{NS}/{fullname}-webhook",
-        f"Secret/{NS}/{fullname}-webhook-tls",
         f"ValidatingWebhookConfiguration//{fullname}.gpusteward.dev",
         f"MutatingWebhookConfiguration//{fullname}.gpusteward.dev",
         f"PodDisruptionBudget/{NS}/{fullname}-operator",
@@ -140,18 +140,48 @@ def test_notes_tell_the_next_step(installed: str) -> None:
     assert "slack.existingSecret" in notes  # Slack is not configured yet: say how
 
 
-def test_upgrade_keeps_the_webhook_certificate(installed: str, cluster: Any, helm: Path, kubectl: Any) -> None:
-    """certificates=helm: the chart looks its Secret up, so an upgrade does not break the webhook."""
-    secret = f"{RELEASE}-gpu-steward-webhook-tls"
+def test_the_operators_certificate_survives_an_upgrade(installed: str, cluster: Any, helm: Path,
+                                                       kubectl: Any) -> None:
+    """certificates: operator (default): what each operator replica does before serving admission (KWOK
+    runs no container, so the test does it with the operator's own code): make the Secret, set the
+    caBundle. Then `helm upgrade` keeps both (the chart renders neither; Helm's three-way merge leaves the
+    caBundle alone) and a second replica reuses the pair."""
+    import datetime as dt
+
+    from gpu_steward.kube import Kube
+    from gpu_steward.tls import usable
+    from gpu_steward.webhook_certs import prepare
+
+    fullname = f"{RELEASE}-gpu-steward"
+    env = {e["name"]: e.get("value") for e in json.loads(kubectl(
+        "get", "deployment", f"{fullname}-operator", "-n", NS, "-o", "json"))["spec"]["template"]["spec"][
+        "containers"][0]["env"]}
+    kube = Kube(cluster.api_client())
+    now = dt.datetime.now(dt.UTC)
+    secret, service = env["GPU_STEWARD_WEBHOOK_CERT_SECRET"], env["GPU_STEWARD_WEBHOOK_SERVICE"]
+    configuration = env["GPU_STEWARD_WEBHOOK_CONFIGURATION_NAME"]
+    assert env["GPU_STEWARD_PLATFORM_NAMESPACE"] == NS
+    first = prepare(kube, namespace=NS, secret=secret, service=service, configuration=configuration, now=now)
     before = json.loads(kubectl("get", "secret", secret, "-n", NS, "-o", "json"))["data"]
+    assert usable({k: base64.b64decode(v) for k, v in before.items()},
+                  [f"{fullname}-webhook.{NS}.svc"], now)
+
+    def bundles() -> set[str]:
+        out = set()
+        for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+            cfg = json.loads(kubectl("get", kind, f"{fullname}.gpusteward.dev", "-o", "json"))
+            out |= {w["clientConfig"].get("caBundle", "") for w in cfg["webhooks"]}
+        return out
+
+    assert bundles() == {before["ca.crt"]}
     run_helm(helm, "upgrade", RELEASE, str(CHART), "--namespace", NS, "--reuse-values", "--wait=false",
              "--set", "operator.logLevel=DEBUG", kubeconfig=cluster.kubeconfig)
-    after = json.loads(kubectl("get", "secret", secret, "-n", NS, "-o", "json"))["data"]
-    assert after == before
-    vwc = json.loads(kubectl("get", "validatingwebhookconfiguration", f"{RELEASE}-gpu-steward.gpusteward.dev",
-                             "-o", "json"))
-    assert vwc["webhooks"][0]["clientConfig"]["caBundle"] == before["ca.crt"]
-    env = json.loads(kubectl("get", "deployment", f"{RELEASE}-gpu-steward-operator", "-n", NS, "-o", "json"))[
+    assert bundles() == {before["ca.crt"]}
+    # Another replica (or a restart) finds the pair usable and serves the same files.
+    second = prepare(kube, namespace=NS, secret=secret, service=service, configuration=configuration, now=now)
+    assert (second / "tls.crt").read_bytes() == (first / "tls.crt").read_bytes()
+    assert json.loads(kubectl("get", "secret", secret, "-n", NS, "-o", "json"))["data"] == before
+    env = json.loads(kubectl("get", "deployment", f"{fullname}-operator", "-n", NS, "-o", "json"))[
         "spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "GPU_STEWARD_LOG_LEVEL", "value": "DEBUG"} in env
 

@@ -44,7 +44,7 @@ def test_default_render(helm: Path) -> None:
     assert kinds == sorted([
         "ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition", "DaemonSet", "Deployment",
         "IdlePolicy", "MutatingWebhookConfiguration", "NetworkPolicy", "Pod", "PodDisruptionBudget", "Role",
-        "RoleBinding", "Secret",
+        "RoleBinding",  # no Secret: certificates: operator renders no key material
         "Service", "ServiceAccount", "ValidatingWebhookConfiguration",
     ])
     dep = one(docs, "Deployment", "-operator")
@@ -174,7 +174,7 @@ def test_no_policies(helm: Path) -> None:
 
 def test_helm_certificates_form_a_chain(helm: Path, tmp_path: Path) -> None:
     """certificates=helm: the caBundle the apiserver trusts signed the serving certificate."""
-    docs = template(helm)
+    docs = template(helm, sets=["webhook.certificates=helm"])
     secret = one(docs, "Secret", "-webhook-tls")
     for key in ("ca.crt", "tls.crt"):
         (tmp_path / key).write_bytes(base64.b64decode(secret["data"][key]))

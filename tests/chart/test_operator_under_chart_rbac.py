@@ -30,7 +30,8 @@ NS = "gs-op-test"
 MODES = {
     # kopf manages the webhook configurations itself: the chart's RBAC must let it.
     "kopf": ["webhook.certificates=kopf", "operator.replicas=1"],
-    "helm": [],  # the chart's defaults
+    "helm": ["webhook.certificates=helm"],  # a mounted certificate rendered by the chart
+    "operator": [],  # the chart's defaults: the operator makes its certificate Secret
     # Only some namespaces watched: still the one leader Lease in the release namespace.
     "namespaced": ["config.namespaces={gs-op-team-namespaced}"],
 }
@@ -113,7 +114,7 @@ def operator(case: Case, identity: OperatorIdentity, helm: Path, kubectl: Callab
     })
     assert env["GPU_STEWARD_LEADER_ELECTION_LEASE_NAME"] == f"{case.fullname}-leader"
     assert env["GPU_STEWARD_WEBHOOK_MANAGE_CONFIGURATION"] == ("true" if case.mode == "kopf" else "false")
-    if case.mode != "kopf":
+    if case.mode == "helm":
         # The files the pod gets from the chart's Secret (mounted at GPU_STEWARD_WEBHOOK_CERT_DIR).
         secret = one(template(helm, release=case.release, namespace=NS, sets=case.sets,
                               extra=["--show-only", "templates/webhook.yaml"]), "Secret")
@@ -153,6 +154,11 @@ def test_operator_works_with_the_chart_rbac(case: Case, operator: tuple[subproce
     wait_for("liveness", lambda: http_ok(liveness), 90, proc, log)
     wait_for("the leader Lease", lambda: ((get("lease", f"{fullname}-leader", "-n", NS) or {}).get("spec") or {})
              .get("holderIdentity"), 60, proc, log)
+    if case.mode == "operator":
+        # It made its webhook certificate Secret itself, with the chart's RBAC (the chart renders none).
+        secret = wait_for("the webhook certificate Secret", lambda: get("secret", f"{fullname}-webhook-tls", "-n", NS),
+                          60, proc, log)
+        assert set(secret["data"]) == {"ca.crt", "tls.crt", "tls.key"}
     if case.mode == "kopf":
         # The operator created its webhook configurations under the chart's name.
         vwc = wait_for("webhook registration", lambda: (get("validatingwebhookconfiguration",

@@ -49,7 +49,11 @@ CONTROLS_RULES = {("", "configmaps", "create", ""),
                   ("", "configmaps", "get", "gpu-steward-controls"),
                   # the Slack buttons' used click ids (replays), written before a click acts
                   ("", "configmaps", "get", "gpu-steward-slack-clicks"),
-                  ("", "configmaps", "update", "gpu-steward-slack-clicks")}
+                  ("", "configmaps", "update", "gpu-steward-slack-clicks"),
+                  # certificates: operator (default): the webhook certificate's Secret, in this namespace only
+                  ("", "secrets", "create", ""),
+                  ("", "secrets", "get", "gpu-steward-webhook-tls"),
+                  ("", "secrets", "update", "gpu-steward-webhook-tls")}
 
 
 def flatten(role: dict[str, Any]) -> set[Rule]:
@@ -100,8 +104,10 @@ def test_default_rules_exactly(helm: Path) -> None:
     expected = {(g, r, v) for (g, r), verbs in EXPECTED.items() for v in verbs}
     assert unnamed == expected
     named = {(g, r, v, n) for g, r, v, n in got if n}
-    # Nothing is limited by name by default (and nothing may touch Secrets).
-    assert named == set()
+    # By name by default: only the caBundle of the chart's own webhook configurations (certificates:
+    # operator); no Secret anywhere cluster-wide (its certificate Secret is in the controls Role).
+    assert named == {("admissionregistration.k8s.io", f"{kind}webhookconfigurations", v, "gpu-steward.gpusteward.dev")
+                     for kind in ("validating", "mutating") for v in ("get", "patch")}
     assert not any(r == "secrets" for _, r, _, _ in got)
     # The Lease: only in the release namespace (a Role), bound to the operator's ServiceAccount.
     roles = {r["metadata"]["name"]: r for r in by_kind(docs, "Role")}
@@ -137,8 +143,15 @@ def test_kopf_managed_webhook_rules(helm: Path) -> None:
         rules = {(v, n) for g, r, v, n in got if r == kind}
         assert rules == {("create", ""), ("get", "gpu-steward.gpusteward.dev"),
                          ("patch", "gpu-steward.gpusteward.dev")}
-    # With the chart's certificates (default) the chart owns the configurations: no rights on them.
-    assert not any(r.endswith("webhookconfigurations") for _, r, _, _ in flatten(cluster_role(template(helm))))
+    # With the chart's or cert-manager's certificates the chart owns the configurations: no rights on them.
+    for mode in ("helm", "certManager"):
+        rules = flatten(cluster_role(template(helm, sets=[f"webhook.certificates={mode}"])))
+        assert not any(r.endswith("webhookconfigurations") for _, r, _, _ in rules)
+    # certificates: operator (default): it sets their caBundle — get and patch, by name only.
+    got = flatten(cluster_role(template(helm)))
+    for kind in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+        assert {(v, n) for g, r, v, n in got if r == kind} == {("get", "gpu-steward.gpusteward.dev"),
+                                                               ("patch", "gpu-steward.gpusteward.dev")}
 
 
 def test_binding_targets_the_operator_only(helm: Path) -> None:

@@ -52,7 +52,9 @@ def test_every_variable_is_a_settings_field(helm: Path) -> None:
 
 
 def test_every_settings_field_is_reachable_from_values(helm: Path) -> None:
-    names = {e["name"] for e in operator_env(template(helm, values_files=[VALUES_FULL]))}
+    # values-full.yaml uses cert-manager's certificates; the default (operator) names the Secret instead.
+    names = {e["name"] for e in operator_env(template(helm, values_files=[VALUES_FULL]))} | {
+        e["name"] for e in operator_env(template(helm))}
     fields = {n.removeprefix("GPU_STEWARD_").lower() for n in names if n.startswith("GPU_STEWARD_")}
     missing = set(Settings.model_fields) - fields - NOT_FROM_CHART
     assert not missing, f"Settings fields with no Helm value: {sorted(missing)}"
@@ -73,7 +75,8 @@ def test_defaults_load(helm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.liveness_endpoint == "http://0.0.0.0:8081/healthz"
     assert s.webhook_enabled is True
     assert s.webhook_manage_configuration is False  # the chart renders the configurations
-    assert s.webhook_cert_dir == "/etc/gpu-steward/webhook-tls"
+    assert s.webhook_cert_dir is None  # certificates: operator keeps the pair in its Secret
+    assert (s.webhook_cert_secret, s.webhook_service) == ("gpu-steward-webhook-tls", "gpu-steward-webhook")
     assert s.webhook_host == "gpu-steward-webhook.gpu-steward.svc"
     assert s.webhook_configuration_name == "gpu-steward.gpusteward.dev"
     assert s.cost_idle_util_percent == 5.0

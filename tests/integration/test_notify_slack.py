@@ -90,3 +90,30 @@ def test_secrets_never_reach_logs_or_results(slack, caplog, capsys):
     for secret in (hook, token, secret_path):
         assert secret not in seen
     assert any(r.errors for r in results)  # there was error text to leak, and it was scrubbed
+
+
+def test_a_thread_reply_and_an_update_with_a_bot_token(slack):
+    n = SlackNotifier(bot_token=slack.add_token(), api_url=slack.api_url, default_channel="#gpu-alerts")
+    first = n.send(MESSAGE, owner_email="ada@example.com")
+    from gpu_steward.notify.slack import SlackThread
+
+    thread = SlackThread(first.channel, first.ts)
+    reply = n.send({"text": "suspended"}, owner_email="ada@example.com", thread=thread)
+    assert reply.ok and reply.via == "thread" and slack.messages[-1].thread_ts == first.ts
+    assert n.update(thread, {"text": "closed"}).ok
+    assert slack.message(first.channel, first.ts).current["text"] == "closed"
+    assert n.mention("ada@example.com") == "<@U0ADA>" and n.mention("nobody@example.com") is None
+    # a thread that is gone: the reply falls back to a standalone message, the update fails as a result
+    gone = SlackThread(first.channel, "1.000001")
+    again = n.send({"text": "resumed"}, owner_email="ada@example.com", thread=gone)
+    assert again.ok and again.via == "dm" and "thread_not_found" in (again.error or "")
+    assert "message_not_found" in (n.update(gone, {"text": "x"}).error or "")
+
+
+def test_webhook_only_has_no_mentions_threads_or_updates(slack):
+    from gpu_steward.notify.slack import SlackThread
+
+    n = SlackNotifier(webhook_url=slack.add_webhook())
+    assert n.mention("ada@example.com") is None
+    assert not n.update(SlackThread("C1", "1.1"), {"text": "x"}).ok
+    assert n.send({"text": "t"}, thread=SlackThread("C1", "1.1")).via == "webhook"

@@ -153,6 +153,8 @@ class IdleSource:
 class SlackResult:
     ok: bool
     errors: tuple[str, ...] = ()
+    channel: str | None = None
+    ts: str | None = None
 
 
 class FakeSlack:
@@ -160,7 +162,11 @@ class FakeSlack:
         self.configured, self.ok = configured, ok
         self.sent: list[dict[str, Any]] = []
 
-    def send(self, message: dict[str, Any], *, owner_email: str | None = None, channel: str | None = None) -> Any:
+    def mention(self, email: str | None) -> str | None:
+        return None
+
+    def send(self, message: dict[str, Any], *, owner_email: str | None = None, channel: str | None = None,
+             thread: Any = None) -> Any:
         if not self.ok:
             return SlackResult(False, ("HTTP 500 from Slack",))
         self.sent.append(message)
@@ -201,7 +207,7 @@ def policy(channels: list[str] | None = None, dry_run: bool = False, name: str =
 class World:
     """A cluster with a policy, workloads with GPU pods, and a controller driven minute by minute."""
 
-    def __init__(self, pol: dict[str, Any] | None, slack: FakeSlack | None = None, *, dry_run: bool = False,
+    def __init__(self, pol: dict[str, Any] | None, slack: Any = None, *, dry_run: bool = False,
                  settings: Settings | None = None, **overrides: Any) -> None:
         self.kube = FakeKube()
         self.registry = Registry()

@@ -4,7 +4,14 @@ import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from gpu_steward.notify.messages import NoticeContext, event_for, note_event, slack_message
+from gpu_steward.notify.messages import (
+    NoticeContext,
+    event_for,
+    note_event,
+    slack_date,
+    slack_message,
+    warning_closed,
+)
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -44,7 +51,7 @@ def test_warning_says_what_when_cost_and_how_to_snooze_and_resume():
         "2 x NVIDIA-A100-SXM4-80GB",
         "37.50 USD",
         "5.00 USD",
-        "2026-03-02T09:15:00Z (45m)",
+        "|2026-03-02T09:15:00Z> (45m)",
         "(in 30m)",
         "kubectl annotate notebooks.kubeflow.org/nb-ada -n ml gpusteward.dev/snooze-until=2026-03-02T14:00:00Z",
         "at most 4h",
@@ -97,3 +104,28 @@ def test_a_warning_says_what_suspension_loses_or_why_there_will_be_none():
     held = ctx(stage="warning", suspend_at=None, not_suspended_because="suspending it would delete its volumes")
     assert "will not be suspended: suspending it would delete its volumes" in event_for(held).message
     assert "would delete its volumes" in json.dumps(slack_message(held))
+
+
+def test_times_in_blocks_are_slack_date_tokens_with_an_rfc3339_fallback():
+    msg = slack_message(ctx())
+    due = NOW + timedelta(minutes=30)
+    token = f"<!date^{int(due.timestamp())}^{{date_short_pretty}} {{time}}|2026-03-02T10:30:00Z>"
+    assert slack_date(due) == token
+    blocks = json.dumps(msg["blocks"])
+    assert json.dumps(token)[1:-1] in blocks  # headline and "Suspension at" fact
+    assert "<!date^" not in msg["text"]  # the notification fallback stays plain
+    assert "2026-03-02T10:30:00Z" in event_for(ctx()).message and "<!date" not in event_for(ctx()).message
+
+
+def test_the_owner_is_mentioned_when_known_and_user_text_cannot_fake_a_mention():
+    assert "<@U0ADA> (ada)" in flat(slack_message(ctx(owner_mention="<@U0ADA>")))
+    text = flat(slack_message(ctx(owner="<@U0EVIL>")))
+    assert "<@U0EVIL>" not in text and "&lt;@U0EVIL&gt;" in text
+
+
+def test_a_closed_warning_has_no_buttons_and_points_to_the_thread():
+    closed = warning_closed(ctx(stage="suspended", name="<b>"))
+    assert not any(b["type"] == "actions" for b in closed["blocks"])
+    assert closed["text"] == ("Notebook ml/&lt;b&gt;: suspended at 2026-03-02T10:00:00Z. "
+                              "Details and how to resume are in the thread.")
+    assert f"<!date^{int(NOW.timestamp())}^" in flat(closed)

@@ -170,7 +170,12 @@ Secrets only arrive through secretKeyRef.
   value: {{ .Values.webhook.port | toString | quote }}
 - name: GPU_STEWARD_WEBHOOK_HOST
   value: {{ printf "%s.%s.svc" (include "gpu-steward.webhookService" .) .Release.Namespace | quote }}
-{{- if not $kopfManaged }}
+{{- if eq .Values.webhook.certificates "operator" }}
+- name: GPU_STEWARD_WEBHOOK_CERT_SECRET
+  value: {{ include "gpu-steward.webhookSecret" . | quote }}
+- name: GPU_STEWARD_WEBHOOK_SERVICE
+  value: {{ include "gpu-steward.webhookService" . | quote }}
+{{- else if not $kopfManaged }}
 - name: GPU_STEWARD_WEBHOOK_CERT_DIR
   value: {{ include "gpu-steward.webhookCertDir" . | quote }}
 {{- end }}

@@ -72,6 +72,13 @@ kubelet's pod-resources socket, and its ServiceAccount token is not even mounted
   resourceNames: [{{ include "gpu-steward.webhookConfigurationName" . | quote }}]
   verbs: [get, patch]
 {{- end }}
+{{- if and .Values.webhook.enabled (eq .Values.webhook.certificates "operator") }}
+# certificates: operator — the operator sets the caBundle of the chart's webhook configurations.
+- apiGroups: [admissionregistration.k8s.io]
+  resources: [validatingwebhookconfigurations, mutatingwebhookconfigurations]
+  resourceNames: [{{ include "gpu-steward.webhookConfigurationName" . | quote }}]
+  verbs: [get, patch]
+{{- end }}
 {{- with .Values.rbac.budgetSecretNames }}
 # GPUBudget spec.notify.webhookSecretRef: only Secrets with these names, read-only.
 - apiGroups: [""]
@@ -104,6 +111,16 @@ before each suspension); and the Slack buttons' used click ids. create cannot be
 reading and updating can.
 */}}
 {{- define "gpu-steward.blastRadiusRules" -}}
+{{- if and .Values.webhook.enabled (eq .Values.webhook.certificates "operator") }}
+{{- /* certificates: operator — the webhook certificate's Secret (create cannot be limited by name). */}}
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create]
+- apiGroups: [""]
+  resources: [secrets]
+  resourceNames: [{{ include "gpu-steward.webhookSecret" . | quote }}]
+  verbs: [get, update]
+{{- end }}
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [create]

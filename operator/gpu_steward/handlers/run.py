@@ -71,6 +71,18 @@ def webhook_server(settings: Settings) -> kopf.WebhookServer | None:
         return None
     host = settings.webhook_host or ("127.0.0.1" if settings.webhook_listen_addr in ("0.0.0.0", "") else
                                      settings.webhook_listen_addr)
+    if settings.webhook_cert_secret:
+        from gpu_steward.kube import Kube, load_api_client
+        from gpu_steward.webhook_certs import prepare
+
+        service = settings.webhook_service or (host.split(".")[0] if host else "gpu-steward-webhook")
+        configuration = None if settings.webhook_manage_configuration else settings.webhook_configuration_name
+        d = prepare(Kube(load_api_client()), namespace=settings.platform_namespace,
+                    secret=settings.webhook_cert_secret, service=service, configuration=configuration,
+                    now=dt.datetime.now(dt.UTC), labels={"app.kubernetes.io/managed-by": "gpu-steward-operator"},
+                    keep=True)
+        return kopf.WebhookServer(addr=settings.webhook_listen_addr, port=settings.webhook_port, host=host,
+                                  certfile=str(d / "tls.crt"), pkeyfile=str(d / "tls.key"), cafile=str(d / "ca.crt"))
     if settings.webhook_cert_dir:
         d = Path(settings.webhook_cert_dir)
         ca = d / "ca.crt" if (d / "ca.crt").exists() else d / "tls.crt"

@@ -28,8 +28,8 @@ from gpu_steward.idle.rules import rules_from_spec, windows_from_spec
 from gpu_steward.idle.status import policy_conditions, signal_condition, write_status
 from gpu_steward.index import GpuPod, Registry
 from gpu_steward.kube import Kube
-from gpu_steward.notify.messages import NoticeContext, event_for, note_event, slack_message
-from gpu_steward.notify.slack import SlackNotifier
+from gpu_steward.notify.messages import NoticeContext, event_for, note_event, slack_message, warning_closed
+from gpu_steward.notify.slack import SlackNotifier, SlackThread
 from gpu_steward.policy import blast
 from gpu_steward.policy import idle as engine
 from gpu_steward.policy.cost import GPU_PRODUCT_LABEL, gpu_hour_price
@@ -38,7 +38,7 @@ from gpu_steward.policy.idle_summary import summarize
 from gpu_steward.policy.requests import Published, SuspensionRequest, choose
 from gpu_steward.policy.schedule import in_window
 from gpu_steward.policy.selection import PolicyCandidate, choose_policy, exempt_by_selectors, policy_applies
-from gpu_steward.policy.store_codec import Entry, EntryRef, adopt_legacy, entry_key
+from gpu_steward.policy.store_codec import Entry, EntryRef, WarningMessage, adopt_legacy, entry_key
 from gpu_steward.policy.usage import GPU_UTIL, Usage, merge_usages, select_signal
 from gpu_steward.settings import Settings
 from gpu_steward.sources.base import PodRef, UtilizationSource
@@ -552,11 +552,13 @@ class IdleController:
             return
         ref = EntryRef(p.wl.ref.api_version, p.wl.ref.kind, p.wl.ref.namespace or "", p.wl.ref.name,
                        (p.obj.get("metadata") or {}).get("uid") or p.wl.ref.uid)
+        warning = entry.warning if entry else None
         if dry:
             new = Entry(ref, state=entry.state if entry else None, dry=state, written_at=now,
-                        adopted=bool(entry and entry.adopted))
+                        adopted=bool(entry and entry.adopted), warning=warning)
         else:  # an enforcing state ends any dry-run clocks kept beside it
-            new = Entry(ref, state=state, dry=None, written_at=now, adopted=bool(entry and entry.adopted))
+            new = Entry(ref, state=state, dry=None, written_at=now, adopted=bool(entry and entry.adopted),
+                        warning=warning)
         self.store.put(stored.key, new)
         stored.entry, stored.adopted = new, False
 
@@ -595,7 +597,7 @@ class IdleController:
             retry_key = (key, action.kind.value, action.episode)
             if action.is_notice and not self._backoff.due(retry_key, now):
                 continue  # it reached no one last time: wait for the backoff before trying again
-            if self._perform(wl, obj, action, decision, usage, chosen, owner, now, retry_key):  # 2. act
+            if self._perform(wl, obj, action, decision, usage, chosen, owner, now, retry_key, stored):  # 2. act
                 state = engine.confirm(state, action, self.clock())  # 3. confirm (stored at the pass's end)
                 self._stage(p, state, now)
                 if not dry and not action.is_notice:
@@ -632,7 +634,8 @@ class IdleController:
         result.writes += 1
 
     def _perform(self, wl: Workload, obj: dict[str, Any], action: engine.Action, decision: Decision, usage: Usage,
-                 chosen: Chosen, owner: Owner, now: dt.datetime, retry_key: tuple[Any, ...]) -> bool:
+                 chosen: Chosen, owner: Owner, now: dt.datetime, retry_key: tuple[Any, ...],
+                 stored: Stored | None = None) -> bool:
         rules = chosen.rules
         if action.kind is ActionKind.SUSPEND:
             res = actions.suspend(self.kube, wl.ref, now, dry_run=False)
@@ -651,8 +654,8 @@ class IdleController:
             return self.kube.event(obj, spec.reason, spec.message, type_=spec.type, now=now), "Event not recorded"
 
         def slack() -> tuple[bool, str]:
-            sent = self.slack.send(slack_message(ctx), owner_email=owner.email)  # type: ignore[union-attr]
-            return sent.ok, "; ".join(sent.errors)
+            assert self.slack is not None
+            return self._slack(ctx, action, owner, stored)
 
         senders = {"Event": event}
         if self.slack is not None and self.slack.configured:
@@ -669,6 +672,27 @@ class IdleController:
             log.warning("notice reached no one; it does not count and is retried", workload=str(wl.ref),
                         stage=action.stage, retry_at=retry_at.isoformat())
         return outcome.ok
+
+    def _slack(self, ctx: NoticeContext, action: engine.Action, owner: Owner,
+               stored: Stored | None) -> tuple[bool, str]:
+        """Send one notice to Slack. With a bot token: the owner @mentioned; the warning's place kept in the
+        store entry (written with the confirmation that follows); the suspension and resumed notices of the
+        same episode posted in the warning's thread, and the warning's buttons removed once suspended."""
+        assert self.slack is not None
+        entry = stored.entry if stored is not None else None
+        warning = entry.warning if entry is not None else None
+        thread = None
+        if (warning is not None and warning.episode == action.episode and not action.would_only
+                and action.kind in (ActionKind.NOTIFY_SUSPENDED, ActionKind.NOTIFY_RESUMED)):
+            thread = SlackThread(warning.channel, warning.ts)
+        ctx = replace(ctx, owner_mention=self.slack.mention(owner.email))
+        sent = self.slack.send(slack_message(ctx), owner_email=owner.email, thread=thread)
+        if sent.ok and action.kind is ActionKind.WARN and not action.would_only and stored is not None \
+                and entry is not None and sent.channel and sent.ts:
+            stored.entry = replace(entry, warning=WarningMessage(action.episode, sent.channel, sent.ts))
+        if sent.ok and thread is not None and action.kind is ActionKind.NOTIFY_SUSPENDED:
+            self.slack.update(thread, warning_closed(ctx))  # best effort: the notice itself was delivered
+        return sent.ok, "; ".join(sent.errors)
 
     def _notice(self, wl: Workload, action: engine.Action, decision: Decision, usage: Usage, chosen: Chosen,
                 owner: Owner, now: dt.datetime) -> NoticeContext:

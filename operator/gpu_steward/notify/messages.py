@@ -14,10 +14,17 @@ Every string a user can write (workload, namespace and owner names, labels and a
 lease purposes...) is escaped for Slack mrkdwn with ``slack_escape`` (``&``, ``<``, ``>`` as Slack's
 formatting rules require), so a name like ``<!channel>`` or ``<http://evil|click>`` shows as text and
 never pings a channel or becomes a link. Event texts are plain and stay unescaped.
+
+Times in Slack blocks are Slack date tokens (``slack_date``: ``<!date^EPOCH^{date_short_pretty} {time}|RFC3339>``),
+so each reader sees them in their own time zone; the fallback ``text`` (notifications, webhooks that cannot
+render tokens) and Event texts keep RFC 3339 UTC. ``owner_mention`` (``<@U…>``, found by ``notify.slack``
+with a bot token) names the owner so a channel post pings them. ``warning_closed`` is what a warning
+becomes (``chat.update``) once its workload was suspended: no buttons, the outcome, a pointer to the thread.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -82,6 +89,7 @@ class NoticeContext:
     # at ...". ``snoozable``: whether a snooze postpones it (an expired lease's does not).
     cause: str | None = None
     snoozable: bool = True
+    owner_mention: str | None = None  # "<@U…>" (Slack user id, from the owner's e-mail); never user-written
 
 
 # What a suspension costs the owner, said in every warning that announces one.
@@ -112,8 +120,19 @@ def _escaped(ctx: NoticeContext) -> NoticeContext:
                    currency=slack_escape(ctx.currency), cause=esc(ctx.cause))
 
 
+Clock = Callable[[datetime | None], str]
+
+
 def _ts(value: datetime | None) -> str:
     return format_rfc3339(value) if value is not None else "unknown"
+
+
+def slack_date(value: datetime | None) -> str:
+    """A Slack date token: each reader sees the time in their own zone; RFC 3339 UTC where tokens are not
+    rendered (https://api.slack.com/reference/surfaces/formatting#date-formatting)."""
+    if value is None:
+        return "unknown"
+    return f"<!date^{int(value.timestamp())}^{{date_short_pretty}} {{time}}|{format_rfc3339(value)}>"
 
 
 def _dur(delta: timedelta) -> str:
@@ -148,8 +167,9 @@ def resume_commands(ctx: NoticeContext) -> tuple[str, str]:
     )
 
 
-def headline(ctx: NoticeContext) -> str:
-    """One line that says what happened; also the Slack fallback text and the Event message's start."""
+def headline(ctx: NoticeContext, when: Clock = _ts) -> str:
+    """One line that says what happened; also the Slack fallback text and the Event message's start
+    (``when`` writes times: RFC 3339 by default, ``slack_date`` in blocks)."""
     ref = f"{ctx.kind} {ctx.namespace}/{ctx.name}"
     prefix = "[dry-run] " if ctx.dry_run else ""
     if ctx.cause and ctx.stage != "resumed":
@@ -157,43 +177,49 @@ def headline(ctx: NoticeContext) -> str:
             if ctx.suspend_at is None:
                 return f"{prefix}{ref}: {ctx.cause} (it cannot be suspended; no action will be taken)"
             verb = "would be suspended" if ctx.dry_run else "will be suspended"
-            return f"{prefix}{ref} {verb} at {_ts(ctx.suspend_at)}: {ctx.cause}"
+            return f"{prefix}{ref} {verb} at {when(ctx.suspend_at)}: {ctx.cause}"
         return f"[dry-run] would suspend {ref}: {ctx.cause}" if ctx.dry_run else f"{ref} was suspended: {ctx.cause}"
     if ctx.stage == "warning":
         if ctx.suspend_at is None:
             return f"{prefix}{ref} is holding {ctx.gpus} idle GPU(s) (no action will be taken)"
         verb = "would be suspended" if ctx.dry_run else "will be suspended"
-        return f"{prefix}{ref} is idle and {verb} at {_ts(ctx.suspend_at)}"
+        return f"{prefix}{ref} is idle and {verb} at {when(ctx.suspend_at)}"
     if ctx.stage == "suspended":
         if ctx.dry_run:
-            return f"[dry-run] would suspend {ref}: idle since {_ts(ctx.idle_since)}"
-        return f"{ref} was suspended: its {ctx.gpus} GPU(s) were idle since {_ts(ctx.idle_since)}"
+            return f"[dry-run] would suspend {ref}: idle since {when(ctx.idle_since)}"
+        return f"{ref} was suspended: its {ctx.gpus} GPU(s) were idle since {when(ctx.idle_since)}"
     why = f" ({ctx.reason})" if ctx.reason else ""
     return f"{prefix}{ref} was resumed{why}"
 
 
-def _facts(ctx: NoticeContext) -> list[str]:
+def _facts(ctx: NoticeContext, when: Clock = _ts) -> list[str]:
     gpus = f"{ctx.gpus} x {ctx.gpu_model}" if ctx.gpu_model else str(ctx.gpus)
     util = "n/a" if ctx.util_percent is None else f"{ctx.util_percent:.1f}%"
     if ctx.threshold_percent is not None:
         util += f" (threshold {ctx.threshold_percent:g}%)"
     facts = [
         f"*Workload*\n{ctx.kind} `{ctx.namespace}/{ctx.name}`",
-        f"*Owner*\n{ctx.owner or 'unknown'}",
+        f"*Owner*\n{_owner(ctx)}",
         f"*GPUs*\n{gpus}",
         f"*GPU utilization*\n{util}",
         f"*Cost so far*\n{_money(ctx.cost_so_far, ctx.currency)}",
         f"*Cost per hour*\n{_money(ctx.cost_per_hour, ctx.currency)}",
     ]
     if ctx.idle_since is not None and ctx.stage != "resumed":
-        facts.append(f"*Idle since*\n{_ts(ctx.idle_since)} ({_dur(ctx.now - ctx.idle_since)})")
+        facts.append(f"*Idle since*\n{when(ctx.idle_since)} ({_dur(ctx.now - ctx.idle_since)})")
     if ctx.stage == "warning" and ctx.suspend_at is not None:
-        facts.append(f"*Suspension at*\n{_ts(ctx.suspend_at)} (in {_dur(ctx.suspend_at - ctx.now)})")
+        facts.append(f"*Suspension at*\n{when(ctx.suspend_at)} (in {_dur(ctx.suspend_at - ctx.now)})")
     if ctx.cause:
         facts.append(f"*Why*\n{ctx.cause}")
     elif ctx.policy:
         facts.append(f"*Policy*\nIdlePolicy `{ctx.policy}`")
     return facts
+
+
+def _owner(ctx: NoticeContext) -> str:
+    if ctx.owner_mention:
+        return f"{ctx.owner_mention} ({ctx.owner})" if ctx.owner else ctx.owner_mention
+    return ctx.owner or "unknown"
 
 
 def _how_to(ctx: NoticeContext) -> str:
@@ -245,12 +271,12 @@ def slack_message(ctx: NoticeContext) -> dict[str, Any]:
     if ctx.dry_run:
         title = "[dry-run] " + ("Would suspend" if ctx.stage == "suspended" else title)
     raw, ctx = ctx, _escaped(ctx)  # mrkdwn from here on; the buttons carry the raw reference
-    text = headline(ctx)
-    fields = [{"type": "mrkdwn", "text": f[:2000]} for f in _facts(ctx)][:10]
+    text = headline(ctx)  # the fallback: plain RFC 3339 times
+    fields = [{"type": "mrkdwn", "text": f[:2000]} for f in _facts(ctx, slack_date)][:10]
     context = "GPU Steward" + (" · dry-run: nothing will be changed" if ctx.dry_run else "")
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": f":zzz: {title}"[:150], "emoji": True}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": headline(ctx, slack_date)[:3000]}},
         {"type": "section", "fields": fields},
         {"type": "section", "text": {"type": "mrkdwn", "text": _how_to(ctx)[:3000]}},
     ]
@@ -258,6 +284,23 @@ def slack_message(ctx: NoticeContext) -> dict[str, Any]:
         blocks.append({"type": "actions", "block_id": "gpusteward", "elements": buttons})
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
     return {"text": text, "blocks": blocks}
+
+
+def warning_closed(ctx: NoticeContext) -> dict[str, Any]:
+    """What the warning message becomes (``chat.update``) once the workload was suspended (``ctx``: the
+    suspended notice's): its buttons gone, the outcome stated, the details in the thread below it."""
+    ctx = _escaped(ctx)
+
+    def what(when: Clock) -> str:
+        return (f"{ctx.kind} {ctx.namespace}/{ctx.name}: suspended at {when(ctx.now)}. "
+                "Details and how to resume are in the thread.")
+
+    return {"text": what(_ts), "blocks": [
+        {"type": "header", "text": {"type": "plain_text", "text": ":zzz: Suspended (this warning is closed)",
+                                    "emoji": True}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": what(slack_date)[:3000]}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "GPU Steward"}]},
+    ]}
 
 
 EventType = Literal["Normal", "Warning"]

@@ -14,6 +14,12 @@ private logger that drops everything: slack_sdk logs request URLs at DEBUG, and 
 ``api_url`` (``settings.slack_api_url``) and the webhook URL are configurable so tests aim at the local
 receiver (``tests/fixtures/slack_receiver.py``).
 
+Threads (bot token only): ``send(..., thread=SlackThread(channel, ts))`` posts the message as a reply to
+that message (``thread_ts``), falling back to the order above when the reply fails; ``update`` replaces a
+message (``chat.update``, e.g. a warning's buttons once its workload is suspended). ``mention`` turns an
+owner's e-mail into ``<@U…>`` (``users.lookupByEmail``, cached per notifier). A webhook-only setup has
+none of these: its messages stay standalone.
+
 Buttons: every GPU Steward button is sealed (``interactions.seal``) with a key derived from the signing
 secret just before sending; a notifier without that key (no signing secret or no bot token to tell who
 clicks) drops them. ``user_email`` maps a clicking Slack user to an e-mail (``users.info``).
@@ -44,7 +50,7 @@ _SDK_LOGGER.setLevel(logging.CRITICAL + 1)
 _SDK_LOGGER.propagate = False
 _SDK_LOGGER.addHandler(logging.NullHandler())
 
-Via = Literal["dm", "channel", "webhook", "none"]
+Via = Literal["dm", "channel", "thread", "webhook", "none"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,14 @@ class SlackResult:
     @property
     def error(self) -> str | None:
         return "; ".join(self.errors) if self.errors else None
+
+
+@dataclass(frozen=True)
+class SlackThread:
+    """A message a later notice replies to (its channel id and ``ts``)."""
+
+    channel: str
+    ts: str
 
 
 def _secret(value: SecretStr | str | None) -> SecretStr | None:
@@ -83,6 +97,7 @@ class SlackNotifier:
         self.api_url = api_url if api_url.endswith("/") else api_url + "/"
         self.default_channel = default_channel
         self.timeout = int(max(timeout_seconds, 1))
+        self._users: dict[str, str] = {}  # e-mail -> user id found, for this notifier
 
     @classmethod
     def from_settings(cls, settings: Any, webhook_url: SecretStr | str | None = None) -> SlackNotifier:
@@ -113,18 +128,19 @@ class SlackNotifier:
         return redact(text)
 
     def send(
-        self, message: dict[str, Any], *, owner_email: str | None = None, channel: str | None = None
+        self, message: dict[str, Any], *, owner_email: str | None = None, channel: str | None = None,
+        thread: SlackThread | None = None,
     ) -> SlackResult:
-        """Deliver ``message`` (``{"text", "blocks"}`` from ``notify.messages.slack_message``). Never raises."""
+        """Deliver ``message`` (``{"text", "blocks"}`` from ``notify.messages.slack_message``), as a reply
+        in ``thread`` when given (bot token). Never raises."""
         errors: list[str] = []
         message = seal(message, self._button_key)
-        if self._bot_token is not None:
-            client = WebClient(
-                token=self._bot_token.get_secret_value(),
-                base_url=self.api_url,
-                timeout=self.timeout,
-                logger=_SDK_LOGGER,
-            )
+        client = self._client()
+        if client is not None:
+            if thread is not None:
+                result = self._post(client, thread.channel, message, "thread", errors, thread_ts=thread.ts)
+                if result is not None:
+                    return result
             if owner_email:
                 user_id = self._lookup(client, owner_email, errors)
                 if user_id is not None:
@@ -185,7 +201,33 @@ class SlackNotifier:
             return None, "users.info: no e-mail for this user"
         return email, None
 
+    def mention(self, email: str | None) -> str | None:
+        """``<@U…>`` for the owner's e-mail (bot token; ``users:read.email``), else None. Never raises."""
+        client = self._client()
+        if client is None or not email:
+            return None
+        user_id = self._lookup(client, email, [])
+        return f"<@{user_id}>" if user_id else None
+
+    def update(self, thread: SlackThread, message: dict[str, Any]) -> SlackResult:
+        """Replace the message at ``thread`` (``chat.update``; bot token). Never raises."""
+        client = self._client()
+        if client is None:
+            return SlackResult(ok=False, via="none", errors=("chat.update needs a bot token",))
+        errors: list[str] = []
+        try:
+            resp = client.chat_update(channel=thread.channel, ts=thread.ts, text=message.get("text", ""),
+                                      blocks=message.get("blocks"))
+        except Exception as exc:
+            self._fail("chat.update", exc, errors)
+            log.warning("slack message not updated", errors=errors)
+            return SlackResult(ok=False, via="none", errors=tuple(errors))
+        return SlackResult(ok=True, via="thread", channel=resp.get("channel"), ts=resp.get("ts"))
+
     def _lookup(self, client: WebClient, email: str, errors: list[str]) -> str | None:
+        key = email.lower()
+        if key in self._users:
+            return self._users[key]
         try:
             resp = client.users_lookupByEmail(email=email)
         except Exception as exc:  # network, HTTP, API errors: all become a reported failure
@@ -195,13 +237,17 @@ class SlackNotifier:
         user_id = user.get("id") if isinstance(user, dict) else None
         if not user_id:
             errors.append("users.lookupByEmail: no user id in response")
+        if user_id and len(self._users) < 10_000:
+            self._users[key] = str(user_id)
         return str(user_id) if user_id else None
 
     def _post(
-        self, client: WebClient, channel: str, message: dict[str, Any], via: Via, errors: list[str]
+        self, client: WebClient, channel: str, message: dict[str, Any], via: Via, errors: list[str],
+        thread_ts: str | None = None,
     ) -> SlackResult | None:
         try:
-            resp = client.chat_postMessage(channel=channel, text=message.get("text", ""), blocks=message.get("blocks"))
+            resp = client.chat_postMessage(channel=channel, text=message.get("text", ""), blocks=message.get("blocks"),
+                                           thread_ts=thread_ts)
         except Exception as exc:
             self._fail(f"chat.postMessage ({via})", exc, errors)
             return None

@@ -48,16 +48,27 @@ class EntryRef:
 
 
 @dataclass(frozen=True)
+class WarningMessage:
+    """Where the Slack warning of episode ``episode`` landed (bot token): its suspension and resumed notices
+    reply in its thread, and its buttons are removed once the workload is suspended."""
+
+    episode: int
+    channel: str
+    ts: str
+
+
+@dataclass(frozen=True)
 class Entry:
     """One workload's remembered state: ``state`` (enforcing policies), ``dry`` (dry-run idle clocks, kept
-    apart so a dry-run would-be warning never counts as a notice), when it was last written, and whether
-    it was adopted from the previous release's annotation (upgrade)."""
+    apart so a dry-run would-be warning never counts as a notice), when it was last written, whether
+    it was adopted from the previous release's annotation (upgrade), and its last Slack warning."""
 
     ref: EntryRef
     state: IdleState | None = None
     dry: IdleState | None = None
     written_at: datetime | None = None
     adopted: bool = False
+    warning: WarningMessage | None = None
 
 
 def entry_key(group: str, kind: str, namespace: str, name: str) -> str:
@@ -102,6 +113,9 @@ def encode_entry(entry: Entry) -> str:
         out["at"] = _t(entry.written_at)
     if entry.adopted:
         out["adopted"] = True
+    if entry.warning is not None:
+        w = entry.warning
+        out["slack"] = {"episode": w.episode, "channel": w.channel, "ts": w.ts}
     return json.dumps(out, separators=(",", ":"), sort_keys=True)
 
 
@@ -128,9 +142,20 @@ def decode_entry(text: str) -> tuple[Entry | None, str | None]:
             states[name] = replace(state, restored=True)
         at = raw.get("at")
         written = parse_rfc3339(at) if isinstance(at, str) else None
-        return Entry(ref, states["state"], states["dry"], written, bool(raw.get("adopted", False))), None
+        return Entry(ref, states["state"], states["dry"], written, bool(raw.get("adopted", False)),
+                     _warning(raw.get("slack"))), None
     except (ValueError, TypeError, TimeParseError) as exc:
         return None, str(exc)
+
+
+def _warning(raw: Any) -> WarningMessage | None:
+    """The Slack warning's place; one that cannot be read is dropped (notices then stand alone)."""
+    if not isinstance(raw, dict):
+        return None
+    episode, channel, ts = raw.get("episode"), raw.get("channel"), raw.get("ts")
+    if isinstance(episode, int) and isinstance(channel, str) and isinstance(ts, str) and channel and ts:
+        return WarningMessage(episode, channel, ts)
+    return None
 
 
 def data_size(data: dict[str, str]) -> int:
@@ -163,6 +188,7 @@ __all__ = [
     "Entry",
     "EntryRef",
     "ShardFull",
+    "WarningMessage",
     "adopt_legacy",
     "check_size",
     "data_size",
