@@ -237,7 +237,9 @@ def start_replicas(cp: ControlPlane, args: argparse.Namespace, work: Path, nodes
     assert helm is not None, "helm is built with the local control plane (python -m gpu_steward_testground.build)"
     sets = [f"operator.leaderElection.leaseDurationSeconds={args.lease}",
             f"operator.leaderElection.renewDeadlineSeconds={max(2, args.lease * 2 // 3)}",
-            "operator.leaderElection.retryPeriodSeconds=1"]
+            "operator.leaderElection.retryPeriodSeconds=1",
+            # the chart-made certificate (the default, operator-made one needs its Secret written first)
+            "webhook.certificates=helm"]
     ident = operator_kubeconfig(helm=helm, kubectl=Path(cp.bin_dir or "") / "kubectl", admin_kubeconfig=cp.kubeconfig,
                                 namespace=OP_NS, release=RELEASE, out=work / "operator.kubeconfig", sets=sets,
                                 duration="6h")
