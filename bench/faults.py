@@ -709,7 +709,8 @@ def _notice(headline: str, t: float, channel: str, blob: str) -> list[Notice]:
     if stage is None:
         return []
     stated = re.search(r"will be suspended at (\S+)", headline)
-    since = re.search(r"(?:since|Idle since\*\\n)\s*(\d{4}-\d\d-\d\dT[\d:]+Z)", blob)
+    # Slack blocks carry times as date tokens (<!date^EPOCH^...|RFC3339>): the fallback is the time
+    since = re.search(r"(?:since|Idle since\*\\n)\s*(?:<!date\^\d+\^[^|]*\|)?(\d{4}-\d\d-\d\dT[\d:]+Z)", blob)
     return [Notice(m["name"], stage, t, channel, headline, parse_time(since[1]) if since else None,
                    parse_time(stated[1].rstrip(".")) if stated else None)]
 
