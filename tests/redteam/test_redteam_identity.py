@@ -22,10 +22,13 @@ from fixtures.budget_cluster import (
     PLATFORM_NAMESPACE,
     REPO,
     apply,
+    budget,
     create,
+    get_lease,
     gpu_deployment,
     install_crds,
     kubectl,
+    lease,
     new_namespace,
     wait_for,
     wait_quota,
@@ -126,24 +129,6 @@ def _stamped_probe(cluster, kube: Kube, ns: str) -> bool:
     probe = lease(ns, f"probe-{int(time.time() * 1000)}", gpus=8, approved=True)
     out = create(cluster, probe, *as_user("probe", "dev"), check=False)
     return out.returncode != 0 and "approver group" in out.stderr
-
-
-def budget(ns: str, quota: int = 2, **lane: Any) -> dict[str, Any]:
-    return {"apiVersion": API, "kind": "GPUBudget", "metadata": {"name": "main", "namespace": ns},
-            "spec": {"gpuQuota": quota, "spend": {"limit": "100000", "currency": "USD"},
-                     "fastLane": {"maxGPUs": 1, "maxDuration": "2h", **lane}}}
-
-
-def lease(ns: str, name: str, owner: str = "alice", gpus: int = 1, duration: str = "1h",
-          **extra: Any) -> dict[str, Any]:
-    return {"apiVersion": API, "kind": "ExperimentLease", "metadata": {"name": name, "namespace": ns},
-            "spec": {"owner": owner, "purpose": "sweep", "gpus": gpus, "duration": duration, **extra}}
-
-
-def get_lease(kube: Kube, ns: str, name: str) -> dict[str, Any]:
-    obj = kube.get(API, "ExperimentLease", name, ns)
-    assert obj is not None
-    return obj
 
 
 def phase(kube: Kube, ns: str, name: str) -> str | None:

@@ -16,10 +16,13 @@ from fixtures.budget_cluster import (
     API,
     NODE,
     apply,
+    budget,
+    get_lease,
     gpu_deployment,
     gpu_pod,
     install_crds,
     kubectl,
+    lease,
     new_namespace,
     running_pod,
     wait_for,
@@ -44,24 +47,6 @@ def kube(cluster) -> Kube:
     install_crds(cluster)
     cluster.add_gpu_node(NODE, gpus=64, product=A100)
     return Kube(cluster.api_client())
-
-
-def budget(ns: str, quota: int = 2, **lane: Any) -> dict[str, Any]:
-    return {"apiVersion": API, "kind": "GPUBudget", "metadata": {"name": "main", "namespace": ns},
-            "spec": {"gpuQuota": quota, "spend": {"limit": "100000", "currency": "USD"},
-                     "fastLane": {"maxGPUs": 1, "maxDuration": "2h", **lane}}}
-
-
-def lease(ns: str, name: str, owner: str = "alice", gpus: int = 1, duration: str = "1h",
-          **extra: Any) -> dict[str, Any]:
-    return {"apiVersion": API, "kind": "ExperimentLease", "metadata": {"name": name, "namespace": ns},
-            "spec": {"owner": owner, "purpose": "sweep", "gpus": gpus, "duration": duration, **extra}}
-
-
-def get_lease(kube: Kube, ns: str, name: str) -> dict[str, Any]:
-    obj = kube.get(API, "ExperimentLease", name, ns)
-    assert obj is not None
-    return obj
 
 
 @pytest.mark.redteam("identity")
