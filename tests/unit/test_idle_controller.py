@@ -149,3 +149,52 @@ def test_a_statefulset_that_deletes_its_volumes_when_scaled_is_notify_only():
     assert len(warned) == 1 and "whenScaled: Delete" in warned[0]["message"]
     assert w.status()["protected"] == 1
     assert "db" in w.condition("DataProtected")["message"]
+
+
+def test_a_kill_after_a_delivered_warning_does_not_send_it_again():
+    """The confirmation of a delivered notice is stored before anything else is done: a kill later in the
+    same pass (here: while the pass goes on to the next workload) leaves a stored, confirmed warning, and
+    the next leader does not warn the owner a second time (docs/faults.md: repeated warnings)."""
+    slack = FakeSlack()
+    w = World(policy(["Slack"]), slack)
+    nb = w.run(job("train"))
+    w.run(job("other"))
+
+    def kill_once_warned(*args, **kwargs):
+        if slack.sent:  # the warning reached the owner; the process dies before the pass ends
+            raise Killed()
+        return real_forget(*args, **kwargs)
+
+    real_forget = w.controller._forget
+    w.controller._forget = kill_once_warned
+    with pytest.raises(Killed):
+        w.passes(30)
+    sent = len(slack.sent)
+    assert sent >= 1
+    w.restart()
+    w.now += dt.timedelta(minutes=1)
+    w.passes(3)
+    assert len(slack.sent) == sent, "a delivered warning was sent again after the kill"
+    entry = w.entry(nb)
+    assert entry is not None and entry.state is not None and entry.state.warn.done_at is not None
+
+
+def test_a_kill_between_the_send_and_its_record_resends_once_and_counts_it():
+    """The one window where a repeat is allowed: Slack took the warning, the process died before the
+    record. The next process sends it once more and counts it as an unknown outcome."""
+    from gpu_steward.idle.metrics import NOTICE_RESENDS
+
+    slack = FakeSlack()
+    w = World(policy(["Slack"]), slack)
+    nb = w.run(job("train"))
+    w.kube.fail_patch = lambda kind, name, body: Killed() if kind == "ConfigMap" and slack.sent else None
+    with pytest.raises(Killed):
+        w.passes(30)
+    assert len(slack.sent) == 1
+    w.kube.fail_patch = None
+    before = NOTICE_RESENDS.labels("unknown")._value.get()
+    w.restart()
+    w.passes(3)
+    assert len(slack.sent) == 2
+    assert NOTICE_RESENDS.labels("unknown")._value.get() == before + 1
+    assert w.entry(nb).state.warn.done_at is not None

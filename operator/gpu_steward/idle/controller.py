@@ -23,7 +23,13 @@ import structlog
 from gpu_steward.api.parse import Valid, parse_idle_policy
 from gpu_steward.budgets.costs import price_table
 from gpu_steward.idle.delivery import Backoff, deliver, unusable_channels
-from gpu_steward.idle.metrics import WORKLOAD_FAILURES, prune_policies, record_blast, record_policy
+from gpu_steward.idle.metrics import (
+    NOTICE_RESENDS,
+    WORKLOAD_FAILURES,
+    prune_policies,
+    record_blast,
+    record_policy,
+)
 from gpu_steward.idle.rules import rules_from_spec, windows_from_spec
 from gpu_steward.idle.status import policy_conditions, signal_condition, write_status
 from gpu_steward.index import GpuPod, Registry
@@ -232,7 +238,7 @@ class IdleController:
         result.workloads = len(workloads)
         seen = {_key(w.ref) for w in workloads.values()}
         self._forget(workloads, now)
-        # 3. The confirmations (and the idle clocks' progress, and forgotten entries) go to the store.
+        # 3. The idle clocks' progress and forgotten entries go to the store (confirmations went at once).
         await asyncio.to_thread(self.store.flush)
         self._backoff.forget(lambda k: isinstance(k, tuple) and k[0] in seen)
         await asyncio.to_thread(self._write_policy_status, policies, decisions, now, result)
@@ -597,9 +603,17 @@ class IdleController:
             retry_key = (key, action.kind.value, action.episode)
             if action.is_notice and not self._backoff.due(retry_key, now):
                 continue  # it reached no one last time: wait for the backoff before trying again
+            if action.resend:
+                NOTICE_RESENDS.labels("failed" if self._backoff.known(retry_key) else "unknown").inc()
             if self._perform(wl, obj, action, decision, usage, chosen, owner, now, retry_key, stored):  # 2. act
-                state = engine.confirm(state, action, self.clock())  # 3. confirm (stored at the pass's end)
+                state = engine.confirm(state, action, self.clock())  # 3. confirm
                 self._stage(p, state, now)
+                # Stored at once, not at the pass's end: a kill between a delivered notice and its record
+                # makes the next leader send it again, so that window is kept to one write.
+                unwritten = self.store.flush()
+                if unwritten:
+                    log.warning("confirmation not stored; the next pass may repeat it", workload=str(wl.ref),
+                                action=action.kind.value, error=next(iter(unwritten.values())))
                 if not dry and not action.is_notice:
                     self._sync_workload(wl, stored, state, False, result)
         if not dry:

@@ -80,6 +80,10 @@ class Backoff:
         self._failures[key] = (count, retry_at)
         return retry_at
 
+    def known(self, key: Hashable) -> bool:
+        """Whether this process saw an attempt for ``key`` fail (and not succeed since)."""
+        return key in self._failures
+
     def succeeded(self, key: Hashable) -> None:
         self._failures.pop(key, None)
 

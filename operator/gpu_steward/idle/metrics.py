@@ -75,3 +75,11 @@ def record_blast(verdict: Any) -> None:
     BREAKER_WOULD_SUSPEND.set(verdict.breaker.would_suspend)
     ACTIONS_PAUSED.set(1 if verdict.paused else 0)
     SUSPENSIONS_LAST_HOUR.set(verdict.suspended_last_hour)
+
+
+# A warning intended in an earlier pass and sent again: "failed" when this process saw the earlier send
+# fail (nothing reached the owner), "unknown" when no record of it is here (a crash or a failover between
+# the send and its record): only those can reach the owner twice, and docs/faults.md counts them.
+NOTICE_RESENDS = Counter("gpusteward_idle_notice_resends_total",
+                         "Warnings sent again because an earlier attempt was not recorded as delivered",
+                         ["outcome"])

@@ -257,8 +257,9 @@ class _Out:
         self.reason = ""
         self.hold: Hold | None = None
 
-    def act(self, s: IdleState, kind: ActionKind, why: str, would: bool, suspend_at: datetime | None = None) -> None:
-        self.actions.append(Action(kind, s.episode, would, why, s.idle_since, suspend_at))
+    def act(self, s: IdleState, kind: ActionKind, why: str, would: bool, suspend_at: datetime | None = None,
+            resend: bool = False) -> None:
+        self.actions.append(Action(kind, s.episode, would, why, s.idle_since, suspend_at, resend))
 
 
 def request_rules(rules: IdleRules, request: SuspensionRequest) -> IdleRules:
@@ -479,7 +480,7 @@ def _notice_cycle(s: IdleState, facts: WorkloadFacts, rules: IdleRules, now: dat
         return s
     if s.warn.pending:
         # Intended but never confirmed sent (send failed or we crashed): send it again.
-        out.act(s, ActionKind.WARN, "warning not confirmed sent yet", False, suspend_due)
+        out.act(s, ActionKind.WARN, "warning not confirmed sent yet", False, suspend_due, resend=True)
         out.reason = "warning owner (repeat)"
         return s
     assert s.warn.done_at is not None
