@@ -758,6 +758,7 @@ def audit(run: Run) -> None:
 
     # 2. notices per stage per episode (Slack and Event copies of one notice share a headline)
     repeats: Counter[str] = Counter()
+    in_window: Counter[str] = Counter()  # repeats explained by a leader kill right after the first copy
     episodes: Counter[str] = Counter()
     repeat_examples: list[str] = []
     for wl_name, lst in by_wl.items():
@@ -774,6 +775,14 @@ def audit(run: Run) -> None:
             episodes[stage] += 1
             if count > 1:
                 repeats[stage] += count - 1
+                # The one repeat a crash may cause: Slack took the first copy and the leader was killed
+                # before the delivery was recorded (one store write later).
+                copies = [n for n in lst if n.stage == stage and (n.idle_since if stage != "resumed" else
+                          max((t for t in susp if t <= n.t + TOL), default=None)) == key]
+                slack = [n.t for n in copies if n.channel == "Slack"]  # sent last, timed to the millisecond
+                first = min(slack or [n.t for n in copies])
+                if any(first - TOL <= k["t"] <= first + 1.5 and k["leader"] for k in log.kills):
+                    in_window[stage] += count - 1
                 if len(repeat_examples) < 6:
                     repeat_examples.append(f"{wl_name} {stage} x{count} (episode key {key and ts(key)})")
 
@@ -832,6 +841,8 @@ def audit(run: Run) -> None:
          f"{episodes['warning']} / {episodes['suspended']} / {episodes['resumed']}", ""),
         ("repeated notices: warning / suspended / resumed",
          f"{repeats['warning']} / {repeats['suspended']} / {repeats['resumed']}", "goal 0 (≤1 per stage)"),
+        ("  of which: leader killed within 1.5 s after the first copy (send→record window)",
+         f"{in_window['warning']} / {in_window['suspended']} / {in_window['resumed']}", ""),
         ("Slack requests failed by the receiver", len(run.slack.failures), ""),
         ("workloads deleted (UID changed or gone)", len(deleted), "goal 0"),
         ("StatefulSet volumes lost (PVC gone, replaced or unbound)", len(lost), "goal 0"),
