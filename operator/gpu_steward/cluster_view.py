@@ -44,6 +44,21 @@ def project_node(obj: JSON) -> JSON:
             "status": {k: status[k] for k in ("capacity", "allocatable") if k in status}}
 
 
+def project_small(obj: JSON) -> JSON:
+    """Our own objects (records, budgets, leases): whole, less managedFields."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    return {**obj, "metadata": meta}
+
+
+def project_agent_pod(obj: JSON) -> JSON:
+    """What finding an agent's endpoint reads: node, IP, phase, Ready."""
+    status = obj.get("status") or {}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(obj),
+            "spec": {"nodeName": (obj.get("spec") or {}).get("nodeName")},
+            "status": {"phase": status.get("phase"), "podIP": status.get("podIP"),
+                       "conditions": [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]}}
+
+
 def project_namespace(obj: JSON) -> JSON:
     meta = obj.get("metadata") or {}
     return {"name": meta.get("name", ""), "labels": dict(meta.get("labels") or {})}

@@ -224,8 +224,8 @@ class Watches:
     def __init__(self, kube: Kube, *, page_size: int = 500) -> None:
         self.kube, self.page_size = kube, page_size
         self._lock = threading.Lock()
-        self._caches: dict[tuple[str, str], ObjectCache] = {}
-        self._missing: dict[tuple[str, str], float] = {}
+        self._caches: dict[tuple[str, str, str | None], ObjectCache] = {}
+        self._missing: dict[tuple[str, str, str | None], float] = {}
         self._extra: list[Watch] = []
 
     def path(self, api_version: str, kind: str, namespace: str | None = None) -> str | None:
@@ -239,10 +239,10 @@ class Watches:
             return f"{base}/namespaces/{urllib.parse.quote(namespace)}/{res.name}"
         return f"{base}/{res.name}"
 
-    def cache(self, api_version: str, kind: str, project: Project) -> ObjectCache:
-        """The kind's cache, its watch started on first use. A kind not served is an empty cache, looked up
-        again after ``MISSING_KIND_RECHECK_SECONDS``."""
-        key = (api_version, kind)
+    def cache(self, api_version: str, kind: str, project: Project, namespace: str | None = None) -> ObjectCache:
+        """The kind's cache (cluster-wide, or one namespace's), its watch started on first use. A kind not
+        served is an empty cache, looked up again after ``MISSING_KIND_RECHECK_SECONDS``."""
+        key = (api_version, kind, namespace)
         with self._lock:
             found = self._caches.get(key)
             if found is not None:
@@ -250,7 +250,7 @@ class Watches:
             missed = self._missing.get(key)
             if missed is not None and time.monotonic() - missed < self.MISSING_KIND_RECHECK_SECONDS:
                 return ObjectCache(project, served=False)
-            path = self.path(api_version, kind)
+            path = self.path(api_version, kind, namespace)
             if path is None:
                 self._missing[key] = time.monotonic()
                 return ObjectCache(project, served=False)
@@ -259,7 +259,7 @@ class Watches:
             cache.watch = Watch(self.kube.api_client, path, cache, name=f"{kind}.{api_version}",
                                 page_size=self.page_size).start()
             self._caches[key] = cache
-            log.info("watching", kind=kind, api_version=api_version)
+            log.info("watching", kind=kind, api_version=api_version, namespace=namespace)
             return cache
 
     def watch_into(self, api_version: str, kind: str, sink: Sink, namespace: str | None = None) -> Watch | None:
@@ -272,10 +272,17 @@ class Watches:
             self._extra.append(w)
         return w
 
+    def serve_lists(self, api_version: str, kind: str, project: Project, namespace: str | None = None) -> None:
+        """Let ``Kube.list`` of this collection answer from a watch (once its first list is in)."""
+        cache = self.cache(api_version, kind, project, namespace)
+        if cache.watch is not None and cache.wait(30.0):
+            self.kube.served_lists[(api_version, kind, namespace)] = cache.items
+
     def all(self) -> list[Watch]:
         with self._lock:
             return [c.watch for c in self._caches.values() if c.watch is not None] + list(self._extra)
 
     def stop(self) -> None:
+        self.kube.served_lists.clear()
         for w in self.all():
             w.stop()

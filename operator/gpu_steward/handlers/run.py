@@ -137,7 +137,7 @@ class ActingOperator:
         return self._stop.is_set()
 
     def start(self) -> None:
-        from gpu_steward.handlers.watch import start_pod_watch
+        from gpu_steward.handlers.watch import start_watches
         from gpu_steward.index import Registry
         from gpu_steward.kube_watch import Watches
         from gpu_steward.runtime import get_runtime
@@ -147,7 +147,7 @@ class ActingOperator:
         # The watch-fed projections the passes read (pods, and each kind on first use); a new leader term
         # starts them afresh and the end of the term stops them.
         rt.watches = watches = Watches(rt.kube, page_size=self.settings.watch_page_size)
-        start_pod_watch(rt)
+        start_watches(rt)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(self._stop, watches), name="gpu-steward-acting",
                                         daemon=True)

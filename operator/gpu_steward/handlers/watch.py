@@ -8,11 +8,13 @@ which decodes one event at a time and keeps a slotted projection of GPU pods onl
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import kopf
 
-from gpu_steward.api.common import GROUP, VERSION
+from gpu_steward.api.common import API_VERSION, GROUP, VERSION
+from gpu_steward.cluster_view import project_agent_pod, project_small
 from gpu_steward.runtime import Runtime, get_runtime
 
 
@@ -21,8 +23,20 @@ def idle_policy_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
     get_runtime().index.policy_event(event.get("type"), body)
 
 
-def start_pod_watch(rt: Runtime) -> None:
-    """Pods into the index: cluster-wide, or one watch per namespace the operator is scoped to."""
-    assert rt.watches is not None
-    for namespace in rt.settings.namespaces or (None,):
-        rt.watches.watch_into("v1", "Pod", rt.index, namespace)
+def start_watches(rt: Runtime) -> None:
+    """Pods into the index (cluster-wide, or one watch per namespace the operator is scoped to); then, in the
+    background, the collections every pass lists (our records in the platform namespace, budgets, leases,
+    agent pods) served from watches (``Kube.served_lists``)."""
+    watches, s = rt.watches, rt.settings
+    assert watches is not None
+    for namespace in s.namespaces or (None,):
+        watches.watch_into("v1", "Pod", rt.index, namespace)
+
+    def serve() -> None:
+        watches.serve_lists("v1", "ConfigMap", project_small, s.platform_namespace)
+        watches.serve_lists(API_VERSION, "GPUBudget", project_small)
+        watches.serve_lists(API_VERSION, "ExperimentLease", project_small)
+        if s.utilization_source == "agents" and not s.agent_endpoints:
+            watches.serve_lists("v1", "Pod", project_agent_pod, s.agent_namespace)
+
+    threading.Thread(target=serve, name="serve-lists", daemon=True).start()

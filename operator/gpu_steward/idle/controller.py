@@ -280,7 +280,7 @@ class IdleController:
         """The runtime switches: a ConfigMap in the operator's namespace (users cannot write there), read
         each pass. One that cannot be read pauses actions: a switch we cannot see might be on."""
         try:
-            cm = self.kube.get("v1", "ConfigMap", self.settings.controls_configmap, self.settings.platform_namespace)
+            cm = self._configmap(self.settings.controls_configmap, fresh=False)
         except Exception as exc:
             log.warning("controls ConfigMap unreadable: actions paused this pass", error=f"{type(exc).__name__}")
             return blast.Controls(paused=True, reason="the controls ConfigMap could not be read")
@@ -298,7 +298,9 @@ class IdleController:
         watched = sum(1 for p in planned if p.wl.pods)  # governed workloads that hold GPUs now
         name, ns = self.settings.blast_record_configmap, self.settings.platform_namespace
         try:
-            cm = self.kube.get("v1", "ConfigMap", name, ns)
+            # Read fresh before a suspension may start (its record is written conditionally on this read);
+            # otherwise the watched copy does (no request in a steady pass).
+            cm = self._configmap(name, fresh=bool(candidates))
             unreadable = None
         except Exception as exc:
             cm, unreadable = None, f"{type(exc).__name__}: {exc}"
@@ -327,6 +329,14 @@ class IdleController:
         result.verdict = verdict
         record_blast(verdict)
         return verdict
+
+    def _configmap(self, name: str, *, fresh: bool) -> dict[str, Any] | None:
+        """A ConfigMap of the platform namespace: from the watch's copy where one serves the namespace's list
+        (``Kube.served_lists``, the operator), else (or ``fresh``) by GET."""
+        ns = self.settings.platform_namespace
+        if fresh or ("v1", "ConfigMap", ns) not in getattr(self.kube, "served_lists", {}):
+            return self.kube.get("v1", "ConfigMap", name, ns)
+        return next((cm for cm in self.kube.list("v1", "ConfigMap", ns) if cm["metadata"]["name"] == name), None)
 
     def _write_record(self, name: str, ns: str, current: dict[str, Any] | None, record: blast.Record) -> None:
         body: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap",
