@@ -134,7 +134,11 @@ class Watch:
                 page = json.loads(resp.data)
             finally:
                 resp.release_conn()
+            # Items of built-in lists come without apiVersion/kind (a JobList's Jobs): projections need them.
+            api_version, list_kind = page.get("apiVersion"), str(page.get("kind") or "")
             for obj in page.get("items") or []:
+                obj.setdefault("apiVersion", api_version)
+                obj.setdefault("kind", list_kind.removesuffix("List"))
                 uid = (obj.get("metadata") or {}).get("uid")
                 if uid:
                     uids.add(uid)
