@@ -51,8 +51,9 @@ def pod(i: int, per_notebook: int = 8) -> dict[str, Any]:
             "volumes": [{"name": "kube-api-access-x1y2z", "projected": {"defaultMode": 420, "sources": [
                 {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
                 {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1",
-                                                                              "fieldPath": "metadata.namespace"}}]}}]}}],
+                {"downwardAPI": {"items": [{"path": "namespace",
+                                            "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+            ]}}],
             "containers": [{"name": "m", "image": "train:1", "resources": {"limits": {"nvidia.com/gpu": "1"},
                                                                            "requests": {"nvidia.com/gpu": "1"}},
                             "volumeMounts": [mount], "terminationMessagePath": "/dev/termination-log",
