@@ -24,7 +24,7 @@ demo: controlplane
 lint: venv
 	$(BIN)/ruff check operator agent testground tests bench
 	$(BIN)/lint-imports
-	$(BIN)/mypy operator/gpu_steward/policy operator/gpu_steward/api operator/gpu_steward/units.py operator/gpu_steward/workloads/model.py operator/gpu_steward/workloads/resolve.py operator/gpu_steward/workloads/adapters.py operator/gpu_steward/index.py operator/gpu_steward/leadership.py operator/gpu_steward/notify/interactions.py operator/gpu_steward/notify/messages.py operator/gpu_steward/tls.py operator/gpu_steward/webhook_certs.py
+	$(BIN)/mypy operator/gpu_steward/policy operator/gpu_steward/api operator/gpu_steward/units.py operator/gpu_steward/workloads/model.py operator/gpu_steward/workloads/resolve.py operator/gpu_steward/workloads/adapters.py operator/gpu_steward/index.py operator/gpu_steward/kube_watch.py operator/gpu_steward/cluster_view.py operator/gpu_steward/budgets/writes.py operator/gpu_steward/leadership.py operator/gpu_steward/notify/interactions.py operator/gpu_steward/notify/messages.py operator/gpu_steward/tls.py operator/gpu_steward/webhook_certs.py
 
 # Both images from operator/Dockerfile and agent/Dockerfile: Docker where a daemon answers, else buildah
 # (Debian packages; a Debian base from mmdebstrap where the registry base cannot be pulled).

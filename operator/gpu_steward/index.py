@@ -1,14 +1,18 @@
 """The in-memory index the evaluation loops run over: GPU pods and IdlePolicies (no I/O, no kopf).
 
-Watch events feed it (handlers/watch.py); the idle pass and the cost pass read snapshots, so neither
-LISTs every pod of the cluster each interval. Entries keep only the fields a decision or a cost needs
-(``slim_pod``), never whole bodies: at 10k GPU pods the index stays a few MB.
+A lean watch (``gpu_steward.kube_watch``) feeds it; the idle pass and the cost pass read snapshots, so
+neither LISTs every pod of the cluster each interval. Each GPU pod is kept as one slotted, immutable
+``GpuPod`` holding only the fields a decision or a cost needs, with repeated values (namespaces, nodes,
+label sets, owner references, container resources) shared between pods instead of copied: a few hundred
+bytes per pod, where a decoded pod body is tens of kilobytes (docs/scale.md). The cost pass reads pods in
+their own shape (``slim_pod``), built one at a time from the entry when it is read (``PodBodies``).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,8 +20,29 @@ from typing import Any
 from gpu_steward.policy.cost import parse_time, pod_gpus
 from gpu_steward.policy.gpus import is_gpu_resource
 
+Pairs = tuple[tuple[str, Any], ...]
+# (name, (("limits", pairs), ("requests", pairs))): the GPU resources of one container.
+Container = tuple[str, tuple[tuple[str, Pairs], ...]]
 
-@dataclass(frozen=True)
+# Values many pods repeat (a Job's label set, its owner reference, the container resources): one shared
+# copy. Cleared when it grows past a bound, so pods that are long gone never pin their values.
+_SHARED: dict[Any, Any] = {}
+_SHARED_MAX = 200_000
+
+
+def _share(value: Any) -> Any:
+    if isinstance(value, str):
+        return sys.intern(value)
+    if len(_SHARED) >= _SHARED_MAX:
+        _SHARED.clear()
+    return _SHARED.setdefault(value, value)
+
+
+def _pairs(mapping: Mapping[str, Any] | None) -> Pairs:
+    return _share(tuple(sorted((sys.intern(k), v) for k, v in (mapping or {}).items())))  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
 class GpuPod:
     namespace: str
     name: str
@@ -26,9 +51,18 @@ class GpuPod:
     gpus: int
     phase: str
     started_at: datetime | None
-    labels: tuple[tuple[str, str], ...]
-    annotations: tuple[tuple[str, str], ...]  # only ours and the owner keys (see OWN_PREFIXES)
-    owner_refs: tuple[tuple[tuple[str, Any], ...], ...]
+    labels: Pairs
+    annotations: Pairs  # only ours and the owner keys (see OWN_PREFIXES)
+    owner_refs: tuple[Pairs, ...]
+    # What the cost pass reads besides (slim_pod): raw timestamps, GPU resources per container, finish times
+    # of terminated containers and the Ready condition.
+    created: str | None = None
+    deleted: str | None = None
+    start: str | None = None
+    containers: tuple[Container, ...] = ()
+    init_containers: tuple[Container, ...] = ()
+    finished: tuple[str, ...] = ()
+    ready: tuple[Pairs, ...] = ()
 
     @property
     def running(self) -> bool:
@@ -43,17 +77,64 @@ class GpuPod:
                          "ownerReferences": [dict(r) for r in self.owner_refs]},
         }
 
+    def body(self) -> dict[str, Any]:
+        """The pod in its own shape with only what accounting reads (``slim_pod``), built on demand."""
+        meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace, "uid": self.uid}
+        if self.created is not None:
+            meta["creationTimestamp"] = self.created
+        if self.deleted is not None:
+            meta["deletionTimestamp"] = self.deleted
+        meta["labels"] = dict(self.labels)
+        meta["annotations"] = dict(self.annotations)
+        meta["ownerReferences"] = [dict(r) for r in self.owner_refs]
+        return {
+            "apiVersion": "v1", "kind": "Pod", "metadata": meta,
+            "spec": {"nodeName": self.node, "containers": [_container_body(c) for c in self.containers],
+                     "initContainers": [_container_body(c) for c in self.init_containers]},
+            "status": {"phase": self.phase, "startTime": self.start,
+                       "containerStatuses": [{"state": {"terminated": {"finishedAt": t}}} for t in self.finished],
+                       "conditions": [dict(c) for c in self.ready]},
+        }
+
+
+def _container_body(container: Container) -> dict[str, Any]:
+    name, sections = container
+    return {"name": name, "resources": {k: dict(v) for k, v in sections}}
+
 
 # Pod annotations worth keeping: ours, and the usual owner hints.
 OWN_PREFIXES = ("gpusteward.dev/", "owner", "team")
+# Owner reference fields a decision reads (blockOwnerDeletion is not one).
+_REF_KEYS = ("apiVersion", "kind", "name", "uid", "controller")
 
 
-def _slim_container(container: Mapping[str, Any]) -> dict[str, Any]:
+def _container(container: Mapping[str, Any]) -> Container:
     resources = container.get("resources") or {}
-    return {"name": container.get("name", ""),
-            "resources": {k: {r: v for r, v in (resources.get(k) or {}).items() if is_gpu_resource(r)}
-                          for k in ("limits", "requests")
-                          if any(is_gpu_resource(r) for r in resources.get(k) or {})}}
+    sections = tuple((k, _pairs({r: v for r, v in (resources.get(k) or {}).items() if is_gpu_resource(r)}))
+                     for k in ("limits", "requests") if any(is_gpu_resource(r) for r in resources.get(k) or {}))
+    return _share((sys.intern(container.get("name", "")), sections))  # type: ignore[no-any-return]
+
+
+def project_pod(body: Mapping[str, Any], gpus: int | None = None) -> GpuPod:
+    """The entry for any pod body (whole, or already slim): the fields above, shared where repeated."""
+    meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(OWN_PREFIXES)}
+    refs = tuple(_pairs({k: v for k, v in r.items() if k in _REF_KEYS}) for r in meta.get("ownerReferences") or [])
+    finished = tuple(t for cs in status.get("containerStatuses") or []
+                     if (t := ((cs.get("state") or {}).get("terminated") or {}).get("finishedAt")))
+    node = spec.get("nodeName")
+    return GpuPod(
+        namespace=sys.intern(meta.get("namespace", "")), name=meta.get("name", ""), uid=meta.get("uid", ""),
+        node=sys.intern(node) if node else node, gpus=pod_gpus(body) if gpus is None else gpus,
+        phase=sys.intern(status.get("phase", "Pending")), started_at=parse_time(status.get("startTime")),
+        labels=_pairs(meta.get("labels")), annotations=tuple(sorted(annotations.items())),
+        owner_refs=_share(refs), created=meta.get("creationTimestamp"), deleted=meta.get("deletionTimestamp"),
+        start=status.get("startTime"),
+        containers=_share(tuple(_container(c) for c in spec.get("containers") or [])),
+        init_containers=_share(tuple(_container(c) for c in spec.get("initContainers") or [])),
+        finished=finished,
+        ready=tuple(_pairs(c) for c in status.get("conditions") or [] if c.get("type") == "Ready"),
+    )
 
 
 def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -61,68 +142,65 @@ def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
     takes a pod takes this too): identity, labels, our and the owner annotations, owner references,
     node, GPU requests, phase, start, finish and the Ready condition: about a kilobyte instead of the
     whole body (managedFields, env, volumes...)."""
-    meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
-    slim_meta = {k: meta[k] for k in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp")
-                 if meta.get(k) is not None}
-    slim_meta["labels"] = dict(meta.get("labels") or {})
-    slim_meta["annotations"] = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(OWN_PREFIXES)}
-    slim_meta["ownerReferences"] = [dict(r) for r in meta.get("ownerReferences") or []]
-    finished = [{"state": {"terminated": {"finishedAt": t}}}
-                for cs in status.get("containerStatuses") or []
-                if (t := ((cs.get("state") or {}).get("terminated") or {}).get("finishedAt"))]
-    return {
-        "apiVersion": "v1", "kind": "Pod", "metadata": slim_meta,
-        "spec": {"nodeName": spec.get("nodeName"),
-                 "containers": [_slim_container(c) for c in spec.get("containers") or []],
-                 "initContainers": [_slim_container(c) for c in spec.get("initContainers") or []]},
-        "status": {"phase": status.get("phase", "Pending"), "startTime": status.get("startTime"),
-                   "containerStatuses": finished,
-                   "conditions": [dict(c) for c in status.get("conditions") or [] if c.get("type") == "Ready"]},
-    }
+    return project_pod(body).body()
 
 
 def gpu_pod_entry(body: Mapping[str, Any]) -> GpuPod | None:
     """The index entry for a pod, or None when it asks for no GPU."""
     gpus = pod_gpus(body)
-    if gpus <= 0:
-        return None
-    meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
-    started = parse_time(status.get("startTime"))
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(OWN_PREFIXES)}
-    refs = tuple(tuple(sorted((k, v) for k, v in r.items() if k in ("apiVersion", "kind", "name", "uid",
-                                                                     "controller")))
-                 for r in meta.get("ownerReferences") or [])
-    return GpuPod(
-        namespace=meta.get("namespace", ""), name=meta.get("name", ""), uid=meta.get("uid", ""),
-        node=spec.get("nodeName"), gpus=gpus, phase=status.get("phase", "Pending"), started_at=started,
-        labels=tuple(sorted((meta.get("labels") or {}).items())), annotations=tuple(sorted(annotations.items())),
-        owner_refs=refs,
-    )
+    return project_pod(body, gpus) if gpus > 0 else None
+
+
+class PodBodies:
+    """Slim GPU pod bodies over a snapshot of entries, each built when it is read and dropped after: the cost
+    pass iterates them several times without holding tens of thousands of dicts at once."""
+
+    def __init__(self, entries: Iterable[GpuPod]) -> None:
+        self._entries = list(entries)
+        self._by_uid: dict[str, GpuPod] | None = None
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (e.body() for e in self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, uid: str) -> dict[str, Any] | None:
+        if self._by_uid is None:
+            self._by_uid = {e.uid: e for e in self._entries}
+        entry = self._by_uid.get(uid)
+        return entry.body() if entry is not None else None
 
 
 class Registry:
-    """Thread-safe: watch handlers write, the evaluation pass takes snapshots."""
+    """Thread-safe: the watch writes, the evaluation passes take snapshots."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pods: dict[str, GpuPod] = {}
-        self._bodies: dict[str, dict[str, Any]] = {}  # uid -> slim_pod(body), for the cost pass
         self._policies: dict[tuple[str, str], dict[str, Any]] = {}
+        self.pods_synced = threading.Event()  # set once the pod watch has listed every pod
 
     def pod_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         uid = (body.get("metadata") or {}).get("uid")
         if not uid:
             return
-        # One projection kept (slim_pod); the idle pass's entry is derived from it, not from the body.
-        slim = None if event_type == "DELETED" or pod_gpus(body) <= 0 else slim_pod(body)
-        entry = gpu_pod_entry(slim) if slim is not None else None
+        entry = None if event_type == "DELETED" else gpu_pod_entry(body)
         with self._lock:
-            if entry is None or slim is None:
+            if entry is None:
                 self._pods.pop(uid, None)
-                self._bodies.pop(uid, None)
             else:
                 self._pods[uid] = entry
-                self._bodies[uid] = slim
+
+    # The watch's sink (kube_watch.Sink): events, and after each full list the uids it held.
+    apply = pod_event
+
+    def relisted(self, uids: set[str]) -> None:
+        """A full list was applied: pods not in it were deleted while the watch was not looking."""
+        with self._lock:
+            for uid in set(self._pods) - uids:
+                del self._pods[uid]
+        self.pods_synced.set()
 
     def policy_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata") or {}
@@ -141,14 +219,18 @@ class Registry:
         with self._lock:
             return list(self._pods.values())
 
-    def pod_bodies(self, namespaces: tuple[str, ...] | list[str] = ()) -> list[dict[str, Any]]:
-        """Slim GPU pod bodies (``slim_pod``), optionally only those in ``namespaces``."""
+    def pod_view(self, namespaces: tuple[str, ...] | list[str] = ()) -> PodBodies:
+        """Slim GPU pod bodies (``slim_pod``), optionally only those in ``namespaces``, built as read."""
         with self._lock:
-            bodies = list(self._bodies.values())
+            entries = list(self._pods.values())
         if namespaces:
             wanted = set(namespaces)
-            bodies = [b for b in bodies if b["metadata"].get("namespace") in wanted]
-        return bodies
+            entries = [e for e in entries if e.namespace in wanted]
+        return PodBodies(entries)
+
+    def pod_bodies(self, namespaces: tuple[str, ...] | list[str] = ()) -> list[dict[str, Any]]:
+        """Slim GPU pod bodies as a list (small callers and tests; the cost pass uses ``pod_view``)."""
+        return list(self.pod_view(namespaces))
 
     def policies(self) -> list[dict[str, Any]]:
         with self._lock:

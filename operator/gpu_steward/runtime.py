@@ -14,8 +14,10 @@ from gpu_steward.budgets.costs import CostLedger, UtilizationLookup
 from gpu_steward.budgets.history import CostHistory
 from gpu_steward.budgets.notifier import EventNotifier, FanOut, Notifier, SlackBridge
 from gpu_steward.budgets.requests import RequestBook
+from gpu_steward.budgets.writes import WriteBudget
 from gpu_steward.index import Registry
 from gpu_steward.kube import Kube, load_api_client
+from gpu_steward.kube_watch import Watches
 from gpu_steward.settings import Settings
 from gpu_steward.sources.base import UtilizationSource
 from gpu_steward.sources.factory import make_source
@@ -30,6 +32,10 @@ class Runtime:
     source: UtilizationSource | None = None  # agents or Prometheus: one HTTP session for both loops
     utilization: UtilizationLookup | None = None
     index: Registry = field(default_factory=Registry)  # GPU pods and IdlePolicies, fed by handlers.watch
+    # The watch-fed projections the passes read (kube_watch): set while this replica acts (handlers/run.py).
+    watches: Watches | None = None
+    # The cluster-wide cost-annotation write budget, kept across cost passes (budgets.writes).
+    cost_budget: WriteBudget | None = None
     # Budgets' and leases' suspension requests under the global dry-run (otherwise in their records).
     requests: RequestBook = field(default_factory=RequestBook)
     # Whether this replica may act now (leader election; always True without it). The loops and the

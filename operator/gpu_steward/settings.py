@@ -103,7 +103,15 @@ class Settings(BaseSettings):
     focus_publisher_name: str = "GPU Steward"
     focus_invoice_issuer_name: str = "Kubernetes"
     focus_billing_account_id: str = "kubernetes"
+    # Cost annotations on pods (docs/budgets.md, "What the cost annotations promise"): a value that changed
+    # meaningfully (hourly rate, utilization average, a finished pod) is written at most this often per pod...
     cost_annotation_min_interval_seconds: float = Field(300.0, gt=0)
+    # ...a pod whose values only accrue at most this often (fewer when the write budget is spent)...
+    cost_annotation_refresh_seconds: float = Field(3600.0, gt=0)
+    # ...and never more pod writes than this per second, cluster-wide, on average.
+    cost_annotation_writes_per_second: float = Field(2.0, gt=0)
+    # The lean watches list in pages of this many objects (the initial listing's memory peak: docs/scale.md).
+    watch_page_size: int = Field(500, ge=10, le=5000)
     # Cost ledger and SuspendIdleFirst: a GPU sample below this utilization counts as idle time.
     cost_idle_util_percent: float = Field(5.0, ge=0, le=100)
     # GPUBudget onExceeded SuspendIdleFirst: how long before suspending an idle workload its owner is warned

@@ -98,7 +98,7 @@ def test_default_rules_exactly(helm: Path) -> None:
     # ConfigMaps only in the operator's own namespace: the records users must not write.
     records = one(docs, "Role", "-operator-records")
     assert records["metadata"]["namespace"] == "gpu-steward"
-    assert flatten(records) == {("", "configmaps", v, "") for v in ("get", "list", "create", "patch")}
+    assert flatten(records) == {("", "configmaps", v, "") for v in ("get", "list", "watch", "create", "patch")}
     got = flatten(cluster_role(docs))
     unnamed = {(g, r, v) for g, r, v, n in got if not n}
     expected = {(g, r, v) for (g, r), verbs in EXPECTED.items() for v in verbs}

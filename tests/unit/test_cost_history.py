@@ -342,10 +342,12 @@ def test_idle_hours_and_util_average_come_from_the_operators_records_not_the_pod
     w.kube.put(node("a100"))
     w.kube.put(pod("ml", "nb", {"nvidia.com/gpu": "2"}, "a100", T0 - dt.timedelta(hours=1), {"team": "vision"}))
     util = {"nb": 1.0}
+    # The mirror refreshed every 10 minutes (not hourly): this test is about where its values come from.
+    settings = SETTINGS.model_copy(update={"cost_annotation_refresh_seconds": 600.0})
 
     def pass_(now):
         pods = [o for (k, _, _), o in w.kube.objs.items() if k == "Pod"]
-        reconcile_pod_costs(w.kube, SETTINGS, now, w.ledger, lambda _ns, name: util.get(name),
+        reconcile_pod_costs(w.kube, settings, now, w.ledger, lambda _ns, name: util.get(name),
                             pods=copy.deepcopy(pods), history=w.history)
 
     for minutes in range(0, 61, 10):  # an hour at 1 %: 2 idle GPU-hours

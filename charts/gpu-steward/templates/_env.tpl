@@ -83,6 +83,12 @@ Secrets only arrive through secretKeyRef.
   value: {{ .Values.prices.focus.billingAccountId | quote }}
 - name: GPU_STEWARD_COST_ANNOTATION_MIN_INTERVAL_SECONDS
   value: {{ $c.costAnnotationMinIntervalSeconds | toString | quote }}
+- name: GPU_STEWARD_COST_ANNOTATION_REFRESH_SECONDS
+  value: {{ $c.costAnnotationRefreshSeconds | toString | quote }}
+- name: GPU_STEWARD_COST_ANNOTATION_WRITES_PER_SECOND
+  value: {{ $c.costAnnotationWritesPerSecond | toString | quote }}
+- name: GPU_STEWARD_WATCH_PAGE_SIZE
+  value: {{ $c.watchPageSize | toString | quote }}
 - name: GPU_STEWARD_COST_IDLE_UTIL_PERCENT
   value: {{ $c.costIdleUtilPercent | toString | quote }}
 - name: GPU_STEWARD_BUDGET_SUSPEND_NOTICE_SECONDS

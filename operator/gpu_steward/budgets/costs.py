@@ -11,6 +11,7 @@ annotations on the pods are a display mirror written from the ledger and never r
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -20,6 +21,7 @@ import structlog
 
 from gpu_steward.budgets.history import CostHistory, open_part
 from gpu_steward.budgets.metrics import record_costs
+from gpu_steward.budgets.writes import WriteBudget, priority
 from gpu_steward.kube import Kube
 from gpu_steward.policy import cost as c
 from gpu_steward.policy import history as h
@@ -220,21 +222,33 @@ def settle_pass(kube: Kube, settings: Settings, history: CostHistory, pods: Iter
     return written
 
 
+def write_budget(settings: Settings) -> WriteBudget:
+    """The cluster-wide cost-annotation write budget (keep one across passes)."""
+    rate = settings.cost_annotation_writes_per_second
+    return WriteBudget(rate, burst=max(1.0, rate * settings.evaluation_interval_seconds))
+
+
 def reconcile_pod_costs(
     kube: Kube, settings: Settings, now: dt.datetime, ledger: CostLedger,
-    utilization: UtilizationLookup | None = None, pods: list[JSON] | None = None, prices: Prices | None = None,
-    history: CostHistory | None = None,
+    utilization: UtilizationLookup | None = None, pods: Iterable[JSON] | None = None, prices: Prices | None = None,
+    history: CostHistory | None = None, budget: WriteBudget | None = None,
+    namespaces: set[str] | None = None,
 ) -> PassResult:
-    """One pass over all GPU pods: sample utilization, write cost annotations where due."""
+    """One pass over all GPU pods: sample utilization, write cost annotations where due, within ``budget``
+    (``budgets.writes``). ``pods`` may be a lazy view (``index.PodBodies``): it is iterated a few times, and
+    only the pods chosen for a write are built again. ``namespaces``: those that exist (else listed)."""
     if pods is None:
         pods = list_gpu_pods(kube, settings)
     prices = prices or Prices.load(kube, settings)
     minimum = dt.timedelta(seconds=settings.cost_annotation_min_interval_seconds)
+    refresh = dt.timedelta(seconds=settings.cost_annotation_refresh_seconds)
+    budget = budget or write_budget(settings)
     if history is not None and not history.loaded:
         history.load()
     result = PassResult()
     seen: set[str] = set()
     idle_by_uid: dict[str, Decimal] = {}
+    due: list[tuple[int, str, str]] = []  # (priority, last write, uid): small, even when every pod is due
     for pod in pods:
         meta = pod["metadata"]
         uid = meta.get("uid")
@@ -255,9 +269,19 @@ def reconcile_pod_costs(
         if all(current.get(k) == v for k, v in desired.items()):
             result.unchanged += 1
             continue
-        if not c.annotations_due(current, desired, now, minimum):
+        finished = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+        rank = priority(current, desired, finished, now, minimum, refresh)
+        if rank is None:
             result.skipped_rate_limited += 1
             continue
+        due.append((rank, current.get(c.ANN_COST_UPDATED_AT) or "", uid))
+    allowed = budget.take_all(now)
+    chosen = {uid for _, _, uid in heapq.nsmallest(allowed, due)}
+    result.skipped_rate_limited += len(due) - len(chosen)
+    for pod in _pods_of(pods, chosen):
+        meta = pod["metadata"]
+        desired = desired_annotations(pod, prices.pod_price(pod), ledger.ledger_for(pod), now)
+        # The "as of" time: every value above is what it was at this instant (docs/budgets.md).
         body = {"metadata": {"annotations": {**desired, c.ANN_COST_UPDATED_AT: c.format_time(now)}}}
         try:
             kube.patch("v1", "Pod", meta["name"], meta.get("namespace"), body, dry_run=settings.dry_run)
@@ -265,13 +289,25 @@ def reconcile_pod_costs(
             log.info("cost annotation not written", pod=meta["name"], namespace=meta.get("namespace"),
                      error=getattr(exc, "status", type(exc).__name__))
             continue
+        finally:
+            budget.spend(1)
         result.written += 1
     if history is not None:
         settle_pass(kube, settings, history, pods, prices, ledger, now, idle_by_uid)
         record_costs(history_counters(history, pods, prices, settings, now), rates(pods, prices, settings),
-                     existing_namespaces(kube))
+                     namespaces if namespaces is not None else existing_namespaces(kube))
     ledger.forget_except(seen)
     return result
+
+
+def _pods_of(pods: Iterable[JSON], uids: set[str]) -> Iterable[JSON]:
+    """The pods with these uids: looked up where the view can (``PodBodies.get``), else by one scan."""
+    if not uids:
+        return []
+    get = getattr(pods, "get", None)
+    if get is not None:
+        return [p for p in (get(uid) for uid in sorted(uids)) if p is not None]
+    return [p for p in pods if (p.get("metadata") or {}).get("uid") in uids]
 
 
 def existing_namespaces(kube: Kube) -> set[str] | None:
@@ -289,9 +325,12 @@ def history_counters(history: CostHistory, pods: Iterable[JSON], prices: Prices,
     same pass it disappears."""
     out: dict[tuple[str, str, str], tuple[Decimal, Decimal, Decimal, Decimal]] = {
         k: (t.cost, t.gpu_hours, t.idle_gpu_hours, t.idle_cost) for k, t in history.totals.items()}
-    by_uid = {p["metadata"]["uid"]: p for p in pods if (p.get("metadata") or {}).get("uid")}
+    get = getattr(pods, "get", None)  # a lazy view builds only the pods asked for
+    if get is None:
+        by_uid = {p["metadata"]["uid"]: p for p in pods if (p.get("metadata") or {}).get("uid")}
+        get = by_uid.get
     for uid, cur in history.cursors.items():
-        part = open_part(by_uid.get(uid), cur, None, now)
+        part = open_part(get(uid), cur, None, now)
         if part is None:
             continue
         key = (part.t("namespace"), part.t("team"), part.t("currency"))

@@ -6,19 +6,19 @@ Only ``ok`` readings count: an unknown pod is never idle (design invariant 1) an
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from gpu_steward.budgets.costs import UtilizationLookup
 from gpu_steward.sources.base import PodRef, UtilizationSource
 
 
-def pod_refs(pods: Sequence[dict[str, Any]]) -> list[PodRef]:
+def pod_refs(pods: Iterable[dict[str, Any]]) -> list[PodRef]:
     return [PodRef(p["metadata"].get("namespace", ""), p["metadata"]["name"], p["metadata"]["uid"],
                    (p.get("spec") or {}).get("nodeName")) for p in pods if p["metadata"].get("uid")]
 
 
-async def sample(source: UtilizationSource, pods: Sequence[dict[str, Any]], now: dt.datetime) -> UtilizationLookup:
+async def sample(source: UtilizationSource, pods: Iterable[dict[str, Any]], now: dt.datetime) -> UtilizationLookup:
     refs = pod_refs(pods)
     usages = await source.fetch(refs, now) if refs else {}
     by_name: dict[tuple[str, str], float] = {}

@@ -11,9 +11,10 @@ import structlog
 
 from gpu_steward.api.common import GROUP, VERSION
 from gpu_steward.budgets.budget import reconcile_budget
-from gpu_steward.budgets.costs import reconcile_pod_costs
+from gpu_steward.budgets.costs import Prices, opencost_prices, price_table, reconcile_pod_costs, write_budget
 from gpu_steward.budgets.metrics import COLLECTOR, forget_budget
 from gpu_steward.budgets.utilization import sample
+from gpu_steward.cluster_view import WatchView
 from gpu_steward.handlers import loops, watch  # noqa: F401  (watch: registers the index's watches)
 from gpu_steward.runtime import configured_settings, get_runtime
 
@@ -48,12 +49,21 @@ def budget_deleted(namespace: str, name: str, **_: Any) -> None:
 async def _cost_pass() -> None:
     rt = get_runtime()
     now = dt.datetime.now(dt.UTC)
-    # The watch-fed index, not a LIST of every pod each interval (memory and apiserver load at scale).
-    pods = rt.index.pod_bodies(rt.settings.namespaces)
+    # The watch-fed index, not a LIST of every pod each interval (memory and apiserver load at scale); the
+    # bodies are built one at a time as the pass reads them.
+    pods = rt.index.pod_view(rt.settings.namespaces)
     rt.utilization = await sample(rt.source, pods, now) if rt.source is not None else None
     COLLECTOR.is_leader = rt.is_leader  # the counters are exported by the replica that acts only
+    if rt.cost_budget is None:
+        rt.cost_budget = write_budget(rt.settings)
+    prices, namespaces = None, None
+    if rt.watches is not None:  # nodes and namespaces from their watches too (no LIST per pass)
+        view = WatchView(rt.watches)
+        table = await asyncio.to_thread(lambda: price_table(rt.settings, opencost_prices(rt.settings)))
+        nodes = await asyncio.to_thread(view.nodes)
+        prices, namespaces = Prices(table, nodes.values()), set(await asyncio.to_thread(view.namespaces))
     result = await asyncio.to_thread(reconcile_pod_costs, rt.kube, rt.settings, now, rt.ledger, rt.utilization, pods,
-                                     None, rt.history)
+                                     prices, rt.history, rt.cost_budget, namespaces)
     log.debug("cost pass", pods=result.pods, written=result.written, rate_limited=result.skipped_rate_limited)
 
 

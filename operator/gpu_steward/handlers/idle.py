@@ -7,12 +7,14 @@ annotations are the only writes. One evaluation loop per operator, never a timer
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
 import structlog
 
 from gpu_steward.budgets import requests
+from gpu_steward.cluster_view import WatchView
 from gpu_steward.handlers import loops, watch  # noqa: F401  (watch: registers the index's watches)
 from gpu_steward.idle.controller import IdleController
 from gpu_steward.idle.metrics import record_pass
@@ -27,10 +29,14 @@ async def start_idle_loop(memo: kopf.Memo, **_: Any) -> None:
     rt = get_runtime()
     assert rt.source is not None
     # Budgets and leases suspend nothing themselves: their requests are carried out by this pass.
+    view = WatchView(rt.watches) if rt.watches is not None else None
     controller = IdleController(rt.kube, rt.settings, rt.source, rt.index, SlackNotifier.from_settings(rt.settings),
-                                requests=lambda: requests.load(rt.kube, rt.settings, rt.requests))
+                                requests=lambda: requests.load(rt.kube, rt.settings, rt.requests), view=view)
 
     async def one_pass() -> None:
+        # The first pass waits for the pod watch's first full list (a pass over half the pods would report
+        # half the workloads in the policies' status).
+        await asyncio.to_thread(rt.index.pods_synced.wait, 120.0)
         result = await controller.run_pass()
         record_pass(result)
         log.info("idle pass", workloads=result.workloads, writes=result.writes, actions=dict(result.actions),

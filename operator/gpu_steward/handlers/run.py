@@ -137,17 +137,23 @@ class ActingOperator:
         return self._stop.is_set()
 
     def start(self) -> None:
+        from gpu_steward.handlers.watch import start_watches
         from gpu_steward.index import Registry
+        from gpu_steward.kube_watch import Watches
         from gpu_steward.runtime import get_runtime
 
         rt = get_runtime()
         rt.index, rt.utilization = Registry(), None
+        # The watch-fed projections the passes read (pods, and each kind on first use); a new leader term
+        # starts them afresh and the end of the term stops them.
+        rt.watches = watches = Watches(rt.kube, page_size=self.settings.watch_page_size)
+        start_watches(rt)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(self._stop,), name="gpu-steward-acting",
+        self._thread = threading.Thread(target=self._run, args=(self._stop, watches), name="gpu-steward-acting",
                                         daemon=True)
         self._thread.start()
 
-    def _run(self, stop: threading.Event) -> None:
+    def _run(self, stop: threading.Event, watches: Any) -> None:
         ks = kopf.OperatorSettings()
         configure_kopf(ks, self.settings, webhooks=False)
         try:
@@ -156,6 +162,8 @@ class ActingOperator:
                                       **_scope(self.settings)))
         except Exception:
             log.exception("acting operator failed")
+        finally:
+            watches.stop()
 
     def stop(self) -> None:
         self._stop.set()

@@ -1,30 +1,42 @@
-"""The watches that feed the runtime's in-memory index (``gpu_steward.index``): GPU pods and
-IdlePolicies. Both evaluation loops (idle and cost) read the index instead of LISTing the cluster.
+"""The watches that feed the runtime's in-memory index (``gpu_steward.index``).
 
-Only *watched* (``on.event``): kopf writes nothing on pods. The filter and the index count GPUs the
-same way (``policy.cost.pod_gpus``: app containers and init containers).
+IdlePolicies (few, small) through kopf's ``on.event``. GPU pods do not go through kopf: kopf keeps
+per-object machinery for every pod it sees, GPU or not, which cost ~45 KB of memory per pod at 8,000
+pods (docs/scale.md). ``start_pod_watch`` runs the lean watch of ``gpu_steward.kube_watch`` instead,
+which decodes one event at a time and keeps a slotted projection of GPU pods only.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import kopf
 
-from gpu_steward.api.common import GROUP, VERSION
-from gpu_steward.policy.cost import pod_gpus
-from gpu_steward.runtime import get_runtime
-
-
-def _holds_gpus(body: kopf.Body, **_: Any) -> bool:
-    return pod_gpus(body) > 0
-
-
-@kopf.on.event("", "v1", "pods", when=_holds_gpus)
-def gpu_pod_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
-    get_runtime().index.pod_event(event.get("type"), body)
+from gpu_steward.api.common import API_VERSION, GROUP, VERSION
+from gpu_steward.cluster_view import project_agent_pod, project_small
+from gpu_steward.runtime import Runtime, get_runtime
 
 
 @kopf.on.event(GROUP, VERSION, "idlepolicies")
 def idle_policy_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
     get_runtime().index.policy_event(event.get("type"), body)
+
+
+def start_watches(rt: Runtime) -> None:
+    """Pods into the index (cluster-wide, or one watch per namespace the operator is scoped to); then, in the
+    background, the collections every pass lists (our records in the platform namespace, budgets, leases,
+    agent pods) served from watches (``Kube.served_lists``)."""
+    watches, s = rt.watches, rt.settings
+    assert watches is not None
+    for namespace in s.namespaces or (None,):
+        watches.watch_into("v1", "Pod", rt.index, namespace)
+
+    def serve() -> None:
+        watches.serve_lists("v1", "ConfigMap", project_small, s.platform_namespace)
+        watches.serve_lists(API_VERSION, "GPUBudget", project_small)
+        watches.serve_lists(API_VERSION, "ExperimentLease", project_small)
+        if s.utilization_source == "agents" and not s.agent_endpoints:
+            watches.serve_lists("v1", "Pod", project_agent_pod, s.agent_namespace)
+
+    threading.Thread(target=serve, name="serve-lists", daemon=True).start()

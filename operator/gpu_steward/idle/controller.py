@@ -22,6 +22,7 @@ import structlog
 
 from gpu_steward.api.parse import Valid, parse_idle_policy
 from gpu_steward.budgets.costs import price_table
+from gpu_steward.cluster_view import ClusterView, ListView
 from gpu_steward.idle.delivery import Backoff, deliver, unusable_channels
 from gpu_steward.idle.metrics import (
     NOTICE_RESENDS,
@@ -144,8 +145,11 @@ class Planned:
 class IdleController:
     def __init__(self, kube: Kube, settings: Settings, source: UtilizationSource, registry: Registry,
                  slack: SlackNotifier | None = None, clock: Callable[[], dt.datetime] | None = None,
-                 requests: Callable[[], list[Published]] | None = None) -> None:
+                 requests: Callable[[], list[Published]] | None = None, view: ClusterView | None = None) -> None:
         self.kube, self.settings, self.source, self.registry = kube, settings, source, registry
+        # Where workloads, owners, namespaces and nodes are read: the operator's watch-fed projections (no
+        # API read in a steady pass); without one, LISTs and GETs each pass (tools, tests).
+        self.view = view
         # Budgets' and leases' suspension requests (budgets.requests.load), read once per pass: they are
         # carried out here, through the same protocol as idle suspensions (design invariant 2).
         self.requests = requests or (lambda: [])
@@ -174,8 +178,9 @@ class IdleController:
         await asyncio.to_thread(self.store.load, now)  # StoreUnavailable: no pass without remembered state
         policies = await asyncio.to_thread(self._valid_policies, now)
         pods = [p for p in self.registry.pods() if p.running]
-        workloads = await asyncio.to_thread(self._group, pods)
-        objects, namespaces = await asyncio.to_thread(self._read_cluster, workloads)
+        view = self.view or ListView(self.kube)
+        workloads = await asyncio.to_thread(self._group, pods, view)
+        objects, namespaces = await asyncio.to_thread(self._read_cluster, workloads, view)
         published = await asyncio.to_thread(self.requests)
         refs = [PodRef(p.namespace, p.name, p.uid, p.node) for p in pods]
         signals = frozenset(spec.idle.signal or GPU_UTIL for _, spec in policies.values()) - {GPU_UTIL}
@@ -275,7 +280,7 @@ class IdleController:
         """The runtime switches: a ConfigMap in the operator's namespace (users cannot write there), read
         each pass. One that cannot be read pauses actions: a switch we cannot see might be on."""
         try:
-            cm = self.kube.get("v1", "ConfigMap", self.settings.controls_configmap, self.settings.platform_namespace)
+            cm = self._configmap(self.settings.controls_configmap, fresh=False)
         except Exception as exc:
             log.warning("controls ConfigMap unreadable: actions paused this pass", error=f"{type(exc).__name__}")
             return blast.Controls(paused=True, reason="the controls ConfigMap could not be read")
@@ -293,7 +298,9 @@ class IdleController:
         watched = sum(1 for p in planned if p.wl.pods)  # governed workloads that hold GPUs now
         name, ns = self.settings.blast_record_configmap, self.settings.platform_namespace
         try:
-            cm = self.kube.get("v1", "ConfigMap", name, ns)
+            # Read fresh before a suspension may start (its record is written conditionally on this read);
+            # otherwise the watched copy does (no request in a steady pass).
+            cm = self._configmap(name, fresh=bool(candidates))
             unreadable = None
         except Exception as exc:
             cm, unreadable = None, f"{type(exc).__name__}: {exc}"
@@ -323,6 +330,14 @@ class IdleController:
         record_blast(verdict)
         return verdict
 
+    def _configmap(self, name: str, *, fresh: bool) -> dict[str, Any] | None:
+        """A ConfigMap of the platform namespace: from the watch's copy where one serves the namespace's list
+        (``Kube.served_lists``, the operator), else (or ``fresh``) by GET."""
+        ns = self.settings.platform_namespace
+        if fresh or ("v1", "ConfigMap", ns) not in getattr(self.kube, "served_lists", {}):
+            return self.kube.get("v1", "ConfigMap", name, ns)
+        return next((cm for cm in self.kube.list("v1", "ConfigMap", ns) if cm["metadata"]["name"] == name), None)
+
     def _write_record(self, name: str, ns: str, current: dict[str, Any] | None, record: blast.Record) -> None:
         body: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap",
                                 "metadata": {"name": name, "namespace": ns,
@@ -346,18 +361,18 @@ class IdleController:
                 write_status(self.kube, body, {}, now, ok=False, reason="Invalid", message=str(parsed))
         return out
 
-    def _group(self, pods: list[GpuPod]) -> dict[tuple[str, str, str, str], Workload]:
+    def _group(self, pods: list[GpuPod], view: ClusterView) -> dict[tuple[str, str, str, str], Workload]:
         """Pods → the workloads they belong to (resolution cached per pod: owner chains do not change)."""
-        lookup = actions.KubeLookup(self.kube)
         groups: dict[tuple[str, str, str, str], Workload] = {}
         live = set()
         for pod in pods:
             live.add(pod.uid)
             cached = self._resolved.get(pod.uid)
             if cached is None:
-                res = resolve(pod.as_object(), lookup, lookup.owned)
+                res = resolve(pod.as_object(), view.lookup, view.owned)
                 cached = (res.workload, res.target, res.suspendable, res.objects)
-                self._resolved[pod.uid] = cached
+                if "not found" not in res.reason:  # an owner the watch has not delivered yet: ask next pass
+                    self._resolved[pod.uid] = cached
             ref, target, suspendable, objs = cached
             if ref is None:  # a bare pod: notify-only, it is its own workload
                 ref, objs = WorkloadRef("v1", "Pod", pod.namespace, pod.name, pod.uid), (pod.as_object(),)
@@ -367,7 +382,7 @@ class IdleController:
             del self._resolved[uid]
         return groups
 
-    def _read_cluster(self, workloads: dict[tuple[str, str, str, str], Workload]
+    def _read_cluster(self, workloads: dict[tuple[str, str, str, str], Workload], view: ClusterView
                       ) -> tuple[dict[tuple[str, str, str, str], dict[str, Any]], dict[str, dict[str, str]]]:
         kinds = {(w.ref.api_version, w.ref.kind) for w in workloads.values()}
         kinds |= {(w.target.api_version, w.target.kind) for w in workloads.values() if w.target}
@@ -381,7 +396,7 @@ class IdleController:
         for api_version, kind in sorted(kinds):
             if kind == "Pod":
                 continue
-            for obj in self.kube.list_optional(api_version, kind, None):
+            for obj in view.objects(api_version, kind):
                 ref = WorkloadRef.of(obj)
                 objects[_key(ref)] = obj
                 if _key(ref) in workloads:
@@ -397,14 +412,13 @@ class IdleController:
                 objects[_key(wl.ref)] = wl.objects[0]
         # Suspended workloads have no GPU pods left, but their state still needs evaluating (resume).
         for api_version, kind in SUSPENDABLE:
-            for obj in self.kube.list_optional(api_version, kind, None, label_selector=f"{SUSPENDED_LABEL}=true"):
+            for obj in view.objects(api_version, kind, label_selector=f"{SUSPENDED_LABEL}=true"):
                 ref = WorkloadRef.of(obj)
                 objects[_key(ref)] = obj
                 if _key(ref) not in workloads:
                     workloads[_key(ref)] = Workload(ref, ref, True, (obj,))
-        namespaces = {n["metadata"]["name"]: n["metadata"].get("labels") or {}
-                      for n in self.kube.list("v1", "Namespace")}
-        self._nodes = {n["metadata"]["name"]: n for n in self.kube.list("v1", "Node")}
+        namespaces = view.namespaces()
+        self._nodes = view.nodes()
         return objects, namespaces
 
     def _policy_for(self, wl: Workload, obj: dict[str, Any], policies: dict[tuple[str, str], Any],

@@ -1,0 +1,292 @@
+"""Watch-fed, in-memory projections of the kinds the evaluation passes read (kube.py's sibling: the only
+other module that talks to the API).
+
+One ``Watch`` per kind: a paginated LIST (pages of ``page_size``, each decoded and projected before the
+next is read, so the initial listing of 40,000 pods never holds the whole list), then a WATCH from the
+list's resourceVersion, decoded one event line at a time. A watch that ends (server timeout, dropped
+connection) resumes from the last resourceVersion seen; one that is too old (410 Gone) lists again, and
+the list tells the sink which objects still exist. Each kind keeps only a projection of each object (the
+fields a decision reads), never whole bodies. A steady cluster costs no reads: the passes read these
+projections.
+
+``Watches`` starts a watch the first time a kind is asked for. A kind the cluster does not serve (its CRD
+is not installed) reads as empty and is looked up again every ``MISSING_KIND_RECHECK_SECONDS``, so a CRD
+installed later is picked up without a restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+import structlog
+from kubernetes import client
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+from gpu_steward.kube import JSON, Kube
+
+log = structlog.get_logger(__name__)
+
+Project = Callable[[JSON], Any]
+
+
+class Sink(Protocol):
+    def apply(self, event_type: str, obj: JSON) -> None: ...
+
+    def relisted(self, uids: set[str]) -> None: ...
+
+
+class Gone(Exception):
+    """The watch's resourceVersion is too old (410): list again."""
+
+
+def iter_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Complete lines of a chunked stream (a watch sends one JSON event per line), as they arrive."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield line
+    if buffer.strip():
+        yield buffer
+
+
+class Watch:
+    """List, then watch, one kind into ``sink``, in a daemon thread, until ``stop()``."""
+
+    RETRY_SECONDS = 2.0
+
+    def __init__(self, api_client: client.ApiClient, path: str, sink: Sink, *, name: str,
+                 label_selector: str | None = None, page_size: int = 500, timeout_seconds: int = 300) -> None:
+        self.api_client, self.path, self.sink, self.name = api_client, path, sink, name
+        self.label_selector, self.page_size, self.timeout_seconds = label_selector, page_size, timeout_seconds
+        self.synced = threading.Event()  # the first full list has been applied
+        self.lists = 0  # LIST requests sent (pages included): the scale benchmark reports them
+        self.watches = 0
+        self._stop = threading.Event()
+        self._resp: Any = None
+        self._thread = threading.Thread(target=self._run, name=f"watch-{name}", daemon=True)
+
+    def start(self) -> Watch:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        resp = self._resp
+        if resp is not None:  # unblock a read waiting on the socket (best effort; the thread is a daemon)
+            with contextlib.suppress(Exception):
+                resp.shutdown() if hasattr(resp, "shutdown") else resp.close()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    # ---- HTTP ----------------------------------------------------------------------------------
+    def _get(self, params: dict[str, Any], read_timeout: float) -> Any:
+        query = {k: v for k, v in params.items() if v is not None}
+        if self.label_selector:
+            query["labelSelector"] = self.label_selector
+        method, url, headers, _, _ = self.api_client.param_serialize(
+            "GET", self.path, query_params=list(query.items()), header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"])
+        resp = self.api_client.call_api(method, url, header_params=headers,
+                                        _request_timeout=(10.0, read_timeout)).response
+        if not 200 <= resp.status <= 299:
+            body = resp.data[:300]
+            resp.release_conn()
+            if resp.status == 410:
+                raise Gone()
+            raise client.ApiException(status=resp.status, reason=f"{resp.reason}: {body!r}")
+        return resp
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        version: str | None = None
+        while not self._stop.is_set():
+            try:
+                if version is None:
+                    version = self._list()
+                    self.synced.set()
+                version = self._watch(version)
+            except Gone:
+                log.info("watch expired: listing again", kind=self.name)
+                version = None
+            except Exception as exc:
+                if self._stop.is_set():
+                    return
+                log.warning("watch failed; retrying", kind=self.name, error=f"{type(exc).__name__}: {exc}"[:300])
+                self._stop.wait(self.RETRY_SECONDS)
+
+    def _list(self) -> str:
+        uids: set[str] = set()
+        cont: str | None = None
+        while True:
+            self.lists += 1
+            resp = self._get({"limit": self.page_size, "continue": cont}, read_timeout=60.0)
+            try:
+                page = json.loads(resp.data)
+            finally:
+                resp.release_conn()
+            # Items of built-in lists come without apiVersion/kind (a JobList's Jobs): projections need them.
+            api_version, list_kind = page.get("apiVersion"), str(page.get("kind") or "")
+            for obj in page.get("items") or []:
+                obj.setdefault("apiVersion", api_version)
+                obj.setdefault("kind", list_kind.removesuffix("List"))
+                uid = (obj.get("metadata") or {}).get("uid")
+                if uid:
+                    uids.add(uid)
+                    self.sink.apply("ADDED", obj)
+            del page["items"]
+            meta = page.get("metadata") or {}
+            cont = meta.get("continue")
+            if not cont:
+                self.sink.relisted(uids)
+                return str(meta.get("resourceVersion") or "")
+
+    def _watch(self, version: str) -> str:
+        self.watches += 1
+        resp = self._get({"watch": "true", "resourceVersion": version, "allowWatchBookmarks": "true",
+                          "timeoutSeconds": self.timeout_seconds}, read_timeout=self.timeout_seconds + 30.0)
+        self._resp = resp
+        try:
+            for line in iter_lines(resp.stream(65536, decode_content=True)):
+                if self._stop.is_set():
+                    break
+                event = json.loads(line)
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        raise Gone()
+                    raise client.ApiException(status=obj.get("code"), reason=str(obj.get("message"))[:300])
+                version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                if kind != "BOOKMARK":
+                    self.sink.apply(kind, obj)
+        finally:
+            self._resp = None
+            resp.release_conn()
+        return version
+
+
+class ObjectCache:
+    """One kind's projections by uid, and by (namespace, name). A ``Sink`` for ``Watch``."""
+
+    def __init__(self, project: Project, served: bool = True) -> None:
+        self.project = project
+        self.served = served
+        self.watch: Watch | None = None
+        self._lock = threading.Lock()
+        self._by_uid: dict[str, Any] = {}
+        self._by_name: dict[tuple[str, str], str] = {}
+
+    def apply(self, event_type: str, obj: JSON) -> None:
+        meta = obj.get("metadata") or {}
+        uid, key = meta.get("uid"), (meta.get("namespace") or "", meta.get("name") or "")
+        if not uid:
+            return
+        value = None if event_type == "DELETED" else self.project(obj)
+        with self._lock:
+            if value is None:
+                self._by_uid.pop(uid, None)
+                if self._by_name.get(key) == uid:
+                    del self._by_name[key]
+            else:
+                self._by_uid[uid] = value
+                self._by_name[key] = uid
+
+    def relisted(self, uids: set[str]) -> None:
+        with self._lock:
+            for uid in set(self._by_uid) - uids:
+                del self._by_uid[uid]
+            self._by_name = {k: u for k, u in self._by_name.items() if u in self._by_uid}
+
+    def get(self, namespace: str | None, name: str) -> Any:
+        with self._lock:
+            uid = self._by_name.get((namespace or "", name))
+            return self._by_uid.get(uid) if uid is not None else None
+
+    def items(self) -> list[Any]:
+        with self._lock:
+            return list(self._by_uid.values())
+
+    def wait(self, timeout: float) -> bool:
+        """Whether the first full list is in (at once for a kind the cluster does not serve)."""
+        return self.watch is None or self.watch.synced.wait(timeout)
+
+
+class Watches:
+    """The process's watches, one per (apiVersion, kind), started when first asked for."""
+
+    MISSING_KIND_RECHECK_SECONDS = 15.0
+
+    def __init__(self, kube: Kube, *, page_size: int = 500) -> None:
+        self.kube, self.page_size = kube, page_size
+        self._lock = threading.Lock()
+        self._caches: dict[tuple[str, str, str | None], ObjectCache] = {}
+        self._missing: dict[tuple[str, str, str | None], float] = {}
+        self._extra: list[Watch] = []
+
+    def path(self, api_version: str, kind: str, namespace: str | None = None) -> str | None:
+        """The collection's URL path, or None when the cluster does not serve the kind (discovery)."""
+        try:
+            res = self.kube._resource(api_version, kind)
+        except ResourceNotFoundError:
+            return None
+        base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        if namespace and res.namespaced:
+            return f"{base}/namespaces/{urllib.parse.quote(namespace)}/{res.name}"
+        return f"{base}/{res.name}"
+
+    def cache(self, api_version: str, kind: str, project: Project, namespace: str | None = None) -> ObjectCache:
+        """The kind's cache (cluster-wide, or one namespace's), its watch started on first use. A kind not
+        served is an empty cache, looked up again after ``MISSING_KIND_RECHECK_SECONDS``."""
+        key = (api_version, kind, namespace)
+        with self._lock:
+            found = self._caches.get(key)
+            if found is not None:
+                return found
+            missed = self._missing.get(key)
+            if missed is not None and time.monotonic() - missed < self.MISSING_KIND_RECHECK_SECONDS:
+                return ObjectCache(project, served=False)
+            path = self.path(api_version, kind, namespace)
+            if path is None:
+                self._missing[key] = time.monotonic()
+                return ObjectCache(project, served=False)
+            self._missing.pop(key, None)
+            cache = ObjectCache(project)
+            cache.watch = Watch(self.kube.api_client, path, cache, name=f"{kind}.{api_version}",
+                                page_size=self.page_size).start()
+            self._caches[key] = cache
+            log.info("watching", kind=kind, api_version=api_version, namespace=namespace)
+            return cache
+
+    def watch_into(self, api_version: str, kind: str, sink: Sink, namespace: str | None = None) -> Watch | None:
+        """A watch of the kind into a sink of the caller's (the GPU pod index), or None when not served."""
+        path = self.path(api_version, kind, namespace)
+        if path is None:
+            return None
+        w = Watch(self.kube.api_client, path, sink, name=f"{kind}.{api_version}", page_size=self.page_size).start()
+        with self._lock:
+            self._extra.append(w)
+        return w
+
+    def serve_lists(self, api_version: str, kind: str, project: Project, namespace: str | None = None) -> None:
+        """Let ``Kube.list`` of this collection answer from a watch (once its first list is in)."""
+        cache = self.cache(api_version, kind, project, namespace)
+        if cache.watch is not None and cache.wait(30.0):
+            self.kube.served_lists[(api_version, kind, namespace)] = cache.items
+
+    def all(self) -> list[Watch]:
+        with self._lock:
+            return [c.watch for c in self._caches.values() if c.watch is not None] + list(self._extra)
+
+    def stop(self) -> None:
+        self.kube.served_lists.clear()
+        for w in self.all():
+            w.stop()
