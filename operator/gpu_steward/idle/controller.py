@@ -58,6 +58,7 @@ from gpu_steward.workloads.model import (
     SUSPENDED_STATE_ANNOTATION,
     Owner,
     WorkloadRef,
+    listed_versions,
 )
 from gpu_steward.workloads.resolve import owner_of, resolve
 
@@ -66,9 +67,7 @@ log = structlog.get_logger(__name__)
 SUSPENDED_LABEL = "gpusteward.dev/suspended"  # lets a pass find suspended workloads (they have no pods)
 
 # Kinds an adapter can suspend; suspended ones are listed by label each pass.
-SUSPENDABLE = (("batch/v1", "Job"), ("apps/v1", "StatefulSet"), ("apps/v1", "Deployment"),
-               ("kubeflow.org/v1", "Notebook"), ("jobset.x-k8s.io/v1alpha2", "JobSet"),
-               ("kubeflow.org/v1", "PyTorchJob"), ("ray.io/v1", "RayJob"), ("ray.io/v1", "RayCluster"))
+SUSPENDABLE = listed_versions()
 
 
 @dataclass

@@ -23,6 +23,7 @@ from gpu_steward.workloads.model import (
     JSON,
     NOTEBOOK_STOPPED_ANNOTATION,
     SUSPENDED_STATE_ANNOTATION,
+    TRAINING_OPERATOR_KINDS,
     WorkloadRef,
     group_of,
 )
@@ -54,13 +55,23 @@ def data_loss_reason(obj: JSON) -> str | None:
     of every replica scaled away — scaling it to 0 would delete all its volumes. (A Kubeflow Notebook is
     stopped by scaling its StatefulSet to 0, so the same holds for a Notebook whose StatefulSet says so.)
     """
-    if (group_of(obj.get("apiVersion", "")), obj.get("kind")) != ("apps", "StatefulSet"):
-        return None
-    policy = (obj.get("spec") or {}).get("persistentVolumeClaimRetentionPolicy") or {}
-    if policy.get("whenScaled") == "Delete":
-        name = (obj.get("metadata") or {}).get("name", "?")
-        return (f"StatefulSet {name} deletes its PersistentVolumeClaims when scaled down "
-                "(persistentVolumeClaimRetentionPolicy.whenScaled: Delete): suspending it would delete its volumes")
+    key = (group_of(obj.get("apiVersion", "")), obj.get("kind"))
+    name = (obj.get("metadata") or {}).get("name", "?")
+    spec = obj.get("spec") or {}
+    if key == ("apps", "StatefulSet"):
+        policy = spec.get("persistentVolumeClaimRetentionPolicy") or {}
+        if policy.get("whenScaled") == "Delete":
+            return (f"StatefulSet {name} deletes its PersistentVolumeClaims when scaled down "
+                    "(persistentVolumeClaimRetentionPolicy.whenScaled: Delete): suspending it would delete its volumes")
+    if key == ("leaderworkerset.x-k8s.io", "LeaderWorkerSet"):
+        # Scaling a LeaderWorkerSet to 0 scales its leader StatefulSet down (whenScaled) and, with each
+        # leader pod gone, deletes that group's worker StatefulSet (whenDeleted): either Delete loses volumes.
+        template = spec.get("leaderWorkerTemplate") or {}
+        policy = template.get("persistentVolumeClaimRetentionPolicy") or {}
+        deleting = sorted(k for k in ("whenScaled", "whenDeleted") if policy.get(k) == "Delete")
+        if template.get("volumeClaimTemplates") and deleting:
+            return (f"LeaderWorkerSet {name} has volumeClaimTemplates whose PersistentVolumeClaims are deleted "
+                    f"({', '.join(f'{k}: Delete' for k in deleting)}): scaling it to 0 would delete its volumes")
     return None
 
 
@@ -270,8 +281,8 @@ def _suspend_flag(group: str, kind: str, path: tuple[str, ...] = ("spec", "suspe
     return Adapter(group, kind, path, _const(True), _is_true, resume_default=False)
 
 
-def _replicas(kind: str) -> Adapter:
-    return Adapter("apps", kind, ("spec", "replicas"), _const(0), _is_zero)
+def _replicas(kind: str, group: str = "apps") -> Adapter:
+    return Adapter(group, kind, ("spec", "replicas"), _const(0), _is_zero)
 
 
 ADAPTERS: dict[tuple[str, str], Adapter] = {
@@ -279,11 +290,17 @@ ADAPTERS: dict[tuple[str, str], Adapter] = {
     for a in (
         _suspend_flag("batch", "Job"),
         _suspend_flag("jobset.x-k8s.io", "JobSet"),
-        _suspend_flag("kubeflow.org", "PyTorchJob", ("spec", "runPolicy", "suspend")),
+        # Kubeflow Trainer: its TrainJob's JobSet and Jobs belong to it; the Trainer rewrites the
+        # JobSet's suspend from the TrainJob's, so the TrainJob is where suspension sticks.
+        _suspend_flag("trainer.kubeflow.org", "TrainJob"),
+        # Kubeflow training operator: every kind deletes its pods while runPolicy.suspend is true.
+        *(_suspend_flag("kubeflow.org", kind, ("spec", "runPolicy", "suspend")) for kind in TRAINING_OPERATOR_KINDS),
         _suspend_flag("ray.io", "RayJob"),
         _suspend_flag("ray.io", "RayCluster"),
         _replicas("StatefulSet"),
         _replicas("Deployment"),
+        # LWS has no suspend: 0 groups, the count kept in our record (notify-only where volumes would go).
+        _replicas("LeaderWorkerSet", "leaderworkerset.x-k8s.io"),
         # The Kubeflow notebook controller scales the Notebook's StatefulSet to 0 while this
         # annotation is set (its value is when it was stopped) and back when it is removed.
         Adapter("kubeflow.org", "Notebook", ("metadata", "annotations", NOTEBOOK_STOPPED_ANNOTATION),

@@ -1,0 +1,190 @@
+"""The real upstream workload controllers (JobSet, KubeRay, Kueue, ...) as child processes of the test
+ground, against the local control plane.
+
+Each runs as its project ships it, with three local changes, all through its own flags or config file:
+no leader election, metrics off, its health probe on a loopback port (``/readyz`` says when it is up).
+A controller whose admission webhooks matter (JobSet defaults a JobSet's spec; Kueue suspends a queued
+Job at creation) serves them on 127.0.0.1 with a certificate from the control plane's throwaway CA,
+and the webhook configurations its module ships are registered with ``clientConfig.url`` pointing
+there instead of an in-cluster Service. Those configurations are narrowed to namespaces labelled
+``testground.gpusteward.dev/<controller>`` so tests that never asked for the controller are not
+slowed, or refused, by it; cluster-scoped objects (a ClusterQueue) are still checked.
+
+Binaries and CRDs come from ``build`` (the same module versions).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gpu_steward_testground import build
+from gpu_steward_testground.pki import serving_pair
+from gpu_steward_testground.processes import die_with_parent, free_port, stop_process
+from gpu_steward_testground.runner import ControlPlane
+
+NAMESPACE_LABEL_PREFIX = "testground.gpusteward.dev/"
+
+# Kinds Kueue manages here: those whose controllers the test ground runs.
+KUEUE_FRAMEWORKS = ("batch/job", "jobset.x-k8s.io/jobset", "ray.io/rayjob", "ray.io/raycluster",
+                    "kubeflow.org/pytorchjob")
+
+
+def namespace_label(controller: str) -> str:
+    """The label a test namespace carries to get ``controller``'s admission webhooks."""
+    return NAMESPACE_LABEL_PREFIX + controller
+
+
+@dataclass
+class Ports:
+    health: int = field(default_factory=free_port)
+    webhook: int = field(default_factory=free_port)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How to run one controller: its arguments and, optionally, the webhook manifests in its module."""
+
+    name: str
+    args: Callable[[Path, Ports], list[str]]
+    webhook_manifests: str = ""  # path in the module; "" when the controller runs without webhooks
+
+
+def _jobset_args(work: Path, ports: Ports) -> list[str]:
+    config = {
+        "apiVersion": "config.jobset.x-k8s.io/v1alpha1", "kind": "Configuration",
+        "leaderElection": {"leaderElect": False},
+        # we hand it a certificate instead of its in-cluster rotator (which writes a Secret and patches
+        # webhook configurations by Service name)
+        "internalCertManagement": {"enable": False},
+        "webhook": {"port": ports.webhook, "host": "127.0.0.1", "certDir": str(work / "certs")},
+        "health": {"healthProbeBindAddress": f"127.0.0.1:{ports.health}"},
+        "metrics": {"bindAddress": "0"},
+    }
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    return [f"--config={work / 'config.yaml'}", "--metrics-bind-address=0"]
+
+
+def _kuberay_args(work: Path, ports: Ports) -> list[str]:
+    # KubeRay serves webhooks only with ENABLE_WEBHOOKS=true; without them it reconciles all the same.
+    return ["--metrics-addr=0", f"--health-probe-bind-address=127.0.0.1:{ports.health}",
+            "--enable-leader-election=false", "--log-stdout-encoder=console"]
+
+
+def _kueue_args(work: Path, ports: Ports) -> list[str]:
+    config = {
+        "apiVersion": "config.kueue.x-k8s.io/v1beta2", "kind": "Configuration",
+        "namespace": "kueue-system",
+        "leaderElection": {"leaderElect": False},
+        "internalCertManagement": {"enable": False},
+        "webhook": {"port": ports.webhook, "host": "127.0.0.1", "certDir": str(work / "certs")},
+        "health": {"healthProbeBindAddress": f"127.0.0.1:{ports.health}"},
+        "metrics": {"bindAddress": "0"},
+        "integrations": {"frameworks": list(KUEUE_FRAMEWORKS)},
+        # the on-demand visibility API would need an APIService in front of it; nothing here reads it
+        "featureGates": {"VisibilityOnDemand": False},
+    }
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    return [f"--config={work / 'config.yaml'}", f"--visibility-server-port={free_port()}"]
+
+
+SPECS: dict[str, Spec] = {s.name: s for s in (
+    Spec("jobset", _jobset_args, "config/components/webhook/manifests.yaml"),
+    Spec("kuberay", _kuberay_args),
+    Spec("kueue", _kueue_args, "config/components/webhook/manifests.yaml"),
+)}
+
+
+def loopback_webhooks(docs: list[dict[str, Any]], controller: str, port: int, ca_pem: bytes) -> list[dict[str, Any]]:
+    """The module's webhook configurations, each webhook called at ``https://127.0.0.1:<port><path>``
+    and limited to namespaces labelled ``namespace_label(controller)``."""
+    ca = base64.b64encode(ca_pem).decode()
+    out = []
+    for doc in docs:
+        if not doc or doc.get("kind") not in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+            continue
+        doc = dict(doc, metadata={"name": f"testground-{controller}-{doc['metadata']['name']}"})
+        hooks = []
+        for hook in doc.get("webhooks") or []:
+            path = ((hook.get("clientConfig") or {}).get("service") or {}).get("path", "/")
+            selector = dict(hook.get("namespaceSelector") or {})
+            selector["matchExpressions"] = [*(selector.get("matchExpressions") or []),
+                                            {"key": namespace_label(controller), "operator": "Exists"}]
+            hooks.append(dict(hook, clientConfig={"url": f"https://127.0.0.1:{port}{path}", "caBundle": ca},
+                              namespaceSelector=selector))
+        doc["webhooks"] = hooks
+        out.append(doc)
+    return out
+
+
+@dataclass
+class UpstreamController:
+    """One upstream controller running against ``cluster``. ``start()`` installs its CRDs, starts it,
+    registers its webhooks and waits until it reports ready; ``stop()`` undoes all but the CRDs."""
+
+    name: str
+    cluster: ControlPlane
+    workdir: Path
+    popen: subprocess.Popen[bytes] | None = None
+    webhook_names: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def start(self, timeout: float = 120.0) -> UpstreamController:
+        spec = SPECS[self.name]
+        binary = build.ensure_controller(self.name)
+        self.cluster.apply_crds(*build.crd_files(build.controller(self.name)))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        ports = Ports()
+        serving_pair(self.cluster.pki, self.workdir / "certs", f"{self.name}-webhook")
+        args = spec.args(self.workdir, ports)
+        out = open(self.log, "ab")  # noqa: SIM115 - the child owns it for its lifetime
+        self.popen = subprocess.Popen([str(binary), *args], stdout=out, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
+                                      cwd=self.workdir, env=self.cluster.env())
+        out.close()
+        if spec.webhook_manifests:
+            self._register_webhooks(spec.webhook_manifests, ports.webhook)
+        self._wait_ready(ports.health, timeout)
+        return self
+
+    def _register_webhooks(self, manifests: str, port: int) -> None:
+        c = build.controller(self.name)
+        path = build.module_dir(c.module, c.version) / manifests
+        docs = loopback_webhooks(list(yaml.safe_load_all(path.read_text())), self.name, port,
+                                 self.cluster.pki.ca_cert.read_bytes())
+        for doc in docs:
+            self.webhook_names.append((doc["kind"], doc["metadata"]["name"]))
+        self.cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+
+    def _wait_ready(self, port: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.popen is not None
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_text()[-4000:]}")
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"{self.name} did not become ready in {timeout:.0f}s:\n{self.log_text()[-4000:]}")
+
+    def stop(self) -> None:
+        # webhooks first: a configuration whose server is gone would refuse every matching request
+        for kind, name in self.webhook_names:
+            self.cluster.kubectl("delete", kind.lower(), name, "--ignore-not-found", check=False)
+        self.webhook_names.clear()
+        stop_process(self.popen)
