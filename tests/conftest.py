@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -53,3 +54,28 @@ def upstream_crds() -> Path:
     if not UPSTREAM_CRDS.is_dir():
         pytest.skip(f"upstream CRDs folder {UPSTREAM_CRDS} is absent (it lives in the shared folder beside the repo)")
     return UPSTREAM_CRDS
+
+
+def _upstream(name: str, cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from fixtures.upstream_env import running_controller
+
+    yield from running_controller(name, cluster, tmp_path_factory.mktemp(name))
+
+
+# The real upstream controllers, each a child process for the whole session once a test asks for it
+# (built on first use, like the control plane; `make controlplane` builds them ahead).
+@pytest.fixture(scope="session")
+def jobset_controller(cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from _upstream("jobset", cluster, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def kuberay_controller(cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from _upstream("kuberay", cluster, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def kueue_controller(cluster: ControlPlane, jobset_controller: Any, kuberay_controller: Any,
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    # Kueue enables an integration only for kinds whose CRDs exist when it starts: JobSet's and KubeRay's first.
+    yield from _upstream("kueue", cluster, tmp_path_factory)

@@ -57,6 +57,8 @@ class Spec:
     name: str
     args: Callable[[Path, Ports], list[str]]
     webhook_manifests: str = ""  # path in the module; "" when the controller runs without webhooks
+    # the kustomization whose patches turn on conversion webhooks for multi-version CRDs ("" for none)
+    conversion_kustomization: str = ""
 
 
 def _jobset_args(work: Path, ports: Ports) -> list[str]:
@@ -100,7 +102,7 @@ def _kueue_args(work: Path, ports: Ports) -> list[str]:
 SPECS: dict[str, Spec] = {s.name: s for s in (
     Spec("jobset", _jobset_args, "config/components/webhook/manifests.yaml"),
     Spec("kuberay", _kuberay_args),
-    Spec("kueue", _kueue_args, "config/components/webhook/manifests.yaml"),
+    Spec("kueue", _kueue_args, "config/components/webhook/manifests.yaml", "config/components/crd/kustomization.yaml"),
 )}
 
 
@@ -126,6 +128,24 @@ def loopback_webhooks(docs: list[dict[str, Any]], controller: str, port: int, ca
     return out
 
 
+def conversion_crds(module_root: Path, kustomization: str) -> set[str]:
+    """Names of the CRDs whose conversion webhook the module's kustomization turns on."""
+    kust = yaml.safe_load((module_root / kustomization).read_text()) or {}
+    names = set()
+    for patch in kust.get("patches") or []:
+        doc = yaml.safe_load((module_root / Path(kustomization).parent / patch["path"]).read_text()) or {}
+        if ((doc.get("spec") or {}).get("conversion") or {}).get("strategy") == "Webhook":
+            names.add(doc["metadata"]["name"])
+    return names
+
+
+def with_conversion_webhook(crd: dict[str, Any], port: int, ca_pem: bytes) -> dict[str, Any]:
+    """``crd`` converting between its versions through ``https://127.0.0.1:<port>/convert``."""
+    conversion = {"strategy": "Webhook", "webhook": {"conversionReviewVersions": ["v1"], "clientConfig": {
+        "url": f"https://127.0.0.1:{port}/convert", "caBundle": base64.b64encode(ca_pem).decode()}}}
+    return dict(crd, spec=dict(crd["spec"], conversion=conversion))
+
+
 @dataclass
 class UpstreamController:
     """One upstream controller running against ``cluster``. ``start()`` installs its CRDs, starts it,
@@ -147,9 +167,9 @@ class UpstreamController:
     def start(self, timeout: float = 120.0) -> UpstreamController:
         spec = SPECS[self.name]
         binary = build.ensure_controller(self.name)
-        self.cluster.apply_crds(*build.crd_files(build.controller(self.name)))
         self.workdir.mkdir(parents=True, exist_ok=True)
         ports = Ports()
+        self._apply_crds(spec, ports.webhook)
         serving_pair(self.cluster.pki, self.workdir / "certs", f"{self.name}-webhook")
         args = spec.args(self.workdir, ports)
         out = open(self.log, "ab")  # noqa: SIM115 - the child owns it for its lifetime
@@ -161,6 +181,25 @@ class UpstreamController:
             self._register_webhooks(spec.webhook_manifests, ports.webhook)
         self._wait_ready(ports.health, timeout)
         return self
+
+    def _apply_crds(self, spec: Spec, webhook_port: int) -> None:
+        c = build.controller(self.name)
+        files = build.crd_files(c)
+        if not spec.conversion_kustomization:
+            self.cluster.apply_crds(*files)
+            return
+        # multi-version CRDs convert through the controller's own webhook, as its kustomization sets up
+        converted = conversion_crds(build.module_dir(c.module, c.version), spec.conversion_kustomization)
+        ca = self.cluster.pki.ca_cert.read_bytes()
+        out = []
+        for f in files:
+            for doc in yaml.safe_load_all(f.read_text()):
+                if doc and doc["metadata"]["name"] in converted:
+                    doc = with_conversion_webhook(doc, webhook_port, ca)
+                out.append(doc)
+        path = self.workdir / "crds.yaml"
+        path.write_text(yaml.safe_dump_all(out))
+        self.cluster.apply_crds(path)
 
     def _register_webhooks(self, manifests: str, port: int) -> None:
         c = build.controller(self.name)

@@ -107,7 +107,7 @@ def test_pytorchjob_run_policy_suspend() -> None:
 
 @pytest.mark.parametrize("kind", ["RayJob", "RayCluster"])
 def test_ray_suspend(kind: str) -> None:
-    r = make("ray.io/v1", kind, {"suspend": False})
+    r = make("ray.io/v1", kind, {"suspend": False, "shutdownAfterJobFinishes": True})
     suspended, resumed, _ = round_trip(r)
     assert suspended["spec"]["suspend"] is True and resumed == r
 
@@ -125,6 +125,8 @@ def test_every_registered_adapter_round_trips() -> None:
     versions = {"batch": "batch/v1", "apps": "apps/v1"}
     for (group, kind), adapter in ADAPTERS.items():
         spec: dict[str, Any] = {"replicas": 2} if adapter.path[-1] == "replicas" else {}
+        if kind == "RayJob":
+            spec["shutdownAfterJobFinishes"] = True  # the only RayJobs KubeRay lets be suspended
         w = make(versions.get(group, f"{group}/v1"), kind, spec)
         _, resumed, _ = round_trip(w)
         assert resumed == w, kind
@@ -257,6 +259,8 @@ def test_property_prior_suspend_value_is_restored(which: tuple[str, str, tuple[s
                                                   annotations: dict[str, str]) -> None:
     api_version, kind, path = which
     spec: dict[str, Any] = {"other": 1}
+    if kind == "RayJob":
+        spec["shutdownAfterJobFinishes"] = True  # the only RayJobs KubeRay lets be suspended
     if prior != "absent":
         holder = spec
         for part in path[1:-1]:
@@ -305,7 +309,7 @@ def test_trainjob_suspend_is_its_own_spec_suspend() -> None:
     tj = make("trainer.kubeflow.org/v1alpha1", "TrainJob", {"runtimeRef": {"name": "torch-distributed"}})
     patch, _ = suspend_patch(tj, NOW)
     assert patch["spec"] == {"suspend": True}
-    suspended, resumed, _ = round_trip(tj)
+    _, resumed, _ = round_trip(tj)
     assert "suspend" not in resumed["spec"] and resumed == tj
 
 
@@ -362,3 +366,16 @@ def test_policy_kinds_the_kind_list_and_the_adapters_agree() -> None:
     assert set(get_args(WorkloadKind)) == listed | {"Pod"}  # `kinds:` in an IdlePolicy can name each
     adapted = {(group_of(v), k.kind) for k in SUSPENDABLE_KINDS for v in k.api_versions}
     assert adapted == {key for key in ADAPTERS if key[1] != "Workload"}  # Kueue's Workload is only a target
+
+
+def test_a_rayjob_kuberay_would_fail_when_suspended_is_notify_only() -> None:
+    # KubeRay marks such a RayJob ValidationFailed for good and leaves its RayCluster running
+    keeps_cluster = make("ray.io/v1", "RayJob", {"entrypoint": "python x.py"})  # shutdownAfterJobFinishes unset
+    on_existing = make("ray.io/v1", "RayJob", {"shutdownAfterJobFinishes": True,
+                                               "clusterSelector": {"ray.io/cluster": "c"}})
+    for rj, why in ((keeps_cluster, "shutdownAfterJobFinishes"), (on_existing, "clusterSelector")):
+        assert why in (adapters.unsuspendable_reason(rj) or "")
+        with pytest.raises(adapters.ControllerRefuses):
+            suspend_patch(rj, NOW)
+    fine = make("ray.io/v1", "RayJob", {"shutdownAfterJobFinishes": True})
+    assert adapters.unsuspendable_reason(fine) is None and suspend_patch(fine, NOW)[0]["spec"]["suspend"] is True

@@ -424,10 +424,11 @@ class IdleController:
                                 max_sample_age=dt.timedelta(seconds=self.settings.sample_max_age_seconds),
                                 max_gap=self.max_gap)
         rules = replace(rules, policy=f"{chosen.namespace}/{chosen.name}")
-        lose = next(filter(None, (adapters.data_loss_reason(o) for o in (obj, *wl.objects))), None)
+        lose = next(filter(None, (adapters.unsuspendable_reason(o) for o in (obj, *wl.objects))), None)
         if not wl.suspendable or lose or self._degraded(rules.channels):
-            # Bare pods, data that suspension would delete, a notice channel the operator cannot use:
-            # warnings only, and those state no suspension time (so they never count as one).
+            # Bare pods, data that suspension would delete (or a controller that rejects it), a notice
+            # channel the operator cannot use: warnings only, and those state no suspension time (so
+            # they never count as one).
             rules = replace(rules, action="NotifyOnly")
         windows, tz = windows_from_spec(spec)
         exemptions = body["spec"].get("exemptions", {}).get("selectors") or []
@@ -452,7 +453,7 @@ class IdleController:
         applies: budgets and leases have no dry-run of their own, and an IdlePolicy's dry-run is about idle
         suspensions, not about a budget overrun or an expired lease."""
         base = chosen.rules if chosen is not None else self._default_rules()
-        lose = next(filter(None, (adapters.data_loss_reason(o) for o in (obj, *wl.objects))), None)
+        lose = next(filter(None, (adapters.unsuspendable_reason(o) for o in (obj, *wl.objects))), None)
         cannot = not wl.suspendable or lose or self._degraded(base.channels)
         rules = replace(base, action="NotifyOnly" if cannot else "Suspend", dry_run=self.settings.dry_run)
         return Chosen((wl.ref.namespace or "", request.source), rules, (), None,

@@ -44,8 +44,39 @@ class InvalidRecord(ValueError):
     """The suspended-state annotation is not a record this module wrote."""
 
 
-class WouldLoseData(ValueError):
+class CannotSuspend(ValueError):
+    """This workload must not be suspended: it is notify-only, and the message says why."""
+
+
+class WouldLoseData(CannotSuspend):
     """Suspending this workload would delete persistent data: it is notify-only (design invariant 7)."""
+
+
+class ControllerRefuses(CannotSuspend):
+    """The workload's own controller rejects suspension of this configuration."""
+
+
+def unsuspendable_reason(obj: JSON) -> str | None:
+    """Why ``obj`` (or a workload whose chain holds it) is notify-only, or None."""
+    return data_loss_reason(obj) or refusal_reason(obj)
+
+
+def refusal_reason(obj: JSON) -> str | None:
+    """Why the workload's controller would reject ``obj`` suspended, or None.
+
+    KubeRay fails a RayJob for good (JobDeploymentStatus ValidationFailed, its RayCluster left running)
+    when ``spec.suspend`` is set on one that keeps its cluster after the job (``shutdownAfterJobFinishes``
+    false, the default) or that runs on an existing cluster (``clusterSelector``).
+    """
+    if (group_of(obj.get("apiVersion", "")), obj.get("kind")) != ("ray.io", "RayJob"):
+        return None
+    spec, name = obj.get("spec") or {}, (obj.get("metadata") or {}).get("name", "?")
+    if spec.get("clusterSelector"):
+        return f"RayJob {name} runs on an existing RayCluster (clusterSelector): KubeRay cannot suspend it"
+    if spec.get("shutdownAfterJobFinishes") is not True:
+        return (f"RayJob {name} keeps its RayCluster after the job (shutdownAfterJobFinishes is not true): "
+                "KubeRay rejects suspending it and fails the RayJob")
+    return None
 
 
 def data_loss_reason(obj: JSON) -> str | None:
@@ -100,6 +131,8 @@ class Adapter:
             return {}, read_record(workload)
         if (reason := data_loss_reason(workload)) is not None:
             raise WouldLoseData(reason)
+        if (reason := refusal_reason(workload)) is not None:
+            raise ControllerRefuses(reason)
         previous = _get(workload, self.path)
         record: JSON = {
             "version": RECORD_VERSION,

@@ -2,8 +2,8 @@
 ``lookup`` / ``owned`` callables the caller passes (dict-backed in tests, a cached Kube getter live).
 
 The walk follows ``ownerReferences`` with ``controller: true`` only, and climbs only through the
-pairs in ``_CLIMB``: an owner GPU Steward has no adapter for (an Argo Workflow, a DaemonSet) makes the pod notify-only rather than letting us suspend something another controller
-would fight over.
+pairs in ``_CLIMB``: an owner GPU Steward has no adapter for (an Argo Workflow, a DaemonSet) makes the
+pod notify-only rather than letting us suspend something another controller would fight over.
 """
 
 from __future__ import annotations

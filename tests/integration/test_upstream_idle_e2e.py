@@ -1,0 +1,123 @@
+"""Idle workloads of the upstream controllers, end to end: the real JobSet and KubeRay controllers run
+beside the control plane, the operator (a real process) warns the owner, suspends the workload at its
+own level, the workload's controller deletes its pods (the GPUs go back to the node), the workload
+stays suspended across evaluation passes, and resume brings the pods back.
+
+All scenarios start together (each policy needs an idle minute), then each test checks its own story.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from fixtures.idle_env import IdleEnv, idle_env, policy
+from fixtures.upstream_env import gpu_pod_template, gpus_in_use, passes, rayjob
+from gpu_steward_testground.processes import free_port, wait_for
+from gpu_steward_testground.runner import ControlPlane
+from gpu_steward_testground.upstream import UpstreamController, namespace_label
+
+pytestmark = pytest.mark.cluster
+NODE = "upstream-gpu-a"
+JOBSET_API, RAY_API = "jobset.x-k8s.io/v1alpha2", "ray.io/v1"
+
+
+@dataclass
+class Story:
+    """One workload: where it lives, how to read whether it is suspended, how many GPUs it runs on
+    (``gpus_in_use`` counts the whole namespace: ``others`` are the GPUs of workloads beside it)."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str
+    gpus: int
+    others: int = 0
+
+    def suspended(self, env: IdleEnv) -> bool:
+        return env.get(self.api_version, self.kind, self.name, self.namespace)["spec"].get("suspend") is True
+
+
+STORIES = {
+    "JobSet": Story(JOBSET_API, "JobSet", "js-train", "up-jobset", 2),
+    "RayJob": Story(RAY_API, "RayJob", "ray-train", "up-ray", 2, others=1),
+}
+
+
+@dataclass
+class Env:
+    idle: IdleEnv
+    metrics: str
+
+
+@pytest.fixture(scope="module")
+def env(cluster: ControlPlane, jobset_controller: UpstreamController, kuberay_controller: UpstreamController,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    port = free_port()
+    with idle_env(cluster, tmp_path_factory.mktemp("upstream"), NODE, settings={"metrics_port": str(port)}) as e:
+        _start_scenarios(e)
+        yield Env(e, f"http://127.0.0.1:{port}/metrics")
+        print(e.operator.log_text()[-5000:])
+        print(jobset_controller.log_text()[-3000:], kuberay_controller.log_text()[-3000:])
+
+
+def _owner() -> dict[str, Any]:
+    return {"annotations": {"gpusteward.dev/owner": "ada@example.com"}}
+
+
+def _start_scenarios(e: IdleEnv) -> None:
+    e.cluster.create_namespace("up-jobset", labels={namespace_label("jobset"): "on"})
+    e.apply({"apiVersion": JOBSET_API, "kind": "JobSet", "metadata": {"name": "js-train", **_owner()},
+             "spec": {"replicatedJobs": [{"name": "workers", "replicas": 1, "template": {"spec": {
+                 "parallelism": 2, "completions": 2, "backoffLimit": 0,
+                 "template": gpu_pod_template(NODE)}}}]}}, "up-jobset")
+    e.apply(policy("jobsets"), "up-jobset")
+
+    e.cluster.create_namespace("up-ray")
+    e.apply(rayjob("ray-train", NODE, _owner()), "up-ray")
+    # KubeRay fails a RayJob that keeps its cluster if it is suspended: that one is only warned about
+    e.apply(rayjob("ray-keep", NODE, _owner(), worker_gpus=1, shutdown_after=False), "up-ray")
+    e.apply(policy("rayjobs"), "up-ray")
+
+
+@pytest.mark.parametrize("kind", sorted(STORIES))
+def test_idle_workload_is_warned_suspended_emptied_kept_suspended_and_resumed(env: Env, kind: str) -> None:
+    story, e = STORIES[kind], env.idle
+    wait_for(lambda: gpus_in_use(e, story.namespace) == story.gpus + story.others, timeout=120,
+             what=f"the {kind}'s controller to start its GPU pods")
+    wait_for(lambda: e.notices(story.name, "warning"), timeout=180, what=f"the warning for the idle {kind}")
+    wait_for(lambda: story.suspended(e), timeout=120, what=f"the {kind} to be suspended through its spec.suspend")
+    # its own controller, not GPU Steward, deletes the pods: the node gets its GPUs back
+    wait_for(lambda: gpus_in_use(e, story.namespace) == story.others, timeout=120, what=f"the {kind}'s pods to go")
+    wait_for(lambda: e.notices(story.name, "suspended"), timeout=30, what="the suspended notice")
+
+    seen = passes(env.metrics)
+    wait_for(lambda: passes(env.metrics) >= seen + 2, timeout=60, what="two more evaluation passes")
+    assert story.suspended(e) and gpus_in_use(e, story.namespace) == story.others  # nobody reverted it
+
+    e.cluster.kubectl("annotate", story.kind.lower() + "s." + story.api_version.split("/")[0], story.name,
+                      "-n", story.namespace, "gpusteward.dev/resume=true")
+    wait_for(lambda: not story.suspended(e), timeout=60, what=f"the {kind} to be resumed")
+    wait_for(lambda: gpus_in_use(e, story.namespace) == story.gpus + story.others, timeout=120,
+             what=f"the {kind}'s controller to bring its GPU pods back")
+    wait_for(lambda: e.notices(story.name, "resumed"), timeout=30, what="the resumed notice")
+
+
+def test_rayjob_kuberay_would_fail_if_suspended_is_warned_but_never_suspended(env: Env) -> None:
+    e = env.idle
+    wait_for(lambda: e.notices("ray-keep", "warning"), timeout=180, what="the notify-only warning")
+    wait_for(lambda: STORIES["RayJob"].suspended(e), timeout=180,
+             what="the suspendable RayJob beside it to be suspended")
+    seen = passes(env.metrics)
+    wait_for(lambda: passes(env.metrics) >= seen + 2, timeout=60, what="two more evaluation passes")
+    keep = e.get(RAY_API, "RayJob", "ray-keep", "up-ray")
+    assert not keep["spec"].get("suspend")
+    assert keep.get("status", {}).get("jobDeploymentStatus") != "ValidationFailed"
+    assert e.notices("ray-keep", "suspended") == []
+    conditions = (e.get("gpusteward.dev/v1alpha1", "IdlePolicy", "rayjobs", "up-ray").get("status") or {}).get(
+        "conditions") or []
+    protected = next(c for c in conditions if c["type"] == "DataProtected")
+    assert protected["status"] == "True" and "shutdownAfterJobFinishes" in protected["message"]
