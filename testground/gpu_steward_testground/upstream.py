@@ -59,6 +59,18 @@ class Spec:
     webhook_manifests: str = ""  # path in the module; "" when the controller runs without webhooks
     # the kustomization whose patches turn on conversion webhooks for multi-version CRDs ("" for none)
     conversion_kustomization: str = ""
+    # The controller makes its own serving certificate for an in-cluster Service name (which a loopback
+    # URL cannot match) and only reports ready once it has put its CA into the webhook configurations it
+    # names. Those are registered under their own names but called for no namespace: their webhooks only
+    # validate, and the controller runs without them.
+    own_certificate: str = ""  # the configuration name the controller looks up ("" for none)
+    # (namespace, name) of the empty Secret its certificate rotator fills (the install ships it empty)
+    cert_secret: tuple[str, str] | None = None
+    # The fixed folder where its webhook server reads the Secret, mounted there by the kubelet in a
+    # cluster; the rotator waits until a certificate is there. We put a loopback pair there instead
+    # (never presented to the apiserver: these webhooks are called for no namespace).
+    fixed_cert_dir: str = ""
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def _jobset_args(work: Path, ports: Ports) -> list[str]:
@@ -99,28 +111,69 @@ def _kueue_args(work: Path, ports: Ports) -> list[str]:
     return [f"--config={work / 'config.yaml'}", f"--visibility-server-port={free_port()}"]
 
 
+def _lws_args(work: Path, ports: Ports) -> list[str]:
+    config = {
+        "apiVersion": "config.lws.x-k8s.io/v1alpha1", "kind": "Configuration",
+        "leaderElection": {"leaderElect": False},
+        "internalCertManagement": {"enable": False},
+        "webhook": {"port": ports.webhook, "host": "127.0.0.1", "certDir": str(work / "certs")},
+        "health": {"healthProbeBindAddress": f"127.0.0.1:{ports.health}"},
+        "metrics": {"bindAddress": "0"},
+    }
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    return [f"--config={work / 'config.yaml'}"]
+
+
+def _training_operator_args(work: Path, ports: Ports) -> list[str]:
+    return ["--metrics-bind-address=0", f"--health-probe-bind-address=127.0.0.1:{ports.health}",
+            f"--webhook-server-port={ports.webhook}", "--leader-elect=false"]
+
+
+def _trainer_args(work: Path, ports: Ports) -> list[str]:
+    return ["--metrics-bind-address=0", f"--health-probe-bind-address=127.0.0.1:{ports.health}",
+            f"--webhook-server-port={ports.webhook}", "--leader-elect=false"]
+
+
+ROTATOR_CERT_DIR = "/tmp/k8s-webhook-server/serving-certs"  # controller-runtime's default, hard-coded by both
+
 SPECS: dict[str, Spec] = {s.name: s for s in (
     Spec("jobset", _jobset_args, "config/components/webhook/manifests.yaml"),
     Spec("kuberay", _kuberay_args),
     Spec("kueue", _kueue_args, "config/components/webhook/manifests.yaml", "config/components/crd/kustomization.yaml"),
+    # LWS's pod webhook labels each pod with its group and index, which its controller relies on
+    Spec("lws", _lws_args, "config/webhook/manifests.yaml"),
+    Spec("training-operator", _training_operator_args, "manifests/base/webhook/manifests.yaml",
+         own_certificate="validator.training-operator.kubeflow.org",
+         cert_secret=("kubeflow", "training-operator-webhook-cert"), env=(("MY_POD_NAMESPACE", "kubeflow"),),
+         fixed_cert_dir=ROTATOR_CERT_DIR),
+    Spec("trainer", _trainer_args, "manifests/base/webhook/manifests.yaml",
+         own_certificate="validator.trainer.kubeflow.org",
+         cert_secret=("kubeflow-system", "kubeflow-trainer-webhook-cert"), fixed_cert_dir=ROTATOR_CERT_DIR),
 )}
 
 
-def loopback_webhooks(docs: list[dict[str, Any]], controller: str, port: int, ca_pem: bytes) -> list[dict[str, Any]]:
+NOWHERE = {"key": NAMESPACE_LABEL_PREFIX + "never", "operator": "Exists"}  # no namespace carries it
+
+
+def loopback_webhooks(docs: list[dict[str, Any]], controller: str, port: int, ca_pem: bytes,
+                      own_certificate: str = "") -> list[dict[str, Any]]:
     """The module's webhook configurations, each webhook called at ``https://127.0.0.1:<port><path>``
-    and limited to namespaces labelled ``namespace_label(controller)``."""
+    and limited to namespaces labelled ``namespace_label(controller)``. With ``own_certificate`` the
+    (one) configuration gets that name, which the controller looks up, and is limited to no namespace
+    (see ``Spec``)."""
     ca = base64.b64encode(ca_pem).decode()
     out = []
     for doc in docs:
         if not doc or doc.get("kind") not in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
             continue
-        doc = dict(doc, metadata={"name": f"testground-{controller}-{doc['metadata']['name']}"})
+        name = own_certificate or f"testground-{controller}-{doc['metadata']['name']}"
+        doc = dict(doc, metadata={"name": name})
         hooks = []
         for hook in doc.get("webhooks") or []:
             path = ((hook.get("clientConfig") or {}).get("service") or {}).get("path", "/")
             selector = dict(hook.get("namespaceSelector") or {})
-            selector["matchExpressions"] = [*(selector.get("matchExpressions") or []),
-                                            {"key": namespace_label(controller), "operator": "Exists"}]
+            only = NOWHERE if own_certificate else {"key": namespace_label(controller), "operator": "Exists"}
+            selector["matchExpressions"] = [*(selector.get("matchExpressions") or []), only]
             hooks.append(dict(hook, clientConfig={"url": f"https://127.0.0.1:{port}{path}", "caBundle": ca},
                               namespaceSelector=selector))
         doc["webhooks"] = hooks
@@ -170,15 +223,20 @@ class UpstreamController:
         self.workdir.mkdir(parents=True, exist_ok=True)
         ports = Ports()
         self._apply_crds(spec, ports.webhook)
-        serving_pair(self.cluster.pki, self.workdir / "certs", f"{self.name}-webhook")
+        serving_pair(self.cluster.pki, Path(spec.fixed_cert_dir or self.workdir / "certs"), f"{self.name}-webhook")
+        if spec.cert_secret is not None:
+            namespace, secret = spec.cert_secret
+            self.cluster.create_namespace(namespace)
+            self.cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump({
+                "apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret, "namespace": namespace}}))
+        if spec.webhook_manifests:
+            self._register_webhooks(spec, ports.webhook)
         args = spec.args(self.workdir, ports)
         out = open(self.log, "ab")  # noqa: SIM115 - the child owns it for its lifetime
         self.popen = subprocess.Popen([str(binary), *args], stdout=out, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
-                                      cwd=self.workdir, env=self.cluster.env())
+                                      cwd=self.workdir, env=dict(self.cluster.env(), **dict(spec.env)))
         out.close()
-        if spec.webhook_manifests:
-            self._register_webhooks(spec.webhook_manifests, ports.webhook)
         self._wait_ready(ports.health, timeout)
         return self
 
@@ -201,11 +259,11 @@ class UpstreamController:
         path.write_text(yaml.safe_dump_all(out))
         self.cluster.apply_crds(path)
 
-    def _register_webhooks(self, manifests: str, port: int) -> None:
+    def _register_webhooks(self, spec: Spec, port: int) -> None:
         c = build.controller(self.name)
-        path = build.module_dir(c.module, c.version) / manifests
+        path = build.module_dir(c.module, c.version) / spec.webhook_manifests
         docs = loopback_webhooks(list(yaml.safe_load_all(path.read_text())), self.name, port,
-                                 self.cluster.pki.ca_cert.read_bytes())
+                                 self.cluster.pki.ca_cert.read_bytes(), spec.own_certificate)
         for doc in docs:
             self.webhook_names.append((doc["kind"], doc["metadata"]["name"]))
         self.cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))

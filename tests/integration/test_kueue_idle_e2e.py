@@ -68,6 +68,12 @@ def env(cluster: ControlPlane, kueue_controller: UpstreamController,
         meta = _meta("kq-ray")
         e.apply(rayjob("kq-ray", NODE, {k: v for k, v in meta.items() if k != "name"}), "kq-ray")
         e.apply(policy("queued-rayjobs"), "kq-ray")
+        # Kueue admitted each and its pods run (checked here: each test's story goes on without it)
+        for story in STORIES.values():
+            wait_for(lambda s=story: _admitted(_workload(e, s)), timeout=120, what=f"Kueue to admit the {story.kind}")
+            wait_for(lambda s=story: gpus_in_use(e, s.namespace) == s.gpus, timeout=120, what="its GPU pods to run")
+            wait_for(lambda s=story: _cq_gpus(e, s.cluster_queue) == s.gpus, timeout=60,
+                     what="the ClusterQueue to count them")
         yield e
         print(e.operator.log_text()[-5000:])
         print(kueue_controller.log_text()[-5000:])
@@ -98,10 +104,6 @@ def _cq_gpus(e: IdleEnv, name: str) -> float:
 @pytest.mark.parametrize("kind", sorted(STORIES))
 def test_idle_kueue_workload_is_deactivated_evicted_and_readmitted(env: IdleEnv, kind: str) -> None:
     story = STORIES[kind]
-    wait_for(lambda: _admitted(_workload(env, story)), timeout=120, what=f"Kueue to admit the {kind}")
-    wait_for(lambda: gpus_in_use(env, story.namespace) == story.gpus, timeout=120, what="its GPU pods to run")
-    assert _cq_gpus(env, story.cluster_queue) == story.gpus
-
     wait_for(lambda: env.notices(story.name, "warning"), timeout=180, what=f"the warning for the idle {kind}")
     wait_for(lambda: (_workload(env, story) or {}).get("spec", {}).get("active") is False, timeout=120,
              what="its Kueue Workload to be deactivated")
