@@ -79,3 +79,34 @@ def kueue_controller(cluster: ControlPlane, jobset_controller: Any, kuberay_cont
                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     # Kueue enables an integration only for kinds whose CRDs exist when it starts: JobSet's and KubeRay's first.
     yield from _upstream("kueue", cluster, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def lws_controller(cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from _upstream("lws", cluster, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def training_operator_controller(cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from _upstream("training-operator", cluster, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def trainer_controller(cluster: ControlPlane, jobset_controller: Any,
+                       tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    # a TrainJob runs as a JobSet: the Trainer needs JobSet's CRD and controller
+    yield from _upstream("trainer", cluster, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def notebook_controller(cluster: ControlPlane, upstream_crds: Path,
+                        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The test ground's stand-in for Kubeflow's notebook controller (not published as a Go module)."""
+    from gpu_steward_testground.notebookcontroller import NotebookStandIn
+
+    cluster.apply_crds(upstream_crds / "kubeflow.org_notebooks.yaml")
+    stand_in = NotebookStandIn(cluster.kubeconfig, tmp_path_factory.mktemp("notebooks") / "stand-in.log").start()
+    try:
+        yield stand_in
+    finally:
+        stand_in.stop()

@@ -19,12 +19,16 @@ from __future__ import annotations
 import argparse
 import copy
 import signal
+import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+
+from gpu_steward_testground.processes import die_with_parent, stop_process
 
 STOPPED_ANNOTATION = "kubeflow-resource-stopped"
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1", "notebooks"
@@ -97,3 +101,22 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+class NotebookStandIn:
+    """The stand-in as a child process of the test ground, against ``kubeconfig``."""
+
+    def __init__(self, kubeconfig: Path, log: Path) -> None:
+        self.kubeconfig, self.log = kubeconfig, log
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> NotebookStandIn:
+        out = open(self.log, "ab")  # noqa: SIM115 - the child owns it for its lifetime
+        self.popen = subprocess.Popen([sys.executable, "-m", "gpu_steward_testground.notebookcontroller",
+                                       "--kubeconfig", str(self.kubeconfig)], stdout=out, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        out.close()
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.popen)

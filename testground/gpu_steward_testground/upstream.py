@@ -159,7 +159,7 @@ def loopback_webhooks(docs: list[dict[str, Any]], controller: str, port: int, ca
                       own_certificate: str = "") -> list[dict[str, Any]]:
     """The module's webhook configurations, each webhook called at ``https://127.0.0.1:<port><path>``
     and limited to namespaces labelled ``namespace_label(controller)``. With ``own_certificate`` the
-    (one) configuration gets that name, which the controller looks up, and is limited to no namespace
+    (one) configuration gets that name, which the controller looks up, and is limited to no object
     (see ``Spec``)."""
     ca = base64.b64encode(ca_pem).decode()
     out = []
@@ -174,8 +174,11 @@ def loopback_webhooks(docs: list[dict[str, Any]], controller: str, port: int, ca
             selector = dict(hook.get("namespaceSelector") or {})
             only = NOWHERE if own_certificate else {"key": namespace_label(controller), "operator": "Exists"}
             selector["matchExpressions"] = [*(selector.get("matchExpressions") or []), only]
-            hooks.append(dict(hook, clientConfig={"url": f"https://127.0.0.1:{port}{path}", "caBundle": ca},
-                              namespaceSelector=selector))
+            hook = dict(hook, clientConfig={"url": f"https://127.0.0.1:{port}{path}", "caBundle": ca},
+                        namespaceSelector=selector)
+            if own_certificate:  # cluster-scoped objects skip namespaceSelector: no object carries this label
+                hook["objectSelector"] = {"matchExpressions": [NOWHERE]}
+            hooks.append(hook)
         doc["webhooks"] = hooks
         out.append(doc)
     return out
