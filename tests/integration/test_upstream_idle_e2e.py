@@ -137,10 +137,10 @@ def _start_scenarios(e: IdleEnv) -> None:
     e.apply(policy("leaderworkersets"), "up-lws")
 
     e.cluster.create_namespace("up-notebook")
-    lab = gpu_pod_template(NODE, container="lab")
-    del lab["spec"]["restartPolicy"]
+    lab = gpu_pod_template(NODE, container="lab")["spec"]
+    del lab["restartPolicy"]
     e.apply({"apiVersion": KUBEFLOW_API, "kind": "Notebook", "metadata": {"name": "nb-lab", **_owner()},
-             "spec": {"template": lab}}, "up-notebook")
+             "spec": {"template": {"spec": lab}}}, "up-notebook")  # the Notebook's template has a spec only
     e.apply(policy("notebooks"), "up-notebook")
 
 
