@@ -66,10 +66,11 @@ class Spec:
     own_certificate: str = ""  # the configuration name the controller looks up ("" for none)
     # (namespace, name) of the empty Secret its certificate rotator fills (the install ships it empty)
     cert_secret: tuple[str, str] | None = None
-    # The fixed folder where its webhook server reads the Secret, mounted there by the kubelet in a
-    # cluster; the rotator waits until a certificate is there. We put a loopback pair there instead
-    # (never presented to the apiserver: these webhooks are called for no namespace).
-    fixed_cert_dir: str = ""
+    # Fixed folders where it reads a certificate its Deployment mounts (a rotator's Secret, a metrics
+    # certificate): the controller waits for, or exits without, a pair there. We write a loopback pair
+    # (never presented to the apiserver: webhooks behind a rotator are called for no namespace, and
+    # metrics are off).
+    mounted_cert_dirs: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
 
 
@@ -139,16 +140,18 @@ ROTATOR_CERT_DIR = "/tmp/k8s-webhook-server/serving-certs"  # controller-runtime
 SPECS: dict[str, Spec] = {s.name: s for s in (
     Spec("jobset", _jobset_args, "config/components/webhook/manifests.yaml"),
     Spec("kuberay", _kuberay_args),
-    Spec("kueue", _kueue_args, "config/components/webhook/manifests.yaml", "config/components/crd/kustomization.yaml"),
+    # Kueue without its own cert management reads the metrics certificate its Deployment mounts
+    Spec("kueue", _kueue_args, "config/components/webhook/manifests.yaml", "config/components/crd/kustomization.yaml",
+         mounted_cert_dirs=("/etc/kueue/metrics/certs",)),
     # LWS's pod webhook labels each pod with its group and index, which its controller relies on
     Spec("lws", _lws_args, "config/webhook/manifests.yaml"),
     Spec("training-operator", _training_operator_args, "manifests/base/webhook/manifests.yaml",
          own_certificate="validator.training-operator.kubeflow.org",
          cert_secret=("kubeflow", "training-operator-webhook-cert"), env=(("MY_POD_NAMESPACE", "kubeflow"),),
-         fixed_cert_dir=ROTATOR_CERT_DIR),
+         mounted_cert_dirs=(ROTATOR_CERT_DIR,)),
     Spec("trainer", _trainer_args, "manifests/base/webhook/manifests.yaml",
          own_certificate="validator.trainer.kubeflow.org",
-         cert_secret=("kubeflow-system", "kubeflow-trainer-webhook-cert"), fixed_cert_dir=ROTATOR_CERT_DIR),
+         cert_secret=("kubeflow-system", "kubeflow-trainer-webhook-cert"), mounted_cert_dirs=(ROTATOR_CERT_DIR,)),
 )}
 
 
@@ -226,7 +229,9 @@ class UpstreamController:
         self.workdir.mkdir(parents=True, exist_ok=True)
         ports = Ports()
         self._apply_crds(spec, ports.webhook)
-        serving_pair(self.cluster.pki, Path(spec.fixed_cert_dir or self.workdir / "certs"), f"{self.name}-webhook")
+        serving_pair(self.cluster.pki, self.workdir / "certs", f"{self.name}-webhook")
+        for folder in spec.mounted_cert_dirs:
+            serving_pair(self.cluster.pki, Path(folder), f"{self.name}-mounted")
         if spec.cert_secret is not None:
             namespace, secret = spec.cert_secret
             self.cluster.create_namespace(namespace)
