@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from fixtures.idle_env import IdleEnv, idle_env, policy
-from fixtures.upstream_env import gpu_pod_template, gpus_in_use, rayjob
+from fixtures.upstream_env import gpus_in_use
+from gpu_steward_testground.examples import gpu_pod_template, rayjob
 from gpu_steward_testground.processes import wait_for
 from gpu_steward_testground.runner import ControlPlane
 from gpu_steward_testground.upstream import UpstreamController, namespace_label
