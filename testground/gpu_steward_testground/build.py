@@ -195,7 +195,9 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], what: str) -> None:
 def build_one(b: Binary, out: Path, go: str) -> float:
     work = cache_root() / "src" / b.name
     work.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod", GOWORK="off")
+    # GOTOOLCHAIN=auto: a module that needs a newer Go than the one installed (the controllers want 1.25)
+    # has the go command fetch that toolchain through the module proxy; a newer local Go is used as is.
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod", GOWORK="off", GOTOOLCHAIN="auto")
     started = time.monotonic()
     if b.module_text:
         (work / "go.mod").write_text(b.module_text)
