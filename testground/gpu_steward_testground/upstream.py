@@ -74,9 +74,10 @@ class Spec:
     env: tuple[tuple[str, str], ...] = ()
 
 
-def _jobset_args(work: Path, ports: Ports) -> list[str]:
+def _config(work: Path, ports: Ports, api_version: str, **extra: Any) -> list[str]:
+    """The kubebuilder-style Configuration file JobSet, LWS and Kueue read (``--config``)."""
     config = {
-        "apiVersion": "config.jobset.x-k8s.io/v1alpha1", "kind": "Configuration",
+        "apiVersion": api_version, "kind": "Configuration",
         "leaderElection": {"leaderElect": False},
         # we hand it a certificate instead of its in-cluster rotator (which writes a Secret and patches
         # webhook configurations by Service name)
@@ -84,9 +85,26 @@ def _jobset_args(work: Path, ports: Ports) -> list[str]:
         "webhook": {"port": ports.webhook, "host": "127.0.0.1", "certDir": str(work / "certs")},
         "health": {"healthProbeBindAddress": f"127.0.0.1:{ports.health}"},
         "metrics": {"bindAddress": "0"},
+        **extra,
     }
     (work / "config.yaml").write_text(yaml.safe_dump(config))
-    return [f"--config={work / 'config.yaml'}", "--metrics-bind-address=0"]
+    return [f"--config={work / 'config.yaml'}"]
+
+
+def _jobset_args(work: Path, ports: Ports) -> list[str]:
+    return [*_config(work, ports, "config.jobset.x-k8s.io/v1alpha1"), "--metrics-bind-address=0"]
+
+
+def _lws_args(work: Path, ports: Ports) -> list[str]:
+    return _config(work, ports, "config.lws.x-k8s.io/v1alpha1")
+
+
+def _kueue_args(work: Path, ports: Ports) -> list[str]:
+    return [*_config(work, ports, "config.kueue.x-k8s.io/v1beta2", namespace="kueue-system",
+                     integrations={"frameworks": list(KUEUE_FRAMEWORKS)},
+                     # the on-demand visibility API would need an APIService in front of it; nothing reads it
+                     featureGates={"VisibilityOnDemand": False}),
+            f"--visibility-server-port={free_port()}"]
 
 
 def _kuberay_args(work: Path, ports: Ports) -> list[str]:
@@ -95,42 +113,8 @@ def _kuberay_args(work: Path, ports: Ports) -> list[str]:
             "--enable-leader-election=false", "--log-stdout-encoder=console"]
 
 
-def _kueue_args(work: Path, ports: Ports) -> list[str]:
-    config = {
-        "apiVersion": "config.kueue.x-k8s.io/v1beta2", "kind": "Configuration",
-        "namespace": "kueue-system",
-        "leaderElection": {"leaderElect": False},
-        "internalCertManagement": {"enable": False},
-        "webhook": {"port": ports.webhook, "host": "127.0.0.1", "certDir": str(work / "certs")},
-        "health": {"healthProbeBindAddress": f"127.0.0.1:{ports.health}"},
-        "metrics": {"bindAddress": "0"},
-        "integrations": {"frameworks": list(KUEUE_FRAMEWORKS)},
-        # the on-demand visibility API would need an APIService in front of it; nothing here reads it
-        "featureGates": {"VisibilityOnDemand": False},
-    }
-    (work / "config.yaml").write_text(yaml.safe_dump(config))
-    return [f"--config={work / 'config.yaml'}", f"--visibility-server-port={free_port()}"]
-
-
-def _lws_args(work: Path, ports: Ports) -> list[str]:
-    config = {
-        "apiVersion": "config.lws.x-k8s.io/v1alpha1", "kind": "Configuration",
-        "leaderElection": {"leaderElect": False},
-        "internalCertManagement": {"enable": False},
-        "webhook": {"port": ports.webhook, "host": "127.0.0.1", "certDir": str(work / "certs")},
-        "health": {"healthProbeBindAddress": f"127.0.0.1:{ports.health}"},
-        "metrics": {"bindAddress": "0"},
-    }
-    (work / "config.yaml").write_text(yaml.safe_dump(config))
-    return [f"--config={work / 'config.yaml'}"]
-
-
-def _training_operator_args(work: Path, ports: Ports) -> list[str]:
-    return ["--metrics-bind-address=0", f"--health-probe-bind-address=127.0.0.1:{ports.health}",
-            f"--webhook-server-port={ports.webhook}", "--leader-elect=false"]
-
-
-def _trainer_args(work: Path, ports: Ports) -> list[str]:
+def _kubeflow_args(work: Path, ports: Ports) -> list[str]:
+    """The training operator's and the Trainer's flags (the same in both)."""
     return ["--metrics-bind-address=0", f"--health-probe-bind-address=127.0.0.1:{ports.health}",
             f"--webhook-server-port={ports.webhook}", "--leader-elect=false"]
 
@@ -145,11 +129,11 @@ SPECS: dict[str, Spec] = {s.name: s for s in (
          mounted_cert_dirs=("/etc/kueue/metrics/certs",)),
     # LWS's pod webhook labels each pod with its group and index, which its controller relies on
     Spec("lws", _lws_args, "config/webhook/manifests.yaml"),
-    Spec("training-operator", _training_operator_args, "manifests/base/webhook/manifests.yaml",
+    Spec("training-operator", _kubeflow_args, "manifests/base/webhook/manifests.yaml",
          own_certificate="validator.training-operator.kubeflow.org",
          cert_secret=("kubeflow", "training-operator-webhook-cert"), env=(("MY_POD_NAMESPACE", "kubeflow"),),
          mounted_cert_dirs=(ROTATOR_CERT_DIR,)),
-    Spec("trainer", _trainer_args, "manifests/base/webhook/manifests.yaml",
+    Spec("trainer", _kubeflow_args, "manifests/base/webhook/manifests.yaml",
          own_certificate="validator.trainer.kubeflow.org",
          cert_secret=("kubeflow-system", "kubeflow-trainer-webhook-cert"), mounted_cert_dirs=(ROTATOR_CERT_DIR,)),
 )}
