@@ -62,43 +62,45 @@ def _upstream(name: str, cluster: ControlPlane, tmp_path_factory: pytest.TempPat
     yield from running_controller(name, cluster, tmp_path_factory.mktemp(name))
 
 
-# The real upstream controllers, each a child process for the whole session once a test asks for it
-# (built on first use, like the control plane; `make controlplane` builds them ahead).
-@pytest.fixture(scope="session")
+# The real upstream controllers, each a child process for the test module that asks for it (built on
+# first use, like the control plane; `make controlplane` builds them ahead). Per module, not per session:
+# a controller left running would act on what later modules create to test field writes with nobody
+# reacting (a Job labelled for a queue, a hand-made JobSet).
+@pytest.fixture(scope="module")
 def jobset_controller(cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     yield from _upstream("jobset", cluster, tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kuberay_controller(cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     yield from _upstream("kuberay", cluster, tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kueue_controller(cluster: ControlPlane, jobset_controller: Any, kuberay_controller: Any,
                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     # Kueue enables an integration only for kinds whose CRDs exist when it starts: JobSet's and KubeRay's first.
     yield from _upstream("kueue", cluster, tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lws_controller(cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     yield from _upstream("lws", cluster, tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def training_operator_controller(cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     yield from _upstream("training-operator", cluster, tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def trainer_controller(cluster: ControlPlane, jobset_controller: Any,
                        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     # a TrainJob runs as a JobSet: the Trainer needs JobSet's CRD and controller
     yield from _upstream("trainer", cluster, tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def notebook_controller(cluster: ControlPlane, upstream_crds: Path,
                         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The test ground's stand-in for Kubeflow's notebook controller (not published as a Go module)."""

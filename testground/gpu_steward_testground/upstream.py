@@ -199,6 +199,7 @@ class UpstreamController:
     workdir: Path
     popen: subprocess.Popen[bytes] | None = None
     webhook_names: list[tuple[str, str]] = field(default_factory=list)
+    converted_crds: list[str] = field(default_factory=list)
 
     @property
     def log(self) -> Path:
@@ -246,6 +247,7 @@ class UpstreamController:
             for doc in yaml.safe_load_all(f.read_text()):
                 if doc and doc["metadata"]["name"] in converted:
                     doc = with_conversion_webhook(doc, webhook_port, ca)
+                    self.converted_crds.append(doc["metadata"]["name"])
                 out.append(doc)
         path = self.workdir / "crds.yaml"
         path.write_text(yaml.safe_dump_all(out))
@@ -277,3 +279,9 @@ class UpstreamController:
             self.cluster.kubectl("delete", kind.lower(), name, "--ignore-not-found", check=False)
         self.webhook_names.clear()
         stop_process(self.popen)
+        # with the controller gone, its CRDs convert as a CRD without a webhook does (reads in any served
+        # version keep working; the CRDs stay, as a cluster keeps them when a controller is uninstalled)
+        for name in self.converted_crds:
+            self.cluster.kubectl("patch", "crd", name, "--type=merge", "-p",
+                                 '{"spec": {"conversion": {"strategy": "None", "webhook": null}}}', check=False)
+        self.converted_crds.clear()
