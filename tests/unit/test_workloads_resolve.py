@@ -287,3 +287,14 @@ def test_kueue_managed_trainjob_and_tfjob_target_their_workload(api_version: str
     res = resolve(pod, store.lookup, store.owned)
     assert res.suspendable and res.target is not None and res.target.kind == "Workload"
     assert res.workload is not None and res.workload.kind == kind
+
+
+def test_a_missing_owner_or_kueue_workload_is_not_a_final_answer() -> None:
+    job = obj("batch/v1", "Job", "train", labels={"kueue.x-k8s.io/queue-name": "team"})
+    pod = obj("v1", "Pod", "train-0", job)
+    assert resolve(pod, Store().lookup).final is False  # the Job is not there (yet)
+    store = Store(job)
+    assert resolve(pod, store.lookup, store.owned).final is False  # Kueue has not made its Workload yet
+    assert resolve(obj("v1", "Pod", "bare"), Store().lookup).final is True
+    plain = obj("batch/v1", "Job", "plain")
+    assert resolve(obj("v1", "Pod", "plain-0", plain), Store(plain).lookup).final is True

@@ -346,7 +346,8 @@ class IdleController:
         return out
 
     def _group(self, pods: list[GpuPod]) -> dict[tuple[str, str, str, str], Workload]:
-        """Pods → the workloads they belong to (resolution cached per pod: owner chains do not change)."""
+        """Pods → the workloads they belong to (resolution cached per pod: owner chains do not change; one
+        that found an owner missing is not kept)."""
         lookup = actions.KubeLookup(self.kube)
         groups: dict[tuple[str, str, str, str], Workload] = {}
         live = set()
@@ -356,7 +357,8 @@ class IdleController:
             if cached is None:
                 res = resolve(pod.as_object(), lookup, lookup.owned)
                 cached = (res.workload, res.target, res.suspendable, res.objects)
-                self._resolved[pod.uid] = cached
+                if res.final:  # an owner not found *yet* is looked up again next pass
+                    self._resolved[pod.uid] = cached
             ref, target, suspendable, objs = cached
             if ref is None:  # a bare pod: notify-only, it is its own workload
                 ref, objs = WorkloadRef("v1", "Pod", pod.namespace, pod.name, pod.uid), (pod.as_object(),)

@@ -134,6 +134,9 @@ class Resolution:
     suspendable: bool
     reason: str = ""
     objects: tuple[JSON, ...] = field(default=(), repr=False, compare=False)
+    # False when the answer may change without the pod changing: an owner (or its kind's CRD) or a Kueue
+    # Workload not there *yet*. Such a resolution is not cached, it is tried again.
+    final: bool = True
 
     @property
     def kueue_managed(self) -> bool:

@@ -85,8 +85,8 @@ def resolve(pod: JSON, lookup: Lookup, owned: Owned | None = None) -> Resolution
     objects: list[JSON] = [pod]
     chain: list[WorkloadRef] = [WorkloadRef.of(pod)]
 
-    def stop(reason: str, workload: WorkloadRef | None = None) -> Resolution:
-        return Resolution(workload, None, tuple(chain), False, reason, tuple(objects))
+    def stop(reason: str, workload: WorkloadRef | None = None, final: bool = True) -> Resolution:
+        return Resolution(workload, None, tuple(chain), False, reason, tuple(objects), final)
 
     ref = controller_ref(pod)
     if ref is None:
@@ -94,8 +94,8 @@ def resolve(pod: JSON, lookup: Lookup, owned: Owned | None = None) -> Resolution
     for _ in range(_MAX_DEPTH):
         key = key_of(ref)
         obj = lookup(ref["apiVersion"], ref["kind"], namespace, ref["name"])
-        if obj is None:
-            return stop(f"owner {ref['kind']}/{ref['name']} was not found")
+        if obj is None:  # not created yet, or its CRD installed after our last discovery: try again later
+            return stop(f"owner {ref['kind']}/{ref['name']} was not found", final=False)
         if ref.get("uid") and (obj.get("metadata") or {}).get("uid") not in (None, ref["uid"]):
             return stop(f"owner {ref['kind']}/{ref['name']} was replaced (uid differs)")
         objects.append(obj)
@@ -128,7 +128,8 @@ def _with_kueue(workload: JSON, pod: JSON, lookup: Lookup, owned: Owned | None,
     wl = find_kueue_workload(workload, lookup, owned, pod)
     if wl is None:
         return Resolution(ref, None, tuple(chain), False,
-                          f"managed by Kueue (queue {queue}) but its Kueue Workload was not found", tuple(objects))
+                          f"managed by Kueue (queue {queue}) but its Kueue Workload was not found (yet)",
+                          tuple(objects), final=False)
     target = WorkloadRef.of(wl)
     return Resolution(ref, target, (*chain, target), True, "", tuple(objects))
 
