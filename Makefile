@@ -15,8 +15,12 @@ $(BIN)/.installed: pyproject.toml testground/pyproject.toml
 
 venv: $(BIN)/.installed
 
+# The upstream workload controllers the tests run (each also builds on first use); `--controllers` with
+# no names builds all of them (JobSet, KubeRay, Kueue, LWS, training operator, Trainer).
+TEST_CONTROLLERS ?= jobset kuberay kueue lws training-operator trainer
+
 controlplane: venv
-	$(BIN)/python -m gpu_steward_testground.build
+	$(BIN)/python -m gpu_steward_testground.build --controllers $(TEST_CONTROLLERS)
 
 demo: controlplane
 	$(BIN)/gpu-steward demo

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -53,3 +54,61 @@ def upstream_crds() -> Path:
     if not UPSTREAM_CRDS.is_dir():
         pytest.skip(f"upstream CRDs folder {UPSTREAM_CRDS} is absent (it lives in the shared folder beside the repo)")
     return UPSTREAM_CRDS
+
+
+def _upstream(name: str, cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from fixtures.upstream_env import running_controller
+
+    yield from running_controller(name, cluster, tmp_path_factory.mktemp(name))
+
+
+# The real upstream controllers, each a child process for the test module that asks for it (built on
+# first use, like the control plane; `make controlplane` builds them ahead). Per module, not per session:
+# a controller left running would act on what later modules create to test field writes with nobody
+# reacting (a Job labelled for a queue, a hand-made JobSet).
+@pytest.fixture(scope="module")
+def jobset_controller(cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from _upstream("jobset", cluster, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def kuberay_controller(cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from _upstream("kuberay", cluster, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def kueue_controller(cluster: ControlPlane, jobset_controller: Any, kuberay_controller: Any,
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    # Kueue enables an integration only for kinds whose CRDs exist when it starts: JobSet's and KubeRay's first.
+    yield from _upstream("kueue", cluster, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def lws_controller(cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from _upstream("lws", cluster, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def training_operator_controller(cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from _upstream("training-operator", cluster, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def trainer_controller(cluster: ControlPlane, jobset_controller: Any,
+                       tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    # a TrainJob runs as a JobSet: the Trainer needs JobSet's CRD and controller
+    yield from _upstream("trainer", cluster, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def notebook_controller(cluster: ControlPlane, upstream_crds: Path,
+                        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The test ground's stand-in for Kubeflow's notebook controller (not published as a Go module)."""
+    from gpu_steward_testground.notebookcontroller import NotebookStandIn
+
+    cluster.apply_crds(upstream_crds / "kubeflow.org_notebooks.yaml")
+    stand_in = NotebookStandIn(cluster.kubeconfig, tmp_path_factory.mktemp("notebooks") / "stand-in.log").start()
+    try:
+        yield stand_in
+    finally:
+        stand_in.stop()

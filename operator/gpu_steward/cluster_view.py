@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from gpu_steward.kube import JSON, Kube
 from gpu_steward.kube_watch import Watches
+from gpu_steward.workloads.adapters import DECISION_SPEC_PARTS
 
 # Spec sections that hold pod templates or replica specs: never read by a decision, most of an object's size.
 _BULK = re.compile(r"template|spec|replicatedjobs|podsets|containers|volumes", re.IGNORECASE)
@@ -35,6 +36,14 @@ def _meta(obj: JSON) -> JSON:
 def project_workload(obj: JSON) -> JSON:
     spec = obj.get("spec") or {}
     kept = {k: v for k, v in spec.items() if not isinstance(v, (dict, list)) or not _BULK.search(k)}
+    for section, parts in DECISION_SPEC_PARTS.items():  # what the data-loss rules read inside a template
+        held = spec.get(section)
+        if isinstance(held, dict) and section not in kept:
+            thin = {p: held[p] for p in parts if p in held}
+            if isinstance(thin.get("volumeClaimTemplates"), list):  # their presence counts, not their specs
+                thin["volumeClaimTemplates"] = [{"metadata": (t or {}).get("metadata") or {}}
+                                                for t in thin["volumeClaimTemplates"]]
+            kept[section] = thin
     return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": _meta(obj), "spec": kept}
 
 

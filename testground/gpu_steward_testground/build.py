@@ -9,6 +9,12 @@ Two modules cannot be ``go install``-ed directly because their go.mod files ``re
 modules with local paths: ``k8s.io/kubernetes`` (the staging repos) and etcd's server module. For
 each we write a tiny wrapper module that requires the real module and pins every sibling to the
 matching published version, then ``go build`` the command packages from inside it.
+
+The upstream workload controllers (JobSet, Kueue, KubeRay, LeaderWorkerSet, Kubeflow's training
+operator and Trainer) are built the same way, each from a wrapper module that requires exactly its
+pinned version (``go install mod@version`` also asks the proxy for the module's version list, which
+it does not serve for every module). Their CRDs are read from the same module in the Go module cache
+(``crd_files``), so a version bump moves binary and CRDs together. See ``CONTROLLERS``.
 """
 
 from __future__ import annotations
@@ -103,6 +109,52 @@ def binaries() -> list[Binary]:
     return [etcd, *k8s, kwok, helm]
 
 
+@dataclass(frozen=True)
+class Controller:
+    """An upstream workload controller: one command package of one Go module at one version."""
+
+    name: str  # the binary's name in controllers_dir()
+    module: str
+    version: str
+    package: str  # the command package, relative to the module ("" for its root)
+    crd_dirs: tuple[str, ...]  # folders in the module that hold its CRDs
+
+    @property
+    def import_path(self) -> str:
+        return f"{self.module}/{self.package}".rstrip("/")
+
+    def binary(self) -> Binary:
+        text = (f"module gpusteward.dev/build/{self.name}\n\ngo 1.25\n\n"
+                f"require {self.module} {self.version}\n")
+        return Binary(self.name, text, self.import_path, "-s -w")
+
+
+# Versions that work together: Kueue v0.17.0 is built against JobSet v0.11.1 and LWS v0.8.0, so those
+# are the JobSet and LWS served beside it. KubeRay v1.5.0 is the newest KubeRay the module proxy serves
+# here (Kueue v0.17 compiles against v1.6.0; RayJob/RayCluster keep `spec.suspend` and the fields Kueue
+# writes). The Kubeflow training operator v1.8.1 (PyTorchJob, TFJob, MPIJob, XGBoostJob, PaddleJob;
+# JAXJob arrived in v1.9) and Trainer v2.0.0 (TrainJob, which runs as a JobSet) are the versions served.
+CONTROLLERS: tuple[Controller, ...] = (
+    Controller("jobset", "sigs.k8s.io/jobset", "v0.11.1", "", ("config/components/crd/bases",)),
+    Controller("kuberay", "github.com/ray-project/kuberay/ray-operator", "v1.5.0", "", ("config/crd/bases",)),
+    Controller("kueue", "sigs.k8s.io/kueue", "v0.17.0", "cmd/kueue", ("config/components/crd/bases",)),
+    Controller("lws", "sigs.k8s.io/lws", "v0.8.0", "cmd", ("config/crd/bases",)),
+    Controller("training-operator", "github.com/kubeflow/training-operator", "v1.8.1",
+               "cmd/training-operator.v1", ("manifests/base/crds",)),
+    Controller("trainer", "github.com/kubeflow/trainer/v2", "v2.0.0", "cmd/trainer-controller-manager",
+               ("manifests/base/crds",)),
+)
+
+
+def controller(name: str) -> Controller:
+    return next(c for c in CONTROLLERS if c.name == name)
+
+
+def controllers_dir(c: Controller) -> Path:
+    """Folder of one controller at one version; a version bump gets a new folder."""
+    return cache_root() / "bin" / "controllers" / f"{c.name}-{c.version}"
+
+
 class BuildError(RuntimeError):
     pass
 
@@ -143,7 +195,9 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], what: str) -> None:
 def build_one(b: Binary, out: Path, go: str) -> float:
     work = cache_root() / "src" / b.name
     work.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod", GOWORK="off")
+    # GOTOOLCHAIN=auto: a module that needs a newer Go than the one installed (the controllers want 1.25)
+    # has the go command fetch that toolchain through the module proxy; a newer local Go is used as is.
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod", GOWORK="off", GOTOOLCHAIN="auto")
     started = time.monotonic()
     if b.module_text:
         (work / "go.mod").write_text(b.module_text)
@@ -217,16 +271,56 @@ def ensure_built(only: list[str] | None = None) -> Path:
     return out
 
 
+def module_dir(module: str, version: str, go: str | None = None) -> Path:
+    """Where the Go module cache holds ``module@version`` (downloaded if it is not there yet)."""
+    env = dict(os.environ, GOFLAGS="-mod=mod", GOWORK="off")
+    cache_root().mkdir(parents=True, exist_ok=True)
+    info = subprocess.run([go or _check_go(), "mod", "download", "-json", f"{module}@{version}"],
+                          cwd=cache_root(), env=env, capture_output=True, text=True, check=False)
+    if info.returncode != 0:
+        raise BuildError(f"cannot download {module}@{version}: {info.stderr.strip()}{info.stdout.strip()}")
+    return Path(json.loads(info.stdout)["Dir"])
+
+
+def crd_files(c: Controller) -> list[Path]:
+    """The controller's CRD manifests, straight from its module (never copied into the repository)."""
+    root = module_dir(c.module, c.version)
+    files = sorted(f for d in c.crd_dirs for f in (root / d).glob("*.yaml") if f.name != "kustomization.yaml")
+    if not files:
+        raise BuildError(f"no CRDs under {c.crd_dirs} in {root}")
+    return files
+
+
+def ensure_controller(name: str) -> Path:
+    """Build one upstream controller if it is missing; return the binary's path."""
+    c = controller(name)
+    out = controllers_dir(c)
+    path = out / c.name
+    if path.exists():
+        return path
+    out.mkdir(parents=True, exist_ok=True)
+    _say(f"building {c.name} {c.version} from {c.module} into {out} (first time only; minutes)")
+    secs = build_one(c.binary(), out, _check_go())
+    _say(f"{c.name} {c.version} built in {secs:.0f}s")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the local control plane binaries (cached).")
     parser.add_argument("--only", nargs="*", help="build only these binaries")
     parser.add_argument("--print-dir", action="store_true", help="print the binary folder and exit")
+    parser.add_argument("--controllers", nargs="*", metavar="NAME",
+                        help="also build these upstream controllers (none named: all of "
+                             + ", ".join(c.name for c in CONTROLLERS) + ")")
     args = parser.parse_args(argv)
     if args.print_dir:
         print(bin_dir())
         return 0
     try:
         out = ensure_built(args.only)
+        if args.controllers is not None:
+            for name in args.controllers or [c.name for c in CONTROLLERS]:
+                print(ensure_controller(name))
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

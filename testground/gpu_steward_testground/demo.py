@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from gpu_steward.workloads.model import IDLE_STATE_ANNOTATION
+from gpu_steward_testground.demo_kinds import KINDS, chapter_idle_kind
 from gpu_steward_testground.deviceplugin import DevicePluginLoop
 from gpu_steward_testground.gpunode import SimulatedGpuNode
 from gpu_steward_testground.operator_process import OperatorProcess
@@ -97,6 +98,8 @@ class Demo:
     nodes: list[SimulatedGpuNode]
     slack: SlackReceiver
     timings: dict[str, float] = field(default_factory=dict)
+    workdir: Path | None = None
+    stack: contextlib.ExitStack | None = None  # what a chapter starts (a controller) is stopped with the demo
 
     def apply(self, obj: dict[str, Any], ns: str, *who: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.cp.kubectl("apply", "-n", ns, "-f", "-", *who, input=yaml.safe_dump(obj), check=check)
@@ -153,7 +156,8 @@ def operator_settings(demo: Demo, webhook_port: int) -> dict[str, Any]:
     }
 
 
-def run_demo(keep: bool = False, chapter: str | None = None) -> int:
+def run_demo(keep: bool = False, chapter: str | None = None, kind: str | None = None) -> int:
+    """``kind``: tell the idle chapter with a workload of that kind and its real controller."""
     chapters = selected(chapter)
     say("GPU Steward demo: a real control plane, fake GPU nodes, the operator, and a Slack receiver", style="head")
     workdir = Path(tempfile.mkdtemp(prefix="gpu-steward-demo-"))
@@ -178,7 +182,7 @@ def run_demo(keep: bool = False, chapter: str | None = None) -> int:
         owners = (("lin@example.com", "U0LIN"), ("lead@example.com", "U0LEAD"), ("alice@example.com", "U0ALICE"))
         for email, uid in owners:
             slack.add_user(email, uid)  # owners the bot DMs and @mentions
-        demo = Demo(cp, nodes, slack)
+        demo = Demo(cp, nodes, slack, workdir=workdir, stack=stack)
         port = free_port()
         op = OperatorProcess(cp.kubeconfig, workdir / "operator.log", settings=operator_settings(demo, port)).start()
         stack.callback(op.stop)
@@ -188,7 +192,10 @@ def run_demo(keep: bool = False, chapter: str | None = None) -> int:
         for name in chapters:
             began = time.monotonic()
             say(f"--- chapter: {name} ---", style="head")
-            CHAPTER_RUNS[name](demo)
+            if name == "idle" and kind is not None:
+                chapter_idle_kind(demo, kind)
+            else:
+                CHAPTER_RUNS[name](demo)
             demo.timings[name] = time.monotonic() - began
             say(f"chapter {name} done in {demo.timings[name]:.0f}s", style="ok")
         say("demo complete", style="head")
@@ -426,4 +433,7 @@ def add_demo_command(sub: Any) -> None:
     demo.add_argument("--keep", action="store_true", help="keep the local cluster running after the story")
     demo.add_argument("--chapter", choices=(*CHAPTERS, "all"), default="all",
                       help="one chapter: idle, budget or lease (default: all, in this order)")
-    demo.set_defaults(func=lambda args: run_demo(keep=args.keep, chapter=args.chapter))
+    demo.add_argument("--kind", choices=KINDS,
+                      help="tell the idle chapter with a workload of this kind, run by its real upstream controller "
+                           "(built on first use; the Notebook by the test ground's stand-in)")
+    demo.set_defaults(func=lambda args: run_demo(keep=args.keep, chapter=args.chapter, kind=args.kind))

@@ -86,3 +86,20 @@ def make_pki(folder: Path, extra_ips: tuple[str, ...] = ()) -> Pki:
     p.sa_pub.write_bytes(sa_key.public_key().public_bytes(serialization.Encoding.PEM,
                                                           serialization.PublicFormat.SubjectPublicKeyInfo))
     return p
+
+
+def serving_pair(pki: Pki, folder: Path, name: str) -> tuple[Path, Path]:
+    """A loopback serving certificate signed by the control plane's CA, written as ``tls.crt`` /
+    ``tls.key`` (the names controller-runtime's webhook server reads): the apiserver, which trusts
+    that CA, can then call a webhook served on 127.0.0.1 through a URL-based webhook configuration."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]), key.public_key(), ca.subject, ca_key,
+                 sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    crt, pem = folder / "tls.crt", folder / "tls.key"
+    _write_key(key, pem)
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return crt, pem

@@ -19,13 +19,16 @@ def test_all_chapters_by_default_in_story_order():
 
 def test_the_command_passes_the_chapter(monkeypatch):
     calls = []
-    monkeypatch.setattr(demo, "run_demo", lambda keep=False, chapter=None: calls.append((keep, chapter)) or 0)
+    monkeypatch.setattr(demo, "run_demo",
+                        lambda keep=False, chapter=None, kind=None: calls.append((keep, chapter, kind)) or 0)
     parser = argparse.ArgumentParser()
     demo.add_demo_command(parser.add_subparsers())
-    for argv in (["demo"], ["demo", "--chapter", "budget"]):
+    for argv in (["demo"], ["demo", "--chapter", "budget"], ["demo", "--chapter", "idle", "--kind", "TrainJob"]):
         args = parser.parse_args(argv)
         assert args.func(args) == 0
-    assert calls == [(False, "all"), (False, "budget")]
+    assert calls == [(False, "all", None), (False, "budget", None), (False, "idle", "TrainJob")]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["demo", "--kind", "CronJob"])  # only kinds the test ground runs a controller for
     with pytest.raises(SystemExit):
         parser.parse_args(["demo", "--chapter", "nope"])
 

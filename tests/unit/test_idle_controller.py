@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from idle_world import ApiError, FakeSlack, Killed, World, job, policy, statefulset
+from idle_world import ApiError, FakeSlack, Killed, World, gpu_pod, job, policy, statefulset
 
 from gpu_steward.idle.delivery import NOTICES_FAILED
 from gpu_steward.idle.metrics import WORKLOAD_FAILURES
@@ -198,3 +198,19 @@ def test_a_kill_between_the_send_and_its_record_resends_once_and_counts_it():
     assert len(slack.sent) == 2
     assert NOTICE_RESENDS.labels("unknown")._value.get() == before + 1
     assert w.entry(nb).state.warn.done_at is not None
+
+
+def test_a_pod_whose_owner_appears_later_is_resolved_again_and_suspended_at_its_owner():
+    # e.g. a TrainJob created before the operator's discovery saw the Trainer's CRD: at first the owner is
+    # "not found" and the pod alone is warned about; once the owner is readable the workload is the owner
+    w = World(policy(["Event"]))
+    train = job("late")
+    w.kube.add(train)
+    pod = gpu_pod(train)
+    hidden = w.kube.objects.pop(("batch/v1", "Job", "ml", "late"))
+    w.kube.add(pod)
+    w.registry.pod_event("ADDED", pod)
+    w.passes(2)
+    w.kube.objects[("batch/v1", "Job", "ml", "late")] = hidden
+    w.passes(60, until=lambda: w.suspended(train))
+    assert w.suspended(train)

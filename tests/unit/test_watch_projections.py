@@ -123,3 +123,20 @@ def test_lists_of_watched_collections_are_answered_from_memory() -> None:
     assert [c["metadata"]["name"] for c in got] == ["rec-1"]
     got[0]["data"]["x"] = "changed"  # callers get copies: the cache is not theirs to edit
     assert cms[0]["data"]["x"] == "1"
+
+
+def test_the_projection_keeps_what_the_data_loss_rules_read_inside_a_template() -> None:
+    """A LeaderWorkerSet that deletes its volumes when scaled is notify-only; its projection (the template
+    dropped for size) must still say so, or the owner is told it will be suspended."""
+    from gpu_steward.workloads.adapters import data_loss_reason
+
+    lws = {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+           "metadata": {"name": "serve", "namespace": "ml"},
+           "spec": {"replicas": 1, "leaderWorkerTemplate": {
+               "size": 2, "workerTemplate": {"spec": {"containers": [{"name": "w", "image": "x" * 500}]}},
+               "persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete", "whenDeleted": "Retain"},
+               "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"resources": {}}}]}}}
+    assert data_loss_reason(lws) is not None
+    projected = project_workload(lws)
+    assert data_loss_reason(projected) == data_loss_reason(lws)
+    assert "workerTemplate" not in projected["spec"]["leaderWorkerTemplate"]

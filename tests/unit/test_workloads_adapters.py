@@ -107,7 +107,7 @@ def test_pytorchjob_run_policy_suspend() -> None:
 
 @pytest.mark.parametrize("kind", ["RayJob", "RayCluster"])
 def test_ray_suspend(kind: str) -> None:
-    r = make("ray.io/v1", kind, {"suspend": False})
+    r = make("ray.io/v1", kind, {"suspend": False, "shutdownAfterJobFinishes": True})
     suspended, resumed, _ = round_trip(r)
     assert suspended["spec"]["suspend"] is True and resumed == r
 
@@ -125,6 +125,8 @@ def test_every_registered_adapter_round_trips() -> None:
     versions = {"batch": "batch/v1", "apps": "apps/v1"}
     for (group, kind), adapter in ADAPTERS.items():
         spec: dict[str, Any] = {"replicas": 2} if adapter.path[-1] == "replicas" else {}
+        if kind == "RayJob":
+            spec["shutdownAfterJobFinishes"] = True  # the only RayJobs KubeRay lets be suspended
         w = make(versions.get(group, f"{group}/v1"), kind, spec)
         _, resumed, _ = round_trip(w)
         assert resumed == w, kind
@@ -257,6 +259,8 @@ def test_property_prior_suspend_value_is_restored(which: tuple[str, str, tuple[s
                                                   annotations: dict[str, str]) -> None:
     api_version, kind, path = which
     spec: dict[str, Any] = {"other": 1}
+    if kind == "RayJob":
+        spec["shutdownAfterJobFinishes"] = True  # the only RayJobs KubeRay lets be suspended
     if prior != "absent":
         holder = spec
         for part in path[1:-1]:
@@ -297,3 +301,81 @@ def test_a_statefulset_that_deletes_its_volumes_when_scaled_is_never_scaled_to_z
     assert adapters.data_loss_reason(sts) is None
     patch, _ = adapters.suspend_patch(sts, NOW)
     assert patch["spec"]["replicas"] == 0
+
+
+# --- the kinds of the upstream controllers (Trainer, training operator, LeaderWorkerSet) ----------
+
+def test_trainjob_suspend_is_its_own_spec_suspend() -> None:
+    tj = make("trainer.kubeflow.org/v1alpha1", "TrainJob", {"runtimeRef": {"name": "torch-distributed"}})
+    patch, _ = suspend_patch(tj, NOW)
+    assert patch["spec"] == {"suspend": True}
+    _, resumed, _ = round_trip(tj)
+    assert "suspend" not in resumed["spec"] and resumed == tj
+
+
+@pytest.mark.parametrize("kind", ["PyTorchJob", "TFJob", "MPIJob", "XGBoostJob", "PaddleJob", "JAXJob"])
+def test_every_training_operator_kind_uses_run_policy_suspend(kind: str) -> None:
+    job = make("kubeflow.org/v1", kind, {"runPolicy": {"cleanPodPolicy": "Running"}})
+    patch, _ = suspend_patch(job, NOW)
+    assert patch["spec"] == {"runPolicy": {"suspend": True}}
+    _, resumed, _ = round_trip(job)
+    assert resumed == job
+
+
+def test_mpijob_of_the_mpi_operator_v2beta1_is_suspended_the_same_way() -> None:
+    job = make("kubeflow.org/v2beta1", "MPIJob", {"runPolicy": {"suspend": False}})
+    suspended, resumed, _ = round_trip(job)
+    assert suspended["spec"]["runPolicy"]["suspend"] is True and resumed == job
+
+
+def test_leaderworkerset_goes_to_zero_groups_and_back_to_its_count() -> None:
+    lws = make("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", {"replicas": 3, "leaderWorkerTemplate": {"size": 4}})
+    suspended, resumed, record = round_trip(lws)
+    assert suspended["spec"]["replicas"] == 0 and record["previous"] == 3
+    assert resumed == lws
+
+
+@pytest.mark.parametrize("policy", [{"whenScaled": "Delete"}, {"whenDeleted": "Delete"},
+                                    {"whenScaled": "Retain", "whenDeleted": "Delete"}])
+def test_leaderworkerset_whose_volumes_would_go_is_notify_only(policy: dict[str, str]) -> None:
+    lws = make("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", {"replicas": 2, "leaderWorkerTemplate": {
+        "size": 2, "volumeClaimTemplates": [{"metadata": {"name": "data"}}],
+        "persistentVolumeClaimRetentionPolicy": policy}})
+    assert "would delete its volumes" in (adapters.data_loss_reason(lws) or "")
+    with pytest.raises(adapters.WouldLoseData):
+        suspend_patch(lws, NOW)
+
+
+def test_leaderworkerset_with_retained_or_no_volumes_may_be_scaled_to_zero() -> None:
+    retained = make("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", {"replicas": 2, "leaderWorkerTemplate": {
+        "volumeClaimTemplates": [{"metadata": {"name": "data"}}]}})  # default retention: Retain/Retain
+    deleting_but_no_volumes = make("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", {"replicas": 2,
+        "leaderWorkerTemplate": {"persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete"}}})
+    for lws in (retained, deleting_but_no_volumes):
+        assert adapters.data_loss_reason(lws) is None
+        assert suspend_patch(lws, NOW)[0]["spec"]["replicas"] == 0
+
+
+def test_policy_kinds_the_kind_list_and_the_adapters_agree() -> None:
+    from typing import get_args
+
+    from gpu_steward.api.idlepolicy import WorkloadKind
+    from gpu_steward.workloads.model import SUSPENDABLE_KINDS, group_of
+
+    listed = {k.kind for k in SUSPENDABLE_KINDS}
+    assert set(get_args(WorkloadKind)) == listed | {"Pod"}  # `kinds:` in an IdlePolicy can name each
+    adapted = {(group_of(v), k.kind) for k in SUSPENDABLE_KINDS for v in k.api_versions}
+    assert adapted == {key for key in ADAPTERS if key[1] != "Workload"}  # Kueue's Workload is only a target
+
+
+def test_a_rayjob_kuberay_would_fail_when_suspended_is_notify_only() -> None:
+    # KubeRay marks such a RayJob ValidationFailed for good and leaves its RayCluster running
+    keeps_cluster = make("ray.io/v1", "RayJob", {"entrypoint": "python x.py"})  # shutdownAfterJobFinishes unset
+    on_existing = make("ray.io/v1", "RayJob", {"shutdownAfterJobFinishes": True,
+                                               "clusterSelector": {"ray.io/cluster": "c"}})
+    for rj, why in ((keeps_cluster, "shutdownAfterJobFinishes"), (on_existing, "clusterSelector")):
+        assert why in (adapters.unsuspendable_reason(rj) or "")
+        with pytest.raises(adapters.ControllerRefuses):
+            suspend_patch(rj, NOW)
+    fine = make("ray.io/v1", "RayJob", {"shutdownAfterJobFinishes": True})
+    assert adapters.unsuspendable_reason(fine) is None and suspend_patch(fine, NOW)[0]["spec"]["suspend"] is True

@@ -227,3 +227,74 @@ def test_owner_keys_are_configurable_and_may_be_absent() -> None:
     assert owner_of(res.objects, Settings()).name is None
     owner = owner_of(res.objects, Settings(owner_keys=("corp/user",)))
     assert owner.name == "carol" and owner.email is None and owner.team is None
+
+
+# --- the kinds of the upstream controllers ---------------------------------------------------------
+
+def test_trainjob_owns_its_jobset_and_jobs() -> None:
+    tj = obj("trainer.kubeflow.org/v1alpha1", "TrainJob", "llm")
+    js = obj("jobset.x-k8s.io/v1alpha2", "JobSet", "llm", tj)
+    job = obj("batch/v1", "Job", "llm-node-0", js)
+    pod = obj("v1", "Pod", "llm-node-0-0", job)
+    res = resolve(pod, Store(tj, js, job).lookup)
+    assert res.suspendable and kinds(res) == ["Pod", "Job", "JobSet", "TrainJob"]
+    assert res.target is not None and res.target.kind == "TrainJob"
+
+
+@pytest.mark.parametrize("kind", ["TFJob", "MPIJob", "XGBoostJob", "PaddleJob", "JAXJob"])
+def test_training_operator_kinds_own_pods_directly(kind: str) -> None:
+    job = obj("kubeflow.org/v1", kind, "t")
+    pod = obj("v1", "Pod", "t-worker-0", job)
+    res = resolve(pod, Store(job).lookup)
+    assert res.suspendable and kinds(res) == ["Pod", kind]
+
+
+def _lws_group() -> tuple[dict[str, Any], ...]:
+    lws = obj("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "serve")
+    leader_sts = obj("apps/v1", "StatefulSet", "serve", lws)
+    leader = obj("v1", "Pod", "serve-0", leader_sts)
+    worker_sts = obj("apps/v1", "StatefulSet", "serve-0", leader)
+    worker = obj("v1", "Pod", "serve-0-1", worker_sts)
+    return lws, leader_sts, leader, worker_sts, worker
+
+
+def test_leaderworkerset_leader_and_worker_pods_resolve_to_the_lws() -> None:
+    lws, leader_sts, leader, worker_sts, worker = _lws_group()
+    store = Store(lws, leader_sts, leader, worker_sts)
+    lead = resolve(leader, store.lookup)
+    assert lead.suspendable and kinds(lead) == ["Pod", "StatefulSet", "LeaderWorkerSet"]
+    work = resolve(worker, store.lookup)
+    assert work.suspendable and kinds(work) == ["Pod", "StatefulSet", "Pod", "StatefulSet", "LeaderWorkerSet"]
+    assert work.workload == lead.workload
+
+
+def test_a_statefulset_owned_by_a_pod_outside_a_leaderworkerset_is_notify_only() -> None:
+    top = obj("apps/v1", "StatefulSet", "top")
+    owner_pod = obj("v1", "Pod", "top-0", top)
+    sts = obj("apps/v1", "StatefulSet", "side", owner_pod)
+    pod = obj("v1", "Pod", "side-0", sts)
+    res = resolve(pod, Store(top, owner_pod, sts).lookup)
+    assert not res.suspendable and "LeaderWorkerSet" in res.reason
+
+
+@pytest.mark.parametrize("api_version,kind", [("trainer.kubeflow.org/v1alpha1", "TrainJob"),
+                                              ("kubeflow.org/v1", "TFJob")])
+def test_kueue_managed_trainjob_and_tfjob_target_their_workload(api_version: str, kind: str) -> None:
+    job = obj(api_version, kind, "t", labels={"kueue.x-k8s.io/queue-name": "team"})
+    wl = obj("kueue.x-k8s.io/v1beta2", "Workload", f"{kind.lower()}-t-1", job)
+    pod = obj("v1", "Pod", "t-0", job)
+    store = Store(job, wl)
+    res = resolve(pod, store.lookup, store.owned)
+    assert res.suspendable and res.target is not None and res.target.kind == "Workload"
+    assert res.workload is not None and res.workload.kind == kind
+
+
+def test_a_missing_owner_or_kueue_workload_is_not_a_final_answer() -> None:
+    job = obj("batch/v1", "Job", "train", labels={"kueue.x-k8s.io/queue-name": "team"})
+    pod = obj("v1", "Pod", "train-0", job)
+    assert resolve(pod, Store().lookup).final is False  # the Job is not there (yet)
+    store = Store(job)
+    assert resolve(pod, store.lookup, store.owned).final is False  # Kueue has not made its Workload yet
+    assert resolve(obj("v1", "Pod", "bare"), Store().lookup).final is True
+    plain = obj("batch/v1", "Job", "plain")
+    assert resolve(obj("v1", "Pod", "plain-0", plain), Store(plain).lookup).final is True

@@ -21,11 +21,12 @@ kubelet's pod-resources socket, and its ServiceAccount token is not even mounted
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
-# The ResourceQuota each GPUBudget owns in its namespace: create-if-absent, patch-if-different.
-# Never deleted by the operator: its ownerReference to the budget lets the garbage collector do it.
+# The ResourceQuota each GPUBudget owns in its namespace: create-if-absent, patch-if-different; its
+# ownerReference to the budget lets the garbage collector remove it with the budget. The operator deletes
+# it itself only when Kueue comes to admit the namespace's work (a quota beside Kueue refuses its pods).
 - apiGroups: [""]
   resources: [resourcequotas]
-  verbs: [get, create, patch]
+  verbs: [get, create, patch, delete]
 # Owner walk from a GPU pod (Pod -> ReplicaSet -> Deployment; DaemonSet pods end there): read one by one.
 - apiGroups: [apps]
   resources: [replicasets, daemonsets]
@@ -38,7 +39,10 @@ kubelet's pod-resources socket, and its ServiceAccount token is not even mounted
   resources: [jobs]
   verbs: [get, list, watch, patch]
 - apiGroups: [kubeflow.org]
-  resources: [notebooks, pytorchjobs]
+  resources: [notebooks, pytorchjobs, tfjobs, mpijobs, xgboostjobs, paddlejobs, jaxjobs]
+  verbs: [get, list, watch, patch]
+- apiGroups: [trainer.kubeflow.org]
+  resources: [trainjobs]
   verbs: [get, list, watch, patch]
 - apiGroups: [jobset.x-k8s.io]
   resources: [jobsets]
@@ -46,10 +50,21 @@ kubelet's pod-resources socket, and its ServiceAccount token is not even mounted
 - apiGroups: [ray.io]
   resources: [rayjobs, rayclusters]
   verbs: [get, list, watch, patch]
+- apiGroups: [leaderworkerset.x-k8s.io]
+  resources: [leaderworkersets]
+  verbs: [get, list, watch, patch]
 # Workloads managed by Kueue are suspended by deactivating their Kueue Workload (spec.active).
 - apiGroups: [kueue.x-k8s.io]
   resources: [workloads]
   verbs: [get, list, watch, patch]
+# A GPUBudget beside Kueue: the namespace's LocalQueues name its ClusterQueue, whose nominal GPU quota
+# the budget sets when that queue serves the namespace alone.
+- apiGroups: [kueue.x-k8s.io]
+  resources: [localqueues]
+  verbs: [list]
+- apiGroups: [kueue.x-k8s.io]
+  resources: [clusterqueues]
+  verbs: [get, patch]
 # Our own resources: kopf handlers (finalizers, progress annotations) and status writes.
 - apiGroups: [gpusteward.dev]
   resources: [gpubudgets, experimentleases, idlepolicies]

@@ -21,8 +21,10 @@ from gpu_steward.api.common import (
     validations,
 )
 
+# Every kind workloads.model.SUSPENDABLE_KINDS lists, and Pod (bare pods: notify only); a test keeps them equal.
 WorkloadKind = Literal[
-    "Job", "Notebook", "StatefulSet", "Deployment", "JobSet", "PyTorchJob", "RayJob", "RayCluster", "Pod"
+    "Job", "Notebook", "StatefulSet", "Deployment", "JobSet", "TrainJob", "PyTorchJob", "TFJob", "MPIJob",
+    "XGBoostJob", "PaddleJob", "JAXJob", "RayJob", "RayCluster", "LeaderWorkerSet", "Pod"
 ]
 Channel = Literal["Slack", "Event"]
 Action = Literal["Suspend", "NotifyOnly"]
@@ -58,7 +60,7 @@ class IdleSelector(Model):
     workload_selector: LabelSelector | None = None
     kinds: list[WorkloadKind] | None = Field(
         None,
-        max_length=9,
+        max_length=16,
         json_schema_extra={"x-kubernetes-list-type": "set"},
         description="Workload kinds to act on; absent: all supported kinds.",
     )

@@ -19,6 +19,7 @@ import structlog
 
 from gpu_steward.api.common import API_VERSION
 from gpu_steward.api.conditions import invalid_status, set_condition, status_patch
+from gpu_steward.budgets import kueue
 from gpu_steward.budgets.costs import CostLedger, Prices, holds_gpus, list_gpu_pods, pod_terms
 from gpu_steward.budgets.history import CostHistory, open_part
 from gpu_steward.budgets.metrics import record_budget
@@ -31,6 +32,7 @@ from gpu_steward.kube import Kube
 from gpu_steward.policy import budget as pb
 from gpu_steward.policy import cost as c
 from gpu_steward.policy import gpus as gpu_resources
+from gpu_steward.policy import kueue_quota as kq
 from gpu_steward.policy.lease import QUOTA_PHASES, Grant
 from gpu_steward.policy.requests import Published, SuspensionRequest
 from gpu_steward.settings import Settings
@@ -172,10 +174,18 @@ def reconcile_budget(
     decision = pb.decide(terms, obs, status.get("announcedThresholds") or [], status.get("periodStart"), now)
     currency = terms.spend.currency if terms.spend else settings.currency
 
-    used = gpus_used_by_resource(pods)
-    advertised = advertised_gpu_resources(prices.nodes.values())
-    quota = kube.apply(pb.desired_quota(ns, name, meta.get("uid"), decision.effective_quota, used, advertised),
-                       dry_run=dry_run)
+    kueue_plan, cluster_queue = kueue.plan_for(kube, ns)
+    if kueue_plan.mode == "None":
+        used = gpus_used_by_resource(pods)
+        advertised = advertised_gpu_resources(prices.nodes.values())
+        quota = kube.apply(pb.desired_quota(ns, name, meta.get("uid"), decision.effective_quota, used, advertised),
+                           dry_run=dry_run)
+    else:
+        # Kueue admits this namespace's work: a ResourceQuota of ours would refuse pods Kueue admitted.
+        quota = "deleted" if kueue.remove_own_quota(kube, ns, name, dry_run=dry_run) else "skipped"
+        if kueue_plan.mode == "Exclusive" and cluster_queue is not None:
+            quota = kueue.set_nominal_quota(kube, kueue_plan, cluster_queue, decision.effective_quota,
+                                            dry_run=dry_run)
 
     requested = [suspend_idle_request(ns, name, terms, start, currency, settings)] if decision.suspend_idle else []
 
@@ -207,6 +217,7 @@ def reconcile_budget(
                               f"{currency}; action: {terms.on_exceeded}", generation, now)
     else:
         conds = set_condition(conds, "Exceeded", "False", "WithinLimit", "spend is within the limit", generation, now)
+    conds = _kueue_condition(conds, kueue_plan, decision.effective_quota, generation, now)
     desired = {
         "gpusInUse": in_use,
         "effectiveQuota": decision.effective_quota,
@@ -236,6 +247,25 @@ def suspend_idle_request(ns: str, name: str, terms: pb.BudgetTerms, period_start
     return Published(ns, SuspensionRequest(
         source=f"GPUBudget {ns}/{name}", cycle=c.format_time(period_start), reason=reason,
         notice=dt.timedelta(seconds=settings.budget_suspend_notice_seconds), idle_only=True))
+
+
+def _kueue_condition(conds: list[JSON], plan: kq.KueuePlan, quota: int, generation: int | None,
+                     now: dt.datetime) -> list[JSON]:
+    """``KueueManaged``: whether Kueue admits the namespace's work, and so where the GPU quota lives.
+    Only written once Kueue serves the namespace (a budget that never met Kueue carries none)."""
+    if plan.mode == "Exclusive":
+        return set_condition(conds, "KueueManaged", "True", "ClusterQueueQuota",
+                             f"Kueue admits this namespace's work; the budget {plan.reason}: {quota} GPUs, "
+                             "and owns no ResourceQuota", generation, now)
+    if plan.mode == "Shared":
+        return set_condition(conds, "KueueManaged", "True", "SharedClusterQueue",
+                             f"Kueue admits this namespace's work and the budget enforces no GPU quota "
+                             f"(no ResourceQuota beside Kueue, the ClusterQueue left alone): {plan.reason}. "
+                             "Spend is tracked and announced as usual", generation, now)
+    if any(c.get("type") == "KueueManaged" for c in conds):
+        return set_condition(conds, "KueueManaged", "False", "NoLocalQueue",
+                             "no Kueue LocalQueue in the namespace: the budget owns its ResourceQuota", generation, now)
+    return conds
 
 
 def _minutes(seconds: float) -> str:

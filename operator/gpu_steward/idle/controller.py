@@ -59,6 +59,7 @@ from gpu_steward.workloads.model import (
     SUSPENDED_STATE_ANNOTATION,
     Owner,
     WorkloadRef,
+    listed_versions,
 )
 from gpu_steward.workloads.resolve import owner_of, resolve
 
@@ -67,9 +68,7 @@ log = structlog.get_logger(__name__)
 SUSPENDED_LABEL = "gpusteward.dev/suspended"  # lets a pass find suspended workloads (they have no pods)
 
 # Kinds an adapter can suspend; suspended ones are listed by label each pass.
-SUSPENDABLE = (("batch/v1", "Job"), ("apps/v1", "StatefulSet"), ("apps/v1", "Deployment"),
-               ("kubeflow.org/v1", "Notebook"), ("jobset.x-k8s.io/v1alpha2", "JobSet"),
-               ("kubeflow.org/v1", "PyTorchJob"), ("ray.io/v1", "RayJob"), ("ray.io/v1", "RayCluster"))
+SUSPENDABLE = listed_versions()
 
 
 @dataclass
@@ -362,7 +361,8 @@ class IdleController:
         return out
 
     def _group(self, pods: list[GpuPod], view: ClusterView) -> dict[tuple[str, str, str, str], Workload]:
-        """Pods → the workloads they belong to (resolution cached per pod: owner chains do not change)."""
+        """Pods → the workloads they belong to (resolution cached per pod: owner chains do not change; one
+        that found an owner missing is not kept)."""
         groups: dict[tuple[str, str, str, str], Workload] = {}
         live = set()
         for pod in pods:
@@ -371,7 +371,7 @@ class IdleController:
             if cached is None:
                 res = resolve(pod.as_object(), view.lookup, view.owned)
                 cached = (res.workload, res.target, res.suspendable, res.objects)
-                if "not found" not in res.reason:  # an owner the watch has not delivered yet: ask next pass
+                if res.final:  # an owner not found *yet* (the watch has not delivered it) is looked up next pass
                     self._resolved[pod.uid] = cached
             ref, target, suspendable, objs = cached
             if ref is None:  # a bare pod: notify-only, it is its own workload
@@ -439,10 +439,11 @@ class IdleController:
                                 max_sample_age=dt.timedelta(seconds=self.settings.sample_max_age_seconds),
                                 max_gap=self.max_gap)
         rules = replace(rules, policy=f"{chosen.namespace}/{chosen.name}")
-        lose = next(filter(None, (adapters.data_loss_reason(o) for o in (obj, *wl.objects))), None)
+        lose = next(filter(None, (adapters.unsuspendable_reason(o) for o in (obj, *wl.objects))), None)
         if not wl.suspendable or lose or self._degraded(rules.channels):
-            # Bare pods, data that suspension would delete, a notice channel the operator cannot use:
-            # warnings only, and those state no suspension time (so they never count as one).
+            # Bare pods, data that suspension would delete (or a controller that rejects it), a notice
+            # channel the operator cannot use: warnings only, and those state no suspension time (so
+            # they never count as one).
             rules = replace(rules, action="NotifyOnly")
         windows, tz = windows_from_spec(spec)
         exemptions = body["spec"].get("exemptions", {}).get("selectors") or []
@@ -467,7 +468,7 @@ class IdleController:
         applies: budgets and leases have no dry-run of their own, and an IdlePolicy's dry-run is about idle
         suspensions, not about a budget overrun or an expired lease."""
         base = chosen.rules if chosen is not None else self._default_rules()
-        lose = next(filter(None, (adapters.data_loss_reason(o) for o in (obj, *wl.objects))), None)
+        lose = next(filter(None, (adapters.unsuspendable_reason(o) for o in (obj, *wl.objects))), None)
         cannot = not wl.suspendable or lose or self._degraded(base.channels)
         rules = replace(base, action="NotifyOnly" if cannot else "Suspend", dry_run=self.settings.dry_run)
         return Chosen((wl.ref.namespace or "", request.source), rules, (), None,

@@ -19,7 +19,8 @@ def policy_conditions(unusable_channels: list[str], protected: list[str], *, bre
                       paused: str | None = None) -> list[Condition]:
     """Degraded: a named notice channel cannot be used (the policy never suspends then), or the blast-radius
     circuit breaker holds back suspensions of this policy (``breaker``: its message, with the numbers).
-    DataProtected: workloads only notified about because suspending them would delete data.
+    DataProtected: workloads only notified about because suspending them would delete data (or their own
+    controller rejects suspension and would fail them: each entry says which).
     ActionsPaused: the global switch is on (``paused``: why): warnings and reports go on, no suspension."""
     if breaker:
         more = ("; also notice channel(s) the operator cannot use: " + "; ".join(unusable_channels)
@@ -34,7 +35,7 @@ def policy_conditions(unusable_channels: list[str], protected: list[str], *, bre
     if protected:
         more = f" (and {len(protected) - 5} more)" if len(protected) > 5 else ""
         data = ("DataProtected", "True", "SuspensionWouldDeleteData",
-                "notify-only, suspending would delete data: " + "; ".join(protected[:5]) + more)
+                "notify-only, suspending would delete data or fail the workload: " + "; ".join(protected[:5]) + more)
     else:
         data = ("DataProtected", "False", "NoDataAtRisk", "no governed workload would lose data")
     if paused:

@@ -38,22 +38,12 @@ from gpu_steward.notify.interactions import (
     button_value,
 )
 from gpu_steward.policy.timeparse import format_rfc3339
-from gpu_steward.workloads.model import SNOOZE_ANNOTATION, WorkloadRef
+from gpu_steward.workloads.model import SNOOZE_ANNOTATION, SUSPENDABLE_KINDS, WorkloadRef
 
 Stage = Literal["warning", "suspended", "resumed"]
 
 # kubectl resource names for the kinds we handle (CRDs need their full plural.group to be unambiguous).
-KUBECTL_RESOURCE = {
-    "Job": "job",
-    "Notebook": "notebooks.kubeflow.org",
-    "StatefulSet": "statefulset",
-    "Deployment": "deployment",
-    "JobSet": "jobsets.jobset.x-k8s.io",
-    "PyTorchJob": "pytorchjobs.kubeflow.org",
-    "RayJob": "rayjobs.ray.io",
-    "RayCluster": "rayclusters.ray.io",
-    "Pod": "pod",
-}
+KUBECTL_RESOURCE = {**{k.kind: k.resource for k in SUSPENDABLE_KINDS}, "Pod": "pod"}
 EVENT_MESSAGE_LIMIT = 1024  # Kubernetes truncates longer Event messages; keep the useful part
 
 

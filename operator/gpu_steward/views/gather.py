@@ -15,14 +15,12 @@ from gpu_steward.policy import cost as c
 from gpu_steward.policy.idle_model import Phase
 from gpu_steward.views import records
 from gpu_steward.workloads import actions
-from gpu_steward.workloads.model import WorkloadRef
+from gpu_steward.workloads.model import WorkloadRef, listed_versions
 from gpu_steward.workloads.resolve import owner_of, resolve
 
 SUSPENDED_LABEL = "gpusteward.dev/suspended"  # the idle controller's label (idle/controller.py)
 # Kinds a suspended workload can be (each has an adapter): (api_version, kind).
-SUSPENDABLE_KINDS = (("batch/v1", "Job"), ("apps/v1", "StatefulSet"), ("apps/v1", "Deployment"),
-                     ("kubeflow.org/v1", "Notebook"), ("jobset.x-k8s.io/v1alpha2", "JobSet"),
-                     ("kubeflow.org/v1", "PyTorchJob"), ("ray.io/v1", "RayJob"), ("ray.io/v1", "RayCluster"))
+SUSPENDABLE_KINDS = listed_versions()
 STATES = ("active", "idle", "warned", "suspended", "unknown")
 
 

@@ -112,7 +112,7 @@ def _act(kube: Kube, ref: WorkloadRef, action: Literal["suspend", "resume"], dry
                 record = adapters.read_record(target)
                 patch = adapters.resume_patch(target, record)
         except (adapters.UnsupportedKind, adapters.CannotResume, adapters.InvalidRecord,
-                adapters.WouldLoseData) as exc:
+                adapters.CannotSuspend) as exc:
             result.error = str(exc)
             return result
         result.patch, result.record = patch, record

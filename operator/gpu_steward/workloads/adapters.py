@@ -23,6 +23,7 @@ from gpu_steward.workloads.model import (
     JSON,
     NOTEBOOK_STOPPED_ANNOTATION,
     SUSPENDED_STATE_ANNOTATION,
+    TRAINING_OPERATOR_KINDS,
     WorkloadRef,
     group_of,
 )
@@ -43,8 +44,46 @@ class InvalidRecord(ValueError):
     """The suspended-state annotation is not a record this module wrote."""
 
 
-class WouldLoseData(ValueError):
+class CannotSuspend(ValueError):
+    """This workload must not be suspended: it is notify-only, and the message says why."""
+
+
+class WouldLoseData(CannotSuspend):
     """Suspending this workload would delete persistent data: it is notify-only (design invariant 7)."""
+
+
+class ControllerRefuses(CannotSuspend):
+    """The workload's own controller rejects suspension of this configuration."""
+
+
+def unsuspendable_reason(obj: JSON) -> str | None:
+    """Why ``obj`` (or a workload whose chain holds it) is notify-only, or None."""
+    return data_loss_reason(obj) or refusal_reason(obj)
+
+
+def refusal_reason(obj: JSON) -> str | None:
+    """Why the workload's controller would reject ``obj`` suspended, or None.
+
+    KubeRay fails a RayJob for good (JobDeploymentStatus ValidationFailed, its RayCluster left running)
+    when ``spec.suspend`` is set on one that keeps its cluster after the job (``shutdownAfterJobFinishes``
+    false, the default) or that runs on an existing cluster (``clusterSelector``).
+    """
+    if (group_of(obj.get("apiVersion", "")), obj.get("kind")) != ("ray.io", "RayJob"):
+        return None
+    spec, name = obj.get("spec") or {}, (obj.get("metadata") or {}).get("name", "?")
+    if spec.get("clusterSelector"):
+        return f"RayJob {name} runs on an existing RayCluster (clusterSelector): KubeRay cannot suspend it"
+    if spec.get("shutdownAfterJobFinishes") is not True:
+        return (f"RayJob {name} keeps its RayCluster after the job (shutdownAfterJobFinishes is not true): "
+                "KubeRay rejects suspending it and fails the RayJob")
+    return None
+
+
+# Parts of bulky spec sections (pod templates) that the rules below read: a projection that drops the
+# section for its size (cluster_view) keeps these, or a notify-only workload would look suspendable.
+DECISION_SPEC_PARTS: dict[str, tuple[str, ...]] = {
+    "leaderWorkerTemplate": ("persistentVolumeClaimRetentionPolicy", "volumeClaimTemplates"),
+}
 
 
 def data_loss_reason(obj: JSON) -> str | None:
@@ -54,13 +93,23 @@ def data_loss_reason(obj: JSON) -> str | None:
     of every replica scaled away — scaling it to 0 would delete all its volumes. (A Kubeflow Notebook is
     stopped by scaling its StatefulSet to 0, so the same holds for a Notebook whose StatefulSet says so.)
     """
-    if (group_of(obj.get("apiVersion", "")), obj.get("kind")) != ("apps", "StatefulSet"):
-        return None
-    policy = (obj.get("spec") or {}).get("persistentVolumeClaimRetentionPolicy") or {}
-    if policy.get("whenScaled") == "Delete":
-        name = (obj.get("metadata") or {}).get("name", "?")
-        return (f"StatefulSet {name} deletes its PersistentVolumeClaims when scaled down "
-                "(persistentVolumeClaimRetentionPolicy.whenScaled: Delete): suspending it would delete its volumes")
+    key = (group_of(obj.get("apiVersion", "")), obj.get("kind"))
+    name = (obj.get("metadata") or {}).get("name", "?")
+    spec = obj.get("spec") or {}
+    if key == ("apps", "StatefulSet"):
+        policy = spec.get("persistentVolumeClaimRetentionPolicy") or {}
+        if policy.get("whenScaled") == "Delete":
+            return (f"StatefulSet {name} deletes its PersistentVolumeClaims when scaled down "
+                    "(persistentVolumeClaimRetentionPolicy.whenScaled: Delete): suspending it would delete its volumes")
+    if key == ("leaderworkerset.x-k8s.io", "LeaderWorkerSet"):
+        # Scaling a LeaderWorkerSet to 0 scales its leader StatefulSet down (whenScaled) and, with each
+        # leader pod gone, deletes that group's worker StatefulSet (whenDeleted): either Delete loses volumes.
+        template = spec.get("leaderWorkerTemplate") or {}
+        policy = template.get("persistentVolumeClaimRetentionPolicy") or {}
+        deleting = sorted(k for k in ("whenScaled", "whenDeleted") if policy.get(k) == "Delete")
+        if template.get("volumeClaimTemplates") and deleting:
+            return (f"LeaderWorkerSet {name} has volumeClaimTemplates whose PersistentVolumeClaims are deleted "
+                    f"({', '.join(f'{k}: Delete' for k in deleting)}): scaling it to 0 would delete its volumes")
     return None
 
 
@@ -89,6 +138,8 @@ class Adapter:
             return {}, read_record(workload)
         if (reason := data_loss_reason(workload)) is not None:
             raise WouldLoseData(reason)
+        if (reason := refusal_reason(workload)) is not None:
+            raise ControllerRefuses(reason)
         previous = _get(workload, self.path)
         record: JSON = {
             "version": RECORD_VERSION,
@@ -270,8 +321,8 @@ def _suspend_flag(group: str, kind: str, path: tuple[str, ...] = ("spec", "suspe
     return Adapter(group, kind, path, _const(True), _is_true, resume_default=False)
 
 
-def _replicas(kind: str) -> Adapter:
-    return Adapter("apps", kind, ("spec", "replicas"), _const(0), _is_zero)
+def _replicas(kind: str, group: str = "apps") -> Adapter:
+    return Adapter(group, kind, ("spec", "replicas"), _const(0), _is_zero)
 
 
 ADAPTERS: dict[tuple[str, str], Adapter] = {
@@ -279,11 +330,17 @@ ADAPTERS: dict[tuple[str, str], Adapter] = {
     for a in (
         _suspend_flag("batch", "Job"),
         _suspend_flag("jobset.x-k8s.io", "JobSet"),
-        _suspend_flag("kubeflow.org", "PyTorchJob", ("spec", "runPolicy", "suspend")),
+        # Kubeflow Trainer: its TrainJob's JobSet and Jobs belong to it; the Trainer rewrites the
+        # JobSet's suspend from the TrainJob's, so the TrainJob is where suspension sticks.
+        _suspend_flag("trainer.kubeflow.org", "TrainJob"),
+        # Kubeflow training operator: every kind deletes its pods while runPolicy.suspend is true.
+        *(_suspend_flag("kubeflow.org", kind, ("spec", "runPolicy", "suspend")) for kind in TRAINING_OPERATOR_KINDS),
         _suspend_flag("ray.io", "RayJob"),
         _suspend_flag("ray.io", "RayCluster"),
         _replicas("StatefulSet"),
         _replicas("Deployment"),
+        # LWS has no suspend: 0 groups, the count kept in our record (notify-only where volumes would go).
+        _replicas("LeaderWorkerSet", "leaderworkerset.x-k8s.io"),
         # The Kubeflow notebook controller scales the Notebook's StatefulSet to 0 while this
         # annotation is set (its value is when it was stopped) and back when it is removed.
         Adapter("kubeflow.org", "Notebook", ("metadata", "annotations", NOTEBOOK_STOPPED_ANNOTATION),

@@ -18,22 +18,15 @@ import sys
 from typing import Any
 
 from gpu_steward import clikit
+from gpu_steward.workloads.model import KUEUE_WORKLOAD_VERSIONS, SUSPENDABLE_KINDS
 
 # lower-case kind or alias -> (kind, API versions to try, newest first)
 KINDS: dict[str, tuple[str, tuple[str, ...]]] = {}
-for _aliases, _kind, _versions in (
-    (("job", "jobs"), "Job", ("batch/v1",)),
-    (("statefulset", "statefulsets", "sts"), "StatefulSet", ("apps/v1",)),
-    (("deployment", "deployments", "deploy"), "Deployment", ("apps/v1",)),
-    (("notebook", "notebooks"), "Notebook", ("kubeflow.org/v1", "kubeflow.org/v1beta1", "kubeflow.org/v1alpha1")),
-    (("jobset", "jobsets"), "JobSet", ("jobset.x-k8s.io/v1alpha2",)),
-    (("pytorchjob", "pytorchjobs"), "PyTorchJob", ("kubeflow.org/v1",)),
-    (("rayjob", "rayjobs"), "RayJob", ("ray.io/v1",)),
-    (("raycluster", "rayclusters"), "RayCluster", ("ray.io/v1",)),
-    (("workload", "workloads"), "Workload", ("kueue.x-k8s.io/v1beta2", "kueue.x-k8s.io/v1beta1")),
-):
-    for _alias in _aliases:
-        KINDS[_alias] = (_kind, _versions)
+for _info in SUSPENDABLE_KINDS:
+    for _alias in _info.aliases:
+        KINDS[_alias] = (_info.kind, _info.api_versions)
+for _alias in ("workload", "workloads"):  # Kueue's Workload: a target one may also name directly
+    KINDS[_alias] = ("Workload", KUEUE_WORKLOAD_VERSIONS)
 
 
 def parse_target(text: str) -> tuple[str, tuple[str, ...], str]:

@@ -2,9 +2,8 @@
 ``lookup`` / ``owned`` callables the caller passes (dict-backed in tests, a cached Kube getter live).
 
 The walk follows ``ownerReferences`` with ``controller: true`` only, and climbs only through the
-pairs in ``_CLIMB``: an owner GPU Steward has no adapter for (an Argo Workflow, a LeaderWorkerSet, a
-DaemonSet) makes the pod notify-only rather than letting us suspend something another controller
-would fight over.
+pairs in ``_CLIMB``: an owner GPU Steward has no adapter for (an Argo Workflow, a DaemonSet) makes the
+pod notify-only rather than letting us suspend something another controller would fight over.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from gpu_steward.workloads.model import (
     KUEUE_WORKLOAD_ANNOTATION,
     KUEUE_WORKLOAD_VERSIONS,
     NOTEBOOK_CREATOR_ANNOTATION,
+    TRAINING_OPERATOR_KINDS,
     Lookup,
     Owned,
     Owner,
@@ -31,30 +31,38 @@ Key = tuple[str, str]  # (API group, kind)
 
 JOB: Key = ("batch", "Job")
 CRONJOB: Key = ("batch", "CronJob")
+POD: Key = ("", "Pod")
 STATEFULSET: Key = ("apps", "StatefulSet")
 DEPLOYMENT: Key = ("apps", "Deployment")
 REPLICASET: Key = ("apps", "ReplicaSet")
 NOTEBOOK: Key = ("kubeflow.org", "Notebook")
 PYTORCHJOB: Key = ("kubeflow.org", "PyTorchJob")
+TRAINING_OPERATOR: frozenset[Key] = frozenset(("kubeflow.org", k) for k in TRAINING_OPERATOR_KINDS)
 JOBSET: Key = ("jobset.x-k8s.io", "JobSet")
+TRAINJOB: Key = ("trainer.kubeflow.org", "TrainJob")
 RAYJOB: Key = ("ray.io", "RayJob")
 RAYCLUSTER: Key = ("ray.io", "RayCluster")
+LWS: Key = ("leaderworkerset.x-k8s.io", "LeaderWorkerSet")
 KUEUE_WORKLOAD: Key = ("kueue.x-k8s.io", "Workload")
 
 # Kinds a pod's controller chain may end at (each has an adapter).
 SUSPENDABLE: frozenset[Key] = frozenset(
-    {JOB, STATEFULSET, DEPLOYMENT, NOTEBOOK, PYTORCHJOB, JOBSET, RAYJOB, RAYCLUSTER})
+    {JOB, STATEFULSET, DEPLOYMENT, NOTEBOOK, JOBSET, TRAINJOB, RAYJOB, RAYCLUSTER, LWS} | TRAINING_OPERATOR)
 # child kind -> controllers we climb to. A ReplicaSet is only a step: it must lead to a Deployment.
+# A Pod as an owner is only a step too: an LWS worker group's StatefulSet is owned by the group's
+# leader pod, whose StatefulSet the LeaderWorkerSet owns (the chain must end at the LWS).
 _CLIMB: dict[Key, frozenset[Key]] = {
     JOB: frozenset({JOBSET, RAYJOB}),  # a RayJob's submitter Job belongs to the RayJob
-    STATEFULSET: frozenset({NOTEBOOK}),
+    JOBSET: frozenset({TRAINJOB}),  # the Trainer rewrites its JobSet's suspend from the TrainJob
+    STATEFULSET: frozenset({NOTEBOOK, LWS, POD}),
+    POD: frozenset({STATEFULSET}),
     REPLICASET: frozenset({DEPLOYMENT}),
     RAYCLUSTER: frozenset({RAYJOB}),  # suspending a RayJob tears its RayCluster down
 }
 # A controller that leaves its child in charge: a CronJob's Job is suspended as the Job.
 _STAY: dict[Key, frozenset[Key]] = {JOB: frozenset({CRONJOB})}
 # Kinds Kueue manages through a Workload owned by the object itself (not pod groups).
-KUEUE_INTEGRATED: frozenset[Key] = frozenset({JOB, JOBSET, PYTORCHJOB, RAYJOB, RAYCLUSTER})
+KUEUE_INTEGRATED: frozenset[Key] = frozenset({JOB, JOBSET, TRAINJOB, RAYJOB, RAYCLUSTER} | TRAINING_OPERATOR)
 
 _MAX_DEPTH = 8
 
@@ -77,8 +85,8 @@ def resolve(pod: JSON, lookup: Lookup, owned: Owned | None = None) -> Resolution
     objects: list[JSON] = [pod]
     chain: list[WorkloadRef] = [WorkloadRef.of(pod)]
 
-    def stop(reason: str, workload: WorkloadRef | None = None) -> Resolution:
-        return Resolution(workload, None, tuple(chain), False, reason, tuple(objects))
+    def stop(reason: str, workload: WorkloadRef | None = None, final: bool = True) -> Resolution:
+        return Resolution(workload, None, tuple(chain), False, reason, tuple(objects), final)
 
     ref = controller_ref(pod)
     if ref is None:
@@ -86,8 +94,8 @@ def resolve(pod: JSON, lookup: Lookup, owned: Owned | None = None) -> Resolution
     for _ in range(_MAX_DEPTH):
         key = key_of(ref)
         obj = lookup(ref["apiVersion"], ref["kind"], namespace, ref["name"])
-        if obj is None:
-            return stop(f"owner {ref['kind']}/{ref['name']} was not found")
+        if obj is None:  # not created yet, or its CRD installed after our last discovery: try again later
+            return stop(f"owner {ref['kind']}/{ref['name']} was not found", final=False)
         if ref.get("uid") and (obj.get("metadata") or {}).get("uid") not in (None, ref["uid"]):
             return stop(f"owner {ref['kind']}/{ref['name']} was replaced (uid differs)")
         objects.append(obj)
@@ -97,6 +105,9 @@ def resolve(pod: JSON, lookup: Lookup, owned: Owned | None = None) -> Resolution
         if nxt is not None and nxt_key in _CLIMB.get(key, frozenset()):
             ref = nxt
             continue
+        if POD in {(r.group, r.kind) for r in chain[1:]} and key != LWS:
+            return stop(f"{ref['kind']}/{ref['name']} is reached through a pod that owns it, "
+                        "which only a LeaderWorkerSet's groups do: no adapter for this chain")
         if key not in SUSPENDABLE:
             if key == REPLICASET:
                 return stop("ReplicaSet not controlled by a Deployment: no adapter")
@@ -117,7 +128,8 @@ def _with_kueue(workload: JSON, pod: JSON, lookup: Lookup, owned: Owned | None,
     wl = find_kueue_workload(workload, lookup, owned, pod)
     if wl is None:
         return Resolution(ref, None, tuple(chain), False,
-                          f"managed by Kueue (queue {queue}) but its Kueue Workload was not found", tuple(objects))
+                          f"managed by Kueue (queue {queue}) but its Kueue Workload was not found (yet)",
+                          tuple(objects), final=False)
     target = WorkloadRef.of(wl)
     return Resolution(ref, target, (*chain, target), True, "", tuple(objects))
 
