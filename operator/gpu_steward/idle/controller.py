@@ -72,6 +72,9 @@ SUSPENDABLE = (("batch/v1", "Job"), ("apps/v1", "StatefulSet"), ("apps/v1", "Dep
                ("kubeflow.org/v1", "PyTorchJob"), ("ray.io/v1", "RayJob"), ("ray.io/v1", "RayCluster"))
 
 
+Resolved = tuple[WorkloadRef | None, WorkloadRef | None, bool, tuple[WorkloadRef, ...]]
+
+
 @dataclass
 class Workload:
     ref: WorkloadRef
@@ -155,7 +158,10 @@ class IdleController:
         self.requests = requests or (lambda: [])
         self.slack = slack
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
-        self._resolved: dict[str, tuple[WorkloadRef | None, WorkloadRef | None, bool, tuple[Any, ...]]] = {}
+        # Pod uid -> (workload, target, suspendable, owner refs): one shared tuple per workload (_shared).
+        self._resolved: dict[str, Resolved] = {}
+        self._shared: dict[Resolved, Resolved] = {}
+        self._owner_objects: dict[WorkloadRef, dict[str, Any]] = {}  # this pass's owner lookups
         self._prices = price_table(settings)
         self._nodes: dict[str, dict[str, Any]] = {}  # this pass's nodes: prices and GPU models
         # Two idle readings further apart than this are not one idle stretch (engine rule); it bounds
@@ -179,6 +185,7 @@ class IdleController:
         policies = await asyncio.to_thread(self._valid_policies, now)
         pods = [p for p in self.registry.pods() if p.running]
         view = self.view or ListView(self.kube)
+        self._owner_objects = {}
         workloads = await asyncio.to_thread(self._group, pods, view)
         objects, namespaces = await asyncio.to_thread(self._read_cluster, workloads, view)
         published = await asyncio.to_thread(self.requests)
@@ -362,25 +369,51 @@ class IdleController:
         return out
 
     def _group(self, pods: list[GpuPod], view: ClusterView) -> dict[tuple[str, str, str, str], Workload]:
-        """Pods → the workloads they belong to (resolution cached per pod: owner chains do not change)."""
+        """Pods → the workloads they belong to. A pod's resolution is cached as references only (owner chains
+        do not change), one shared copy per workload; the owners' objects are read from the view each pass
+        (their labels and spec may change), once per workload."""
         groups: dict[tuple[str, str, str, str], Workload] = {}
-        live = set()
         for pod in pods:
-            live.add(pod.uid)
             cached = self._resolved.get(pod.uid)
-            if cached is None:
+            owners: tuple[dict[str, Any], ...] | None = None
+            if cached is not None:
+                owners = self._owners(cached[3], view)
+            if cached is None or owners is None:  # not resolved yet, or an owner went: resolve again
                 res = resolve(pod.as_object(), view.lookup, view.owned)
-                cached = (res.workload, res.target, res.suspendable, res.objects)
+                owners = res.objects[1:]
+                value = (res.workload, res.target, res.suspendable, tuple(WorkloadRef.of(o) for o in owners))
+                cached = self._shared.setdefault(value, value)  # one copy per workload, not one per pod
                 if "not found" not in res.reason:  # an owner the watch has not delivered yet: ask next pass
                     self._resolved[pod.uid] = cached
-            ref, target, suspendable, objs = cached
-            if ref is None:  # a bare pod: notify-only, it is its own workload
-                ref, objs = WorkloadRef("v1", "Pod", pod.namespace, pod.name, pod.uid), (pod.as_object(),)
-            wl = groups.setdefault(_key(ref), Workload(ref, target, suspendable, objs))
+            ref, target, suspendable, _ = cached
+            key = _key(ref) if ref is not None else ("", "Pod", pod.namespace, pod.name)
+            wl = groups.get(key)
+            if wl is None:
+                if ref is None:  # a bare pod: notify-only, it is its own workload
+                    ref, objs = WorkloadRef("v1", "Pod", pod.namespace, pod.name, pod.uid), (pod.as_object(),)
+                else:
+                    objs = (pod.as_object(), *owners)
+                wl = groups[key] = Workload(ref, target, suspendable, objs)
             wl.pods.append(pod)
-        for uid in set(self._resolved) - live:
-            del self._resolved[uid]
+        if len(self._resolved) > len(pods):  # pods went (stale entries are bounded by the unresolved pods)
+            live = {p.uid for p in pods}
+            self._resolved = {uid: v for uid, v in self._resolved.items() if uid in live}
+            kept = set(self._resolved.values())
+            self._shared = {v: v for v in self._shared if v in kept}
         return groups
+
+    def _owners(self, refs: tuple[WorkloadRef, ...], view: ClusterView) -> tuple[dict[str, Any], ...] | None:
+        """The current objects of a cached owner chain; None when one is gone (or was replaced)."""
+        out = []
+        for r in refs:
+            obj = self._owner_objects.get(r)
+            if obj is None:
+                obj = view.lookup(r.api_version, r.kind, r.namespace, r.name)
+                if obj is None or (obj.get("metadata") or {}).get("uid") not in (None, r.uid):
+                    return None
+                self._owner_objects[r] = obj
+            out.append(obj)
+        return tuple(out)
 
     def _read_cluster(self, workloads: dict[tuple[str, str, str, str], Workload], view: ClusterView
                       ) -> tuple[dict[tuple[str, str, str, str], dict[str, Any]], dict[str, dict[str, str]]]:
