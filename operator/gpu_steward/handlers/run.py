@@ -41,7 +41,7 @@ import kopf
 import prometheus_client
 import structlog
 
-from gpu_steward import logs
+from gpu_steward import logs, memtrace
 from gpu_steward.leadership import LeaseElector, mark_pod, new_identity
 from gpu_steward.settings import Settings
 
@@ -235,6 +235,8 @@ def run_operator(settings: Settings | None = None, *, stop_flag: Any = None, rea
 
     settings = settings or Settings()
     logs.configure(settings.log_format, settings.log_level)
+    if memtrace.install():
+        log.warning("tracemalloc on (PYTHONTRACEMALLOC): allocations dumped on SIGUSR1", path=str(memtrace.dump_path()))
     rt = build_runtime(settings)
     set_runtime(rt)
     log.info("settings", **settings.redacted())
