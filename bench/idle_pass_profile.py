@@ -31,14 +31,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from memory_profile import pod  # noqa: E402
-
-from gpu_steward.cluster_view import project_node, project_workload  # noqa: E402
-from gpu_steward.idle.controller import IdleController  # noqa: E402
-from gpu_steward.index import Registry  # noqa: E402
-from gpu_steward.policy.usage import Usage  # noqa: E402
-from gpu_steward.settings import Settings  # noqa: E402
-from gpu_steward.sources.base import PodRef  # noqa: E402
+from gpu_steward.cluster_view import project_node, project_workload
+from gpu_steward.idle.controller import IdleController
+from gpu_steward.index import Registry
+from gpu_steward.policy.usage import Usage
+from gpu_steward.settings import Settings
+from gpu_steward.sources.base import PodRef
+from memory_profile import pod
 
 NS = "scale"
 
