@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -162,8 +163,10 @@ class IdleController:
         self._resolved: dict[str, Resolved] = {}
         self._shared: dict[Resolved, Resolved] = {}
         self._owner_objects: dict[WorkloadRef, dict[str, Any]] = {}  # this pass's owner lookups
+        self._chosen: dict[tuple[str, str, bool, str | None], Chosen] = {}  # this pass's, per policy
         self._prices = price_table(settings)
         self._nodes: dict[str, dict[str, Any]] = {}  # this pass's nodes: prices and GPU models
+        self._node_prices: dict[str | None, Decimal] = {}  # this pass's, by node name
         # Two idle readings further apart than this are not one idle stretch (engine rule); it bounds
         # how stale the persisted coverage may get, hence how often an idle workload is written.
         self.max_gap = dt.timedelta(seconds=max(120.0, 4 * settings.evaluation_interval_seconds))
@@ -185,7 +188,7 @@ class IdleController:
         policies = await asyncio.to_thread(self._valid_policies, now)
         pods = [p for p in self.registry.pods() if p.running]
         view = self.view or ListView(self.kube)
-        self._owner_objects = {}
+        self._owner_objects, self._chosen = {}, {}
         workloads = await asyncio.to_thread(self._group, pods, view)
         objects, namespaces = await asyncio.to_thread(self._read_cluster, workloads, view)
         published = await asyncio.to_thread(self.requests)
@@ -262,7 +265,7 @@ class IdleController:
         cannot give that signal — for the whole workload, so one threshold never compares two measures."""
         if not wl.pods:
             return Usage.unknown("no running pods")
-        base = [usages.get(p.uid, Usage.unknown("not measured")) for p in wl.pods]
+        base = [usages.get(p.uid) or _NOT_MEASURED for p in wl.pods]
         picked = [select_signal(u, chosen.signal) for u in base]
         if not any(fell_back for _, fell_back in picked):
             return merge_usages([u for u, _ in picked])
@@ -451,7 +454,7 @@ class IdleController:
                 if _key(ref) not in workloads:
                     workloads[_key(ref)] = Workload(ref, ref, True, (obj,))
         namespaces = view.namespaces()
-        self._nodes = view.nodes()
+        self._nodes, self._node_prices = view.nodes(), {}
         return objects, namespaces
 
     def _policy_for(self, wl: Workload, obj: dict[str, Any], policies: dict[tuple[str, str], Any],
@@ -467,20 +470,24 @@ class IdleController:
         chosen = choose_policy(candidates, ns)
         if chosen is None:
             return None
-        body, spec = policies[(chosen.namespace, chosen.name)]
-        rules = rules_from_spec(spec, global_dry_run=self.settings.dry_run,
-                                max_sample_age=dt.timedelta(seconds=self.settings.sample_max_age_seconds),
-                                max_gap=self.max_gap)
-        rules = replace(rules, policy=f"{chosen.namespace}/{chosen.name}")
         lose = next(filter(None, (adapters.data_loss_reason(o) for o in (obj, *wl.objects))), None)
-        if not wl.suspendable or lose or self._degraded(rules.channels):
-            # Bare pods, data that suspension would delete, a notice channel the operator cannot use:
-            # warnings only, and those state no suspension time (so they never count as one).
-            rules = replace(rules, action="NotifyOnly")
-        windows, tz = windows_from_spec(spec)
-        exemptions = body["spec"].get("exemptions", {}).get("selectors") or []
-        return Chosen((chosen.namespace, chosen.name), rules, windows, tz, exemptions, lose,
-                      signal=spec.idle.signal or GPU_UTIL)
+        # Workloads under one policy share its parsed rules: built once per pass, not once per workload.
+        memo = (chosen.namespace, chosen.name, wl.suspendable, lose)
+        if memo not in self._chosen:
+            body, spec = policies[(chosen.namespace, chosen.name)]
+            rules = rules_from_spec(spec, global_dry_run=self.settings.dry_run,
+                                    max_sample_age=dt.timedelta(seconds=self.settings.sample_max_age_seconds),
+                                    max_gap=self.max_gap)
+            rules = replace(rules, policy=f"{chosen.namespace}/{chosen.name}")
+            if not wl.suspendable or lose or self._degraded(rules.channels):
+                # Bare pods, data that suspension would delete, a notice channel the operator cannot use:
+                # warnings only, and those state no suspension time (so they never count as one).
+                rules = replace(rules, action="NotifyOnly")
+            windows, tz = windows_from_spec(spec)
+            exemptions = body["spec"].get("exemptions", {}).get("selectors") or []
+            self._chosen[memo] = Chosen((chosen.namespace, chosen.name), rules, windows, tz, exemptions, lose,
+                                        signal=spec.idle.signal or GPU_UTIL)
+        return self._chosen[memo]
 
     def _default_rules(self) -> IdleRules:
         """Rules for a workload no IdlePolicy governs, when a budget or lease asks to suspend it: idle below
@@ -551,8 +558,12 @@ class IdleController:
         return self._nodes.get(name) if name else None
 
     def _price(self, wl: Workload) -> Decimal:
-        """The same price the cost ledger uses: node override, else the GPU model's, else the default."""
-        return gpu_hour_price(self._prices, self._node(wl))
+        """The same price the cost ledger uses: node override, else the GPU model's, else the default (per
+        node, once per pass: the workloads of one node share it)."""
+        name = next((p.node for p in wl.pods if p.node), None)
+        if name not in self._node_prices:
+            self._node_prices[name] = gpu_hour_price(self._prices, self._nodes.get(name) if name else None)
+        return self._node_prices[name]
 
     def _gpu_model(self, wl: Workload) -> str | None:
         node = self._node(wl) or {}
@@ -825,6 +836,10 @@ def _cause(request: SuspensionRequest | None, warn_policy: str | None) -> str | 
     return None
 
 
+_NOT_MEASURED = Usage.unknown("not measured")
+
+
+@functools.lru_cache(maxsize=1 << 16)  # every pass asks for every workload's key, twice
 def _store_key(ref: WorkloadRef | EntryRef) -> str:
     group = ref.api_version.split("/")[0] if "/" in ref.api_version else ""
     return entry_key(group, ref.kind, ref.namespace or "", ref.name)
