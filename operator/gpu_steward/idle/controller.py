@@ -230,6 +230,22 @@ class IdleController:
         for p in planned:
             self._stage(p, p.decision.state, now)
         unwritten = await asyncio.to_thread(self.store.flush)
+        # One thread hop for them all, not one per workload (at thousands of workloads the hops cost more
+        # than a steady pass's work); each workload's errors stay its own.
+        await asyncio.to_thread(self._carry_out_all, planned, verdict, unwritten, decisions, now, result)
+        result.workloads = len(workloads)
+        seen = {_key(w.ref) for w in workloads.values()}
+        self._forget(workloads, now)
+        # 3. The idle clocks' progress and forgotten entries go to the store (confirmations went at once).
+        await asyncio.to_thread(self.store.flush)
+        self._backoff.forget(lambda k: isinstance(k, tuple) and k[0] in seen)
+        await asyncio.to_thread(self._write_policy_status, policies, decisions, now, result)
+        result.seconds = (self.clock() - started).total_seconds()
+        return result
+
+    def _carry_out_all(self, planned: list[Planned], verdict: blast.Verdict, unwritten: dict[str, str],
+                       decisions: dict[tuple[str, str], list[Decision]], now: dt.datetime,
+                       result: PassResult) -> None:
         for p in planned:
             pkey = p.chosen.key
             why = verdict.deferred.get(p.id)
@@ -241,7 +257,7 @@ class IdleController:
                 self._failed(p.wl, pkey, RuntimeError(f"state not stored: {unwritten[p.stored.key]}"), result)
                 continue
             try:  # one workload's error (a 404, 409, 422 ...) never stops the others' actions
-                decision = await asyncio.to_thread(self._carry_out, p, now, result, verdict.paused)
+                decision = self._carry_out(p, now, result, verdict.paused)
             except Exception as exc:
                 self._failed(p.wl, pkey, exc, result)
                 continue
@@ -250,15 +266,6 @@ class IdleController:
                 result.protected[pkey].append(f"{p.wl.ref}: {p.chosen.not_suspended_because}")
             result.decisions += 1
             result.decisions_by_policy[pkey] += 1
-        result.workloads = len(workloads)
-        seen = {_key(w.ref) for w in workloads.values()}
-        self._forget(workloads, now)
-        # 3. The idle clocks' progress and forgotten entries go to the store (confirmations went at once).
-        await asyncio.to_thread(self.store.flush)
-        self._backoff.forget(lambda k: isinstance(k, tuple) and k[0] in seen)
-        await asyncio.to_thread(self._write_policy_status, policies, decisions, now, result)
-        result.seconds = (self.clock() - started).total_seconds()
-        return result
 
     def _usage(self, wl: Workload, usages: dict[str, Usage], chosen: Chosen, result: PassResult) -> Usage:
         """The workload's usage on its policy's signal; GPUUtil (noted in the policy status) when a pod's GPUs
