@@ -44,7 +44,8 @@ NS = "scale"
 
 class NoData:
     async def fetch(self, pods: Sequence[PodRef], now: dt.datetime, **_: Any) -> dict[str, Usage]:
-        return {p.uid: Usage.unknown("no agent on the node") for p in pods}
+        unknown = Usage.unknown("no agent on the node")  # as the agents source: one per node, shared
+        return {p.uid: unknown for p in pods}
 
     async def close(self) -> None:
         return None

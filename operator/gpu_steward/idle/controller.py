@@ -73,7 +73,8 @@ SUSPENDABLE = (("batch/v1", "Job"), ("apps/v1", "StatefulSet"), ("apps/v1", "Dep
                ("kubeflow.org/v1", "PyTorchJob"), ("ray.io/v1", "RayJob"), ("ray.io/v1", "RayCluster"))
 
 
-Resolved = tuple[WorkloadRef | None, WorkloadRef | None, bool, tuple[WorkloadRef, ...]]
+# (workload, target, suspendable, owner refs, the workload's key)
+Resolved = tuple[WorkloadRef | None, WorkloadRef | None, bool, tuple[WorkloadRef, ...], tuple[str, str, str, str]]
 
 
 @dataclass
@@ -159,14 +160,15 @@ class IdleController:
         self.requests = requests or (lambda: [])
         self.slack = slack
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
-        # Pod uid -> (workload, target, suspendable, owner refs): one shared tuple per workload (_shared).
+        # Pod uid -> its resolution (Resolved): one shared tuple per workload (_shared).
         self._resolved: dict[str, Resolved] = {}
         self._shared: dict[Resolved, Resolved] = {}
         self._owner_objects: dict[WorkloadRef, dict[str, Any]] = {}  # this pass's owner lookups
         self._chosen: dict[tuple[str, str, bool, str | None], Chosen] = {}  # this pass's, per policy
         self._prices = price_table(settings)
         self._nodes: dict[str, dict[str, Any]] = {}  # this pass's nodes: prices and GPU models
-        self._node_prices: dict[str | None, Decimal] = {}  # this pass's, by node name
+        # Price per node name, kept while the node's projection is the same object (node labels rarely change).
+        self._node_prices: dict[str | None, tuple[dict[str, Any] | None, Decimal]] = {}
         # Two idle readings further apart than this are not one idle stretch (engine rule); it bounds
         # how stale the persisted coverage may get, hence how often an idle workload is written.
         self.max_gap = dt.timedelta(seconds=max(120.0, 4 * settings.evaluation_interval_seconds))
@@ -385,21 +387,28 @@ class IdleController:
         groups: dict[tuple[str, str, str, str], Workload] = {}
         for pod in pods:
             cached = self._resolved.get(pod.uid)
+            if cached is not None and cached[0] is not None:
+                wl = groups.get(cached[4])
+                if wl is not None:  # the workload's other pods were seen this pass: nothing to look up
+                    wl.pods.append(pod)
+                    continue
             owners: tuple[dict[str, Any], ...] | None = None
             if cached is not None:
                 owners = self._owners(cached[3], view)
             if cached is None or owners is None:  # not resolved yet, or an owner went: resolve again
                 res = resolve(pod.as_object(), view.lookup, view.owned)
                 owners = res.objects[1:]
-                value = (res.workload, res.target, res.suspendable, tuple(WorkloadRef.of(o) for o in owners))
+                value = (res.workload, res.target, res.suspendable, tuple(WorkloadRef.of(o) for o in owners),
+                         _key(res.workload) if res.workload is not None else ("", "Pod", pod.namespace, pod.name))
                 cached = self._shared.setdefault(value, value)  # one copy per workload, not one per pod
                 if "not found" not in res.reason:  # an owner the watch has not delivered yet: ask next pass
                     self._resolved[pod.uid] = cached
-            ref, target, suspendable, _ = cached
-            key = _key(ref) if ref is not None else ("", "Pod", pod.namespace, pod.name)
+            ref, target, suspendable, _, key = cached
+            if ref is None:  # a bare pod: notify-only, it is its own workload
+                key = ("", "Pod", pod.namespace, pod.name)
             wl = groups.get(key)
             if wl is None:
-                if ref is None:  # a bare pod: notify-only, it is its own workload
+                if ref is None:
                     ref, objs = WorkloadRef("v1", "Pod", pod.namespace, pod.name, pod.uid), (pod.as_object(),)
                 else:
                     objs = (pod.as_object(), *owners)
@@ -461,7 +470,9 @@ class IdleController:
                 if _key(ref) not in workloads:
                     workloads[_key(ref)] = Workload(ref, ref, True, (obj,))
         namespaces = view.namespaces()
-        self._nodes, self._node_prices = view.nodes(), {}
+        self._nodes = view.nodes()
+        if len(self._node_prices) > len(self._nodes) + 1:  # nodes went
+            self._node_prices = {k: v for k, v in self._node_prices.items() if k in self._nodes}
         return objects, namespaces
 
     def _policy_for(self, wl: Workload, obj: dict[str, Any], policies: dict[tuple[str, str], Any],
@@ -568,9 +579,11 @@ class IdleController:
         """The same price the cost ledger uses: node override, else the GPU model's, else the default (per
         node, once per pass: the workloads of one node share it)."""
         name = next((p.node for p in wl.pods if p.node), None)
-        if name not in self._node_prices:
-            self._node_prices[name] = gpu_hour_price(self._prices, self._nodes.get(name) if name else None)
-        return self._node_prices[name]
+        node = self._nodes.get(name) if name else None
+        known = self._node_prices.get(name)
+        if known is None or known[0] is not node:  # the watch replaces a node's projection when it changes
+            known = self._node_prices[name] = (node, gpu_hour_price(self._prices, node))
+        return known[1]
 
     def _gpu_model(self, wl: Workload) -> str | None:
         node = self._node(wl) or {}
