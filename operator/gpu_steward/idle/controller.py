@@ -224,7 +224,7 @@ class IdleController:
                 self._failed(wl, pkey, exc, result)
         # The blast-radius gate sees every suspension this pass would start before any is carried out.
         verdict = await asyncio.to_thread(self._gate, planned, now, result)
-        for p in planned:
+        for p in planned if verdict.deferred else ():
             why = verdict.deferred.get(p.id)
             if why is not None:
                 p.decision = blast.withhold(p.decision, p.prior, why.value)
@@ -250,7 +250,7 @@ class IdleController:
                        result: PassResult) -> None:
         for p in planned:
             pkey = p.chosen.key
-            why = verdict.deferred.get(p.id)
+            why = verdict.deferred.get(p.id) if verdict.deferred else None
             if why is not None:
                 result.deferred[pkey] += 1
                 if why is blast.Deferral.BREAKER:
@@ -666,7 +666,7 @@ class IdleController:
         state = decision.state  # 1. its intent is in the store already (run_pass)
         if not dry:  # the label (and the mirror) before any adapter call
             self._sync_workload(wl, stored, state, decision.clear_resume_request, result)
-        owner = owner_of(wl.objects, self.settings)
+        owner: Owner | None = None  # who to notify: looked up only when there is a notice
         for note in decision.notes:
             spec = note_event(note)
             self.kube.event(obj, spec.reason, spec.message, type_=spec.type, now=now)
@@ -683,6 +683,7 @@ class IdleController:
                 continue  # it reached no one last time: wait for the backoff before trying again
             if action.resend:
                 NOTICE_RESENDS.labels("failed" if self._backoff.known(retry_key) else "unknown").inc()
+            owner = owner or owner_of(wl.objects, self.settings)
             if self._perform(wl, obj, action, decision, usage, chosen, owner, now, retry_key, stored):  # 2. act
                 state = engine.confirm(state, action, self.clock())  # 3. confirm
                 self._stage(p, state, now)
