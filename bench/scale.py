@@ -153,8 +153,8 @@ def main() -> None:
         time.sleep(args.baseline)
         baseline = per_minute(b0, request_counts(cp), args.baseline)
         log = Path(cp.workdir or "/tmp") / "scale-operator.log"
-        if args.tracemalloc:  # Python's own switch, read by the child; the operator dumps on SIGUSR1
-            os.environ["PYTHONTRACEMALLOC"] = str(args.tracemalloc)
+        if args.tracemalloc:  # read by the child (gpu_steward.memtrace); the operator dumps on SIGUSR1
+            os.environ[memtrace.ENV] = str(args.tracemalloc)
         op = OperatorProcess(cp.kubeconfig, log, settings={
             "evaluation_interval_seconds": str(args.interval), "metrics_port": "0", "log_format": "console"}).start()
         assert op.popen is not None

@@ -1,10 +1,11 @@
 """Where the operator's memory goes, from inside the running process (a diagnostic, off by default).
 
-Started with ``PYTHONTRACEMALLOC=<frames>`` (Python's own switch: tracing from the interpreter's start),
-the operator writes its live allocations, grouped by traceback, to
-``$TMPDIR/gpu-steward-tracemalloc-<pid>.txt`` on each SIGUSR1 (``kill -USR1 <pid>``). bench/scale.py
-uses it (``--tracemalloc``) to attribute the bytes per GPU pod that a synthetic profile cannot see.
-Tracing slows allocation and adds its own memory: never on in production.
+Started with ``GPUSTEWARD_TRACEMALLOC=<frames>`` (tracing from the operator's start, after its imports;
+Python's own ``PYTHONTRACEMALLOC`` works too but also traces the imports, which then take minutes), the
+operator writes its live allocations, grouped by traceback, to ``$TMPDIR/gpu-steward-tracemalloc-<pid>.txt``
+on each SIGUSR1 (``kill -USR1 <pid>``). bench/scale.py uses it (``--tracemalloc``) to attribute the bytes
+per GPU pod that a synthetic profile cannot see. Tracing slows allocation and adds its own memory: never
+on in production.
 """
 
 from __future__ import annotations
@@ -37,8 +38,14 @@ def dump(path: Path, top: int = 40) -> None:
     partial.replace(path)  # whole or absent: a reader polls for it
 
 
+ENV = "GPUSTEWARD_TRACEMALLOC"  # not GPU_STEWARD_*: a diagnostic, not a setting
+
+
 def install() -> bool:
-    """Dump on SIGUSR1 when tracemalloc traces (PYTHONTRACEMALLOC); True when installed."""
+    """Trace (``GPUSTEWARD_TRACEMALLOC``) and dump on SIGUSR1; True when tracing."""
+    frames = os.environ.get(ENV, "")
+    if frames.isdigit() and int(frames) > 0 and not tracemalloc.is_tracing():
+        tracemalloc.start(int(frames))
     if not tracemalloc.is_tracing():
         return False
 

@@ -236,7 +236,7 @@ def run_operator(settings: Settings | None = None, *, stop_flag: Any = None, rea
     settings = settings or Settings()
     logs.configure(settings.log_format, settings.log_level)
     if memtrace.install():
-        log.warning("tracemalloc on (PYTHONTRACEMALLOC): allocations dumped on SIGUSR1", path=str(memtrace.dump_path()))
+        log.warning("tracemalloc on: allocations dumped on SIGUSR1", path=str(memtrace.dump_path()))
     rt = build_runtime(settings)
     set_runtime(rt)
     log.info("settings", **settings.redacted())
