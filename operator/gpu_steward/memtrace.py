@@ -41,12 +41,21 @@ def dump(path: Path, top: int = 40) -> None:
 ENV = "GPUSTEWARD_TRACEMALLOC"  # not GPU_STEWARD_*: a diagnostic, not a setting
 
 
-def install() -> bool:
-    """Trace (``GPUSTEWARD_TRACEMALLOC``) and dump on SIGUSR1; True when tracing."""
+def _frames() -> int:
     frames = os.environ.get(ENV, "")
-    if frames.isdigit() and int(frames) > 0 and not tracemalloc.is_tracing():
-        tracemalloc.start(int(frames))
-    if not tracemalloc.is_tracing():
+    return int(frames) if frames.isdigit() else 0
+
+
+def begin() -> None:
+    """Start tracing (when asked): called once the imports are done, before the watches list anything."""
+    if _frames() > 0 and not tracemalloc.is_tracing():
+        tracemalloc.start(_frames())
+
+
+def install() -> bool:
+    """Dump on SIGUSR1 when asked to trace (``GPUSTEWARD_TRACEMALLOC``, or ``PYTHONTRACEMALLOC``); from the
+    main thread (signal handlers are installed there). True when installed."""
+    if _frames() <= 0 and not tracemalloc.is_tracing():
         return False
 
     def on_signal(_: int, __: FrameType | None) -> None:

@@ -147,6 +147,7 @@ class ActingOperator:
         # The watch-fed projections the passes read (pods, and each kind on first use); a new leader term
         # starts them afresh and the end of the term stops them.
         rt.watches = watches = Watches(rt.kube, page_size=self.settings.watch_page_size)
+        memtrace.begin()  # a diagnostic, off unless asked for: what the watches and passes allocate from here
         start_watches(rt)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(self._stop, watches), name="gpu-steward-acting",
