@@ -408,6 +408,7 @@ class IdleController:
                 key = ("", "Pod", pod.namespace, pod.name)
             wl = groups.get(key)
             if wl is None:
+                objs: tuple[dict[str, Any], ...]
                 if ref is None:
                     ref, objs = WorkloadRef("v1", "Pod", pod.namespace, pod.name, pod.uid), (pod.as_object(),)
                 else:
