@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import signal
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+from gpu_steward import memtrace
 from gpu_steward.kube import Kube
 from gpu_steward_testground.build import RUN_FOREVER_ANNOTATION
 from gpu_steward_testground.operator_process import OperatorProcess
@@ -63,6 +66,19 @@ def request_counts(cp: ControlPlane) -> Counter[tuple[str, str]]:
 def per_minute(before: Counter[tuple[str, str]], after: Counter[tuple[str, str]],
                seconds: float) -> dict[tuple[str, str], float]:
     return {k: (after[k] - before[k]) * 60.0 / seconds for k in after if after[k] != before[k]}
+
+
+def events_since(cp: ControlPlane, since: str) -> Counter[tuple[str, str, str]]:
+    """Events created at or after ``since`` (RFC 3339), by (reporter, reason, kind of the object): who wrote
+    the Event POSTs that the request counters show."""
+    items = json.loads(cp.kubectl("get", "events", "-A", "-o", "json", "--chunk-size=1000").stdout)["items"]
+    out: Counter[tuple[str, str, str]] = Counter()
+    for ev in items:
+        if (ev["metadata"].get("creationTimestamp") or "") < since:
+            continue
+        who = ev.get("reportingComponent") or (ev.get("source") or {}).get("component") or "?"
+        out[(who, ev.get("reason") or "", (ev.get("involvedObject") or {}).get("kind") or "")] += 1
+    return out
 
 
 def proc_status(pid: int) -> tuple[float, float]:
@@ -125,6 +141,8 @@ def main() -> None:
     ap.add_argument("--baseline", type=float, default=60.0, help="seconds measured without the operator")
     ap.add_argument("--steady", type=float, default=180.0, help="seconds measured in steady state")
     ap.add_argument("--interval", type=float, default=15.0, help="the operator's evaluation interval")
+    ap.add_argument("--tracemalloc", type=int, default=0,
+                    help="frames: trace the operator's allocations and print where they are at the end")
     ap.add_argument("--settle", type=float, default=60.0, help="seconds after cold start before the steady window")
     args = ap.parse_args()
     workloads = args.pods // args.per_notebook
@@ -135,6 +153,8 @@ def main() -> None:
         time.sleep(args.baseline)
         baseline = per_minute(b0, request_counts(cp), args.baseline)
         log = Path(cp.workdir or "/tmp") / "scale-operator.log"
+        if args.tracemalloc:  # read by the child (gpu_steward.memtrace); the operator dumps on SIGUSR1
+            os.environ[memtrace.ENV] = str(args.tracemalloc)
         op = OperatorProcess(cp.kubeconfig, log, settings={
             "evaluation_interval_seconds": str(args.interval), "metrics_port": "0", "log_format": "console"}).start()
         assert op.popen is not None
@@ -150,12 +170,20 @@ def main() -> None:
             print(f"cold start to every status: {cold if cold is None else round(cold, 1)} s", flush=True)
             time.sleep(args.settle)
             s0, t_s = request_counts(cp), time.monotonic()
+            since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             rss_samples = []
             while time.monotonic() - t_s < args.steady:
                 rss_samples.append(proc_status(op.popen.pid)[0])
                 time.sleep(5)
             steady = per_minute(s0, request_counts(cp), time.monotonic() - t_s)
             rss, peak = proc_status(op.popen.pid)
+            events = events_since(cp, since)
+            if args.tracemalloc:
+                traced = memtrace.dump_path(op.popen.pid)
+                os.kill(op.popen.pid, signal.SIGUSR1)
+                while not traced.exists():
+                    time.sleep(1)
+                print(f"allocations: {traced}\n" + "\n".join(traced.read_text().splitlines()[:60]), flush=True)
         finally:
             op.stop()
         text = re.sub(r"\x1b\[[0-9;]*m", "", op.log_text())
@@ -172,6 +200,9 @@ def main() -> None:
     for (verb, resource), rate in sorted(rows.items(), key=lambda kv: -kv[1]):
         if abs(rate) >= 0.5 and verb != "WATCH":
             print(f"  {verb:7s} {resource:28s} {rate:8.1f}/min")
+    print("Events created in the steady window, by reporter, reason, object kind:")
+    for (who, reason, kind), n in events.most_common(10):
+        print(f"  {who:24s} {reason:28s} {kind:12s} {n}")
     reads = sum(v for (verb, _), v in rows.items() if verb in ("GET", "LIST"))
     writes = sum(v for (verb, _), v in rows.items() if verb in ("POST", "PUT", "PATCH", "DELETE", "CREATE", "UPDATE"))
     pod_writes = sum(v for (verb, res), v in rows.items() if res == "pods" and verb in ("PATCH", "UPDATE"))

@@ -78,6 +78,10 @@ class Kube:
         # Single reads (``get``) always go to the API: read-modify-write paths need the latest version.
         self.served_lists: dict[tuple[str, str, str | None], Callable[[], builtins.list[JSON]]] = {}
 
+    # Labels (key, value) of objects the served lists hold without their data: a list selecting them goes
+    # to the API (the cost history's store: read once at start, too big to keep twice).
+    unserved_labels: frozenset[tuple[str, str]] = frozenset()
+
     def _resource(self, api_version: str, kind: str) -> Any:
         key = (api_version, kind)
         found = self._resolved.get(key)
@@ -109,8 +113,8 @@ class Kube:
     def list(self, api_version: str, kind: str, namespace: str | None = None,
              label_selector: str | None = None) -> list[JSON]:
         served = self.served_lists.get((api_version, kind, namespace))
-        if served is not None and equality_selector(label_selector) is not None:
-            wanted = equality_selector(label_selector) or {}
+        wanted = equality_selector(label_selector)
+        if served is not None and wanted is not None and not self.unserved_labels & set(wanted.items()):
             return [copy.deepcopy(o) for o in served()
                     if all(((o.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in wanted.items())]
         # Plain JSON, not the dynamic client's ResourceInstance tree: several times less memory and

@@ -151,6 +151,43 @@ def test_a_statefulset_that_deletes_its_volumes_when_scaled_is_notify_only():
     assert "db" in w.condition("DataProtected")["message"]
 
 
+def test_passes_over_unknown_utilization_write_nothing_and_send_no_event():
+    """No agent answers (every workload "unknown", as in bench/scale.py): after the first pass (the policy's
+    status), a pass writes nothing and records no Event, however many pass."""
+    from gpu_steward.policy.usage import Usage
+
+    class NoData:
+        async def fetch(self, pods, now, **_):  # type: ignore[no-untyped-def]
+            return {p.uid: Usage.unknown("no agent on the node") for p in pods}
+
+    w = World(policy(["Event"]))
+    w.source = NoData()  # type: ignore[assignment]
+    w.restart()
+    for name in ("a", "b", "c"):
+        w.run(job(name))
+    w.passes(1)
+    patches = len(w.kube.patches)
+    w.passes(60)
+    assert w.kube.events == [] and len(w.kube.patches) == patches
+    assert w.status()["watched"] == 3
+
+
+def test_a_change_to_an_owner_in_the_chain_is_seen_after_the_first_pass():
+    """Owner chains are resolved once per pod, but the owners' objects are read again each pass: a Notebook's
+    StatefulSet switched to deleting its volumes after the first pass makes the Notebook notify-only."""
+    w = World(policy(["Event"]))
+    nb = w.kube.add({"apiVersion": "kubeflow.org/v1", "kind": "Notebook", "metadata": {"name": "nb"}, "spec": {}})
+    sts = statefulset("nb")
+    sts["metadata"]["ownerReferences"] = [{"apiVersion": "kubeflow.org/v1", "kind": "Notebook", "name": "nb",
+                                           "uid": nb["metadata"]["uid"], "controller": True}]
+    w.run(sts)
+    w.passes(1)
+    w.kube.obj("apps/v1", "StatefulSet", "nb")["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] = "Delete"
+    w.passes(90)
+    assert "kubeflow-resource-stopped" not in (w.current(nb)["metadata"].get("annotations") or {})
+    assert any("whenScaled: Delete" in e["message"] for e in _warnings(w, "nb"))
+
+
 def test_a_kill_after_a_delivered_warning_does_not_send_it_again():
     """The confirmation of a delivered notice is stored before anything else is done: a kill later in the
     same pass (here: while the pass goes on to the next workload) leaves a stored, confirmed warning, and

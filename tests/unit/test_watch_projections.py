@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from gpu_steward.cluster_view import WatchView, project_node, project_workload
 from gpu_steward.index import Registry, gpu_pod_entry
 from gpu_steward.kube_watch import ObjectCache, iter_lines
@@ -140,3 +142,28 @@ def test_the_projection_keeps_what_the_data_loss_rules_read_inside_a_template() 
     projected = project_workload(lws)
     assert data_loss_reason(projected) == data_loss_reason(lws)
     assert "workerTemplate" not in projected["spec"]["leaderWorkerTemplate"]
+
+
+def test_the_cost_history_store_is_not_held_by_the_configmap_watch() -> None:
+    """Its records and cursors are hundreds of bytes per pod (per pod per day): the watch keeps their metadata
+    only, and a list that selects them goes to the API (once, when the history loads)."""
+    from gpu_steward.handlers.watch import COST_STORE, project_records
+    from gpu_steward.kube import Kube
+
+    cursors = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"uid-1": "{}"},
+               "metadata": {"name": "gpusteward-cost-cursors-00", "labels": {"gpusteward.dev/store": "cost-cursors"}}}
+    controls = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"paused": "false"},
+                "metadata": {"name": "gpu-steward-controls", "labels": {}}}
+    assert "data" not in project_records(cursors) and project_records(controls)["data"] == {"paused": "false"}
+
+    class Listed(Kube):
+        def _resource(self, api_version: str, kind: str) -> object:
+            raise AssertionError("reached the API")
+
+    kube = Listed.__new__(Listed)
+    kube.served_lists = {("v1", "ConfigMap", "gpu-steward"): lambda: [project_records(cursors), controls]}
+    kube.unserved_labels = COST_STORE
+    assert [c["metadata"]["name"] for c in kube.list("v1", "ConfigMap", "gpu-steward")] == [
+        "gpusteward-cost-cursors-00", "gpu-steward-controls"]
+    with pytest.raises(AssertionError, match="reached the API"):
+        kube.list("v1", "ConfigMap", "gpu-steward", label_selector="gpusteward.dev/store=cost-cursors")

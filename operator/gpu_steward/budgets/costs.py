@@ -88,6 +88,9 @@ class Prices:
         self.table = table
         self.nodes = {n["metadata"]["name"]: n for n in nodes}
         self._node_prices: dict[str | None, c.NodePrice] = {}
+        # A pass prices each pod three times (annotations, history terms, rates): once, by uid (a Prices
+        # lives for one pass, over one snapshot of the pods).
+        self._pod_prices: dict[str, c.PodPrice] = {}
 
     @classmethod
     def load(cls, kube: Kube, settings: Settings) -> Prices:
@@ -105,7 +108,13 @@ class Prices:
         return self._node_prices[key]
 
     def pod_price(self, pod: Mapping[str, Any]) -> c.PodPrice:
-        return c.pod_price(self.table, pod, self.node_of(pod), self.node_price(pod))
+        uid = (pod.get("metadata") or {}).get("uid")
+        found = self._pod_prices.get(uid) if uid else None
+        if found is None:
+            found = c.pod_price(self.table, pod, self.node_of(pod), self.node_price(pod))
+            if uid:
+                self._pod_prices[uid] = found
+        return found
 
     def for_pod(self, pod: Mapping[str, Any]) -> Decimal:
         """Price of one whole GPU-hour on the pod's node."""

@@ -41,7 +41,7 @@ import kopf
 import prometheus_client
 import structlog
 
-from gpu_steward import logs
+from gpu_steward import logs, memtrace
 from gpu_steward.leadership import LeaseElector, mark_pod, new_identity
 from gpu_steward.settings import Settings
 
@@ -147,6 +147,7 @@ class ActingOperator:
         # The watch-fed projections the passes read (pods, and each kind on first use); a new leader term
         # starts them afresh and the end of the term stops them.
         rt.watches = watches = Watches(rt.kube, page_size=self.settings.watch_page_size)
+        memtrace.begin()  # a diagnostic, off unless asked for: what the watches and passes allocate from here
         start_watches(rt)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(self._stop, watches), name="gpu-steward-acting",
@@ -235,6 +236,8 @@ def run_operator(settings: Settings | None = None, *, stop_flag: Any = None, rea
 
     settings = settings or Settings()
     logs.configure(settings.log_format, settings.log_level)
+    if memtrace.install():
+        log.warning("tracemalloc on: allocations dumped on SIGUSR1", path=str(memtrace.dump_path()))
     rt = build_runtime(settings)
     set_runtime(rt)
     log.info("settings", **settings.redacted())

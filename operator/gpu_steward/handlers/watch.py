@@ -14,6 +14,7 @@ from typing import Any
 import kopf
 
 from gpu_steward.api.common import API_VERSION, GROUP, VERSION
+from gpu_steward.budgets.history import CURSORS, RECORDS, STORE_LABEL
 from gpu_steward.cluster_view import project_agent_pod, project_small
 from gpu_steward.runtime import Runtime, get_runtime
 
@@ -21,6 +22,20 @@ from gpu_steward.runtime import Runtime, get_runtime
 @kopf.on.event(GROUP, VERSION, "idlepolicies")
 def idle_policy_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
     get_runtime().index.policy_event(event.get("type"), body)
+
+
+COST_STORE = frozenset({(STORE_LABEL, RECORDS), (STORE_LABEL, CURSORS)})
+
+
+def project_records(obj: dict[str, Any]) -> dict[str, Any]:
+    """Our ConfigMaps, less the cost history's data: its records and cursors (hundreds of bytes per pod, and
+    per pod per day) are read once at start by a LIST (``Kube.unserved_labels``) and kept decoded by the
+    history; holding their JSON in the watch too cost ~600 bytes per GPU pod, growing each day."""
+    out = project_small(obj)
+    labels = out["metadata"].get("labels") or {}
+    if any(labels.get(k) == v for k, v in COST_STORE):
+        out.pop("data", None)
+    return out
 
 
 def start_watches(rt: Runtime) -> None:
@@ -33,7 +48,8 @@ def start_watches(rt: Runtime) -> None:
         watches.watch_into("v1", "Pod", rt.index, namespace)
 
     def serve() -> None:
-        watches.serve_lists("v1", "ConfigMap", project_small, s.platform_namespace)
+        rt.kube.unserved_labels = rt.kube.unserved_labels | COST_STORE
+        watches.serve_lists("v1", "ConfigMap", project_records, s.platform_namespace)
         watches.serve_lists(API_VERSION, "GPUBudget", project_small)
         watches.serve_lists(API_VERSION, "ExperimentLease", project_small)
         if s.utilization_source == "agents" and not s.agent_endpoints:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -69,6 +70,10 @@ SUSPENDED_LABEL = "gpusteward.dev/suspended"  # lets a pass find suspended workl
 
 # Kinds an adapter can suspend; suspended ones are listed by label each pass.
 SUSPENDABLE = listed_versions()
+
+
+# (workload, target, suspendable, owner refs, the workload's key)
+Resolved = tuple[WorkloadRef | None, WorkloadRef | None, bool, tuple[WorkloadRef, ...], tuple[str, str, str, str]]
 
 
 @dataclass
@@ -154,9 +159,15 @@ class IdleController:
         self.requests = requests or (lambda: [])
         self.slack = slack
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
-        self._resolved: dict[str, tuple[WorkloadRef | None, WorkloadRef | None, bool, tuple[Any, ...]]] = {}
+        # Pod uid -> its resolution (Resolved): one shared tuple per workload (_shared).
+        self._resolved: dict[str, Resolved] = {}
+        self._shared: dict[Resolved, Resolved] = {}
+        self._owner_objects: dict[WorkloadRef, dict[str, Any]] = {}  # this pass's owner lookups
+        self._chosen: dict[tuple[str, str, bool, str | None], Chosen] = {}  # this pass's, per policy
         self._prices = price_table(settings)
         self._nodes: dict[str, dict[str, Any]] = {}  # this pass's nodes: prices and GPU models
+        # Price per node name, kept while the node's projection is the same object (node labels rarely change).
+        self._node_prices: dict[str | None, tuple[dict[str, Any] | None, Decimal]] = {}
         # Two idle readings further apart than this are not one idle stretch (engine rule); it bounds
         # how stale the persisted coverage may get, hence how often an idle workload is written.
         self.max_gap = dt.timedelta(seconds=max(120.0, 4 * settings.evaluation_interval_seconds))
@@ -178,6 +189,7 @@ class IdleController:
         policies = await asyncio.to_thread(self._valid_policies, now)
         pods = [p for p in self.registry.pods() if p.running]
         view = self.view or ListView(self.kube)
+        self._owner_objects, self._chosen = {}, {}
         workloads = await asyncio.to_thread(self._group, pods, view)
         objects, namespaces = await asyncio.to_thread(self._read_cluster, workloads, view)
         published = await asyncio.to_thread(self.requests)
@@ -211,7 +223,7 @@ class IdleController:
                 self._failed(wl, pkey, exc, result)
         # The blast-radius gate sees every suspension this pass would start before any is carried out.
         verdict = await asyncio.to_thread(self._gate, planned, now, result)
-        for p in planned:
+        for p in planned if verdict.deferred else ():
             why = verdict.deferred.get(p.id)
             if why is not None:
                 p.decision = blast.withhold(p.decision, p.prior, why.value)
@@ -219,26 +231,9 @@ class IdleController:
         for p in planned:
             self._stage(p, p.decision.state, now)
         unwritten = await asyncio.to_thread(self.store.flush)
-        for p in planned:
-            pkey = p.chosen.key
-            why = verdict.deferred.get(p.id)
-            if why is not None:
-                result.deferred[pkey] += 1
-                if why is blast.Deferral.BREAKER:
-                    result.breaker_policies.add(pkey)
-            if p.stored.key in unwritten:  # its intent is not remembered: it must not act on it
-                self._failed(p.wl, pkey, RuntimeError(f"state not stored: {unwritten[p.stored.key]}"), result)
-                continue
-            try:  # one workload's error (a 404, 409, 422 ...) never stops the others' actions
-                decision = await asyncio.to_thread(self._carry_out, p, now, result, verdict.paused)
-            except Exception as exc:
-                self._failed(p.wl, pkey, exc, result)
-                continue
-            decisions[pkey].append(decision)
-            if p.chosen.not_suspended_because:
-                result.protected[pkey].append(f"{p.wl.ref}: {p.chosen.not_suspended_because}")
-            result.decisions += 1
-            result.decisions_by_policy[pkey] += 1
+        # One thread hop for them all, not one per workload (at thousands of workloads the hops cost more
+        # than a steady pass's work); each workload's errors stay its own.
+        await asyncio.to_thread(self._carry_out_all, planned, verdict, unwritten, decisions, now, result)
         result.workloads = len(workloads)
         seen = {_key(w.ref) for w in workloads.values()}
         self._forget(workloads, now)
@@ -249,12 +244,36 @@ class IdleController:
         result.seconds = (self.clock() - started).total_seconds()
         return result
 
+    def _carry_out_all(self, planned: list[Planned], verdict: blast.Verdict, unwritten: dict[str, str],
+                       decisions: dict[tuple[str, str], list[Decision]], now: dt.datetime,
+                       result: PassResult) -> None:
+        for p in planned:
+            pkey = p.chosen.key
+            why = verdict.deferred.get(p.id) if verdict.deferred else None
+            if why is not None:
+                result.deferred[pkey] += 1
+                if why is blast.Deferral.BREAKER:
+                    result.breaker_policies.add(pkey)
+            if p.stored.key in unwritten:  # its intent is not remembered: it must not act on it
+                self._failed(p.wl, pkey, RuntimeError(f"state not stored: {unwritten[p.stored.key]}"), result)
+                continue
+            try:  # one workload's error (a 404, 409, 422 ...) never stops the others' actions
+                decision = self._carry_out(p, now, result, verdict.paused)
+            except Exception as exc:
+                self._failed(p.wl, pkey, exc, result)
+                continue
+            decisions[pkey].append(decision)
+            if p.chosen.not_suspended_because:
+                result.protected[pkey].append(f"{p.wl.ref}: {p.chosen.not_suspended_because}")
+            result.decisions += 1
+            result.decisions_by_policy[pkey] += 1
+
     def _usage(self, wl: Workload, usages: dict[str, Usage], chosen: Chosen, result: PassResult) -> Usage:
         """The workload's usage on its policy's signal; GPUUtil (noted in the policy status) when a pod's GPUs
         cannot give that signal — for the whole workload, so one threshold never compares two measures."""
         if not wl.pods:
             return Usage.unknown("no running pods")
-        base = [usages.get(p.uid, Usage.unknown("not measured")) for p in wl.pods]
+        base = [usages.get(p.uid) or _NOT_MEASURED for p in wl.pods]
         picked = [select_signal(u, chosen.signal) for u in base]
         if not any(fell_back for _, fell_back in picked):
             return merge_usages([u for u, _ in picked])
@@ -361,26 +380,60 @@ class IdleController:
         return out
 
     def _group(self, pods: list[GpuPod], view: ClusterView) -> dict[tuple[str, str, str, str], Workload]:
-        """Pods → the workloads they belong to (resolution cached per pod: owner chains do not change; one
-        that found an owner missing is not kept)."""
+        """Pods → the workloads they belong to. A pod's resolution is cached as references only (owner chains
+        do not change), one shared copy per workload; the owners' objects are read from the view each pass
+        (their labels and spec may change), once per workload. A resolution that found an owner missing is
+        not kept: the watch may not have delivered it yet."""
         groups: dict[tuple[str, str, str, str], Workload] = {}
-        live = set()
         for pod in pods:
-            live.add(pod.uid)
             cached = self._resolved.get(pod.uid)
-            if cached is None:
+            if cached is not None and cached[0] is not None:
+                wl = groups.get(cached[4])
+                if wl is not None:  # the workload's other pods were seen this pass: nothing to look up
+                    wl.pods.append(pod)
+                    continue
+            owners: tuple[dict[str, Any], ...] | None = None
+            if cached is not None:
+                owners = self._owners(cached[3], view)
+            if cached is None or owners is None:  # not resolved yet, or an owner went: resolve again
                 res = resolve(pod.as_object(), view.lookup, view.owned)
-                cached = (res.workload, res.target, res.suspendable, res.objects)
-                if res.final:  # an owner not found *yet* (the watch has not delivered it) is looked up next pass
+                owners = res.objects[1:]
+                value = (res.workload, res.target, res.suspendable, tuple(WorkloadRef.of(o) for o in owners),
+                         _key(res.workload) if res.workload is not None else ("", "Pod", pod.namespace, pod.name))
+                cached = self._shared.setdefault(value, value)  # one copy per workload, not one per pod
+                if res.final:  # an owner not found *yet* (the watch has not delivered it): next pass
                     self._resolved[pod.uid] = cached
-            ref, target, suspendable, objs = cached
+            ref, target, suspendable, _, key = cached
             if ref is None:  # a bare pod: notify-only, it is its own workload
-                ref, objs = WorkloadRef("v1", "Pod", pod.namespace, pod.name, pod.uid), (pod.as_object(),)
-            wl = groups.setdefault(_key(ref), Workload(ref, target, suspendable, objs))
+                key = ("", "Pod", pod.namespace, pod.name)
+            wl = groups.get(key)
+            if wl is None:
+                objs: tuple[dict[str, Any], ...]
+                if ref is None:
+                    ref, objs = WorkloadRef("v1", "Pod", pod.namespace, pod.name, pod.uid), (pod.as_object(),)
+                else:
+                    objs = (pod.as_object(), *owners)
+                wl = groups[key] = Workload(ref, target, suspendable, objs)
             wl.pods.append(pod)
-        for uid in set(self._resolved) - live:
-            del self._resolved[uid]
+        if len(self._resolved) > len(pods):  # pods went (stale entries are bounded by the unresolved pods)
+            live = {p.uid for p in pods}
+            self._resolved = {uid: v for uid, v in self._resolved.items() if uid in live}
+            kept = set(self._resolved.values())
+            self._shared = {v: v for v in self._shared if v in kept}
         return groups
+
+    def _owners(self, refs: tuple[WorkloadRef, ...], view: ClusterView) -> tuple[dict[str, Any], ...] | None:
+        """The current objects of a cached owner chain; None when one is gone (or was replaced)."""
+        out = []
+        for r in refs:
+            obj = self._owner_objects.get(r)
+            if obj is None:
+                obj = view.lookup(r.api_version, r.kind, r.namespace, r.name)
+                if obj is None or (obj.get("metadata") or {}).get("uid") not in (None, r.uid):
+                    return None
+                self._owner_objects[r] = obj
+            out.append(obj)
+        return tuple(out)
 
     def _read_cluster(self, workloads: dict[tuple[str, str, str, str], Workload], view: ClusterView
                       ) -> tuple[dict[tuple[str, str, str, str], dict[str, Any]], dict[str, dict[str, str]]]:
@@ -419,6 +472,8 @@ class IdleController:
                     workloads[_key(ref)] = Workload(ref, ref, True, (obj,))
         namespaces = view.namespaces()
         self._nodes = view.nodes()
+        if len(self._node_prices) > len(self._nodes) + 1:  # nodes went
+            self._node_prices = {k: v for k, v in self._node_prices.items() if k in self._nodes}
         return objects, namespaces
 
     def _policy_for(self, wl: Workload, obj: dict[str, Any], policies: dict[tuple[str, str], Any],
@@ -434,21 +489,25 @@ class IdleController:
         chosen = choose_policy(candidates, ns)
         if chosen is None:
             return None
-        body, spec = policies[(chosen.namespace, chosen.name)]
-        rules = rules_from_spec(spec, global_dry_run=self.settings.dry_run,
-                                max_sample_age=dt.timedelta(seconds=self.settings.sample_max_age_seconds),
-                                max_gap=self.max_gap)
-        rules = replace(rules, policy=f"{chosen.namespace}/{chosen.name}")
         lose = next(filter(None, (adapters.unsuspendable_reason(o) for o in (obj, *wl.objects))), None)
-        if not wl.suspendable or lose or self._degraded(rules.channels):
-            # Bare pods, data that suspension would delete (or a controller that rejects it), a notice
-            # channel the operator cannot use: warnings only, and those state no suspension time (so
-            # they never count as one).
-            rules = replace(rules, action="NotifyOnly")
-        windows, tz = windows_from_spec(spec)
-        exemptions = body["spec"].get("exemptions", {}).get("selectors") or []
-        return Chosen((chosen.namespace, chosen.name), rules, windows, tz, exemptions, lose,
-                      signal=spec.idle.signal or GPU_UTIL)
+        # Workloads under one policy share its parsed rules: built once per pass, not once per workload.
+        memo = (chosen.namespace, chosen.name, wl.suspendable, lose)
+        if memo not in self._chosen:
+            body, spec = policies[(chosen.namespace, chosen.name)]
+            rules = rules_from_spec(spec, global_dry_run=self.settings.dry_run,
+                                    max_sample_age=dt.timedelta(seconds=self.settings.sample_max_age_seconds),
+                                    max_gap=self.max_gap)
+            rules = replace(rules, policy=f"{chosen.namespace}/{chosen.name}")
+            if not wl.suspendable or lose or self._degraded(rules.channels):
+                # Bare pods, data that suspension would delete (or a controller that rejects it), a notice
+                # channel the operator cannot use: warnings only, and those state no suspension time (so
+                # they never count as one).
+                rules = replace(rules, action="NotifyOnly")
+            windows, tz = windows_from_spec(spec)
+            exemptions = body["spec"].get("exemptions", {}).get("selectors") or []
+            self._chosen[memo] = Chosen((chosen.namespace, chosen.name), rules, windows, tz, exemptions, lose,
+                                        signal=spec.idle.signal or GPU_UTIL)
+        return self._chosen[memo]
 
     def _default_rules(self) -> IdleRules:
         """Rules for a workload no IdlePolicy governs, when a budget or lease asks to suspend it: idle below
@@ -519,8 +578,14 @@ class IdleController:
         return self._nodes.get(name) if name else None
 
     def _price(self, wl: Workload) -> Decimal:
-        """The same price the cost ledger uses: node override, else the GPU model's, else the default."""
-        return gpu_hour_price(self._prices, self._node(wl))
+        """The same price the cost ledger uses: node override, else the GPU model's, else the default (per
+        node, once per pass: the workloads of one node share it)."""
+        name = next((p.node for p in wl.pods if p.node), None)
+        node = self._nodes.get(name) if name else None
+        known = self._node_prices.get(name)
+        if known is None or known[0] is not node:  # the watch replaces a node's projection when it changes
+            known = self._node_prices[name] = (node, gpu_hour_price(self._prices, node))
+        return known[1]
 
     def _gpu_model(self, wl: Workload) -> str | None:
         node = self._node(wl) or {}
@@ -603,7 +668,7 @@ class IdleController:
         state = decision.state  # 1. its intent is in the store already (run_pass)
         if not dry:  # the label (and the mirror) before any adapter call
             self._sync_workload(wl, stored, state, decision.clear_resume_request, result)
-        owner = owner_of(wl.objects, self.settings)
+        owner: Owner | None = None  # who to notify: looked up only when there is a notice
         for note in decision.notes:
             spec = note_event(note)
             self.kube.event(obj, spec.reason, spec.message, type_=spec.type, now=now)
@@ -620,6 +685,7 @@ class IdleController:
                 continue  # it reached no one last time: wait for the backoff before trying again
             if action.resend:
                 NOTICE_RESENDS.labels("failed" if self._backoff.known(retry_key) else "unknown").inc()
+            owner = owner or owner_of(wl.objects, self.settings)
             if self._perform(wl, obj, action, decision, usage, chosen, owner, now, retry_key, stored):  # 2. act
                 state = engine.confirm(state, action, self.clock())  # 3. confirm
                 self._stage(p, state, now)
@@ -793,6 +859,10 @@ def _cause(request: SuspensionRequest | None, warn_policy: str | None) -> str | 
     return None
 
 
+_NOT_MEASURED = Usage.unknown("not measured")
+
+
+@functools.lru_cache(maxsize=1 << 16)  # every pass asks for every workload's key, twice
 def _store_key(ref: WorkloadRef | EntryRef) -> str:
     group = ref.api_version.split("/")[0] if "/" in ref.api_version else ""
     return entry_key(group, ref.kind, ref.namespace or "", ref.name)

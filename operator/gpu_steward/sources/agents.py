@@ -173,10 +173,13 @@ class AgentsSource:
         now = as_utc(now)
         by_url: dict[str, list[PodRef]] = defaultdict(list)
         result: dict[str, Usage] = {}
+        no_agent: dict[str | None, Usage] = {}  # one (immutable) answer per node, not one per pod
         for pod in pods:
             url = self._url_for(pod.node)
             if url is None:
-                result[pod.uid] = Usage.unknown(f"no agent on node {pod.node or '(unscheduled)'}")
+                if pod.node not in no_agent:
+                    no_agent[pod.node] = Usage.unknown(f"no agent on node {pod.node or '(unscheduled)'}")
+                result[pod.uid] = no_agent[pod.node]
             else:
                 by_url[url].append(pod)
         answers = await asyncio.gather(*(self._summary(url) for url in by_url))
@@ -184,8 +187,9 @@ class AgentsSource:
             asked = by_url[answer.url]
             if answer.body is None:
                 log.warning("agent summary unavailable", error=answer.error, pods=len(asked))
+                unavailable = Usage.unknown(answer.error or "agent unavailable")
                 for pod in asked:
-                    result[pod.uid] = Usage.unknown(answer.error or "agent unavailable")
+                    result[pod.uid] = unavailable
                 continue
             result.update(self._usages(answer.body, asked, now))
         return result
