@@ -48,6 +48,9 @@ ALLOWED = [
     ("create", "events", "-n", "team-a"),
     ("create", "resourcequotas", "-n", "team-a"),
     ("patch", "resourcequotas", "-n", "team-a"),
+    # A budget's own quota goes when Kueue comes to admit the namespace (budgets/kueue.py); the power to
+    # patch any quota is no smaller, and the operator deletes only one labelled as its budget's.
+    ("delete", "resourcequotas", "-n", "team-a"),
     ("get", "replicasets.apps", "-n", "team-a"),
     ("patch", "jobs.batch", "-n", "team-a"),
     ("patch", "deployments.apps", "-n", "team-a"),
@@ -74,7 +77,6 @@ DENIED = [
     ("create", "pods", "-n", "team-a"),
     ("delete", "pods", "-n", "team-a"),
     ("delete", "jobs.batch", "-n", "team-a"),
-    ("delete", "resourcequotas", "-n", "team-a"),
     ("patch", "nodes"),
     ("patch", "replicasets.apps", "-n", "team-a"),
     ("delete", "idlepolicies.gpusteward.dev", "-n", "team-a"),
