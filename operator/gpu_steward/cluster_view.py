@@ -14,7 +14,9 @@ from typing import Any, Protocol
 
 from gpu_steward.kube import JSON, Kube
 from gpu_steward.kube_watch import Watches
+from gpu_steward.workloads.actions import KubeLookup
 from gpu_steward.workloads.adapters import DECISION_SPEC_PARTS
+from gpu_steward.workloads.resolve import owned_by
 
 # Spec sections that hold pod templates or replica specs: never read by a decision, most of an object's size.
 _BULK = re.compile(r"template|spec|replicatedjobs|podsets|containers|volumes", re.IGNORECASE)
@@ -93,10 +95,6 @@ def _selected(obj: JSON, label_selector: str | None) -> bool:
     return all(labels.get(k) == v for k, _, v in (part.partition("=") for part in label_selector.split(",")))
 
 
-def _owned_by(obj: JSON, uid: str) -> bool:
-    return any(r.get("uid") == uid for r in (obj.get("metadata") or {}).get("ownerReferences") or [])
-
-
 class WatchView:
     """Reads from the watches (no API read once a kind is listed); a kind asked for the first time is
     listed then, and waited for up to ``first_list_timeout`` seconds."""
@@ -119,7 +117,7 @@ class WatchView:
 
     def owned(self, api_version: str, kind: str, namespace: str | None, owner_uid: str) -> list[JSON]:
         return [o for o in self._cache(api_version, kind).items()
-                if (o.get("metadata") or {}).get("namespace") == namespace and _owned_by(o, owner_uid)]
+                if (o.get("metadata") or {}).get("namespace") == namespace and owned_by(o, owner_uid)]
 
     def namespaces(self) -> dict[str, dict[str, str]]:
         return {n["name"]: n["labels"] for n in self._cache("v1", "Namespace").items()}
@@ -133,23 +131,11 @@ class ListView:
 
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
-        self._gets: dict[tuple[str, str, str | None, str], JSON | None] = {}
-        self._lists: dict[tuple[str, str, str | None], list[JSON]] = {}
+        reads = KubeLookup(kube)  # resolve's GETs and LISTs, cached for the life of the view
+        self.lookup, self.owned = reads.__call__, reads.owned
 
     def objects(self, api_version: str, kind: str, label_selector: str | None = None) -> list[JSON]:
         return self.kube.list_optional(api_version, kind, None, label_selector=label_selector)
-
-    def lookup(self, api_version: str, kind: str, namespace: str | None, name: str) -> JSON | None:
-        key = (api_version, kind, namespace, name)
-        if key not in self._gets:
-            self._gets[key] = self.kube.get_optional(api_version, kind, name, namespace)
-        return self._gets[key]
-
-    def owned(self, api_version: str, kind: str, namespace: str | None, owner_uid: str) -> list[JSON]:
-        key = (api_version, kind, namespace)
-        if key not in self._lists:
-            self._lists[key] = self.kube.list_optional(api_version, kind, namespace)
-        return [o for o in self._lists[key] if _owned_by(o, owner_uid)]
 
     def namespaces(self) -> dict[str, dict[str, str]]:
         return {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in self.kube.list("v1", "Namespace")}

@@ -20,7 +20,7 @@ import structlog
 from gpu_steward.kube import Kube
 from gpu_steward.workloads import adapters
 from gpu_steward.workloads.model import JSON, KUEUE_GROUP, SUSPENDED_STATE_ANNOTATION, WorkloadRef
-from gpu_steward.workloads.resolve import find_kueue_workload, kueue_queue
+from gpu_steward.workloads.resolve import find_kueue_workload, kueue_queue, owned_by
 
 log = structlog.get_logger(__name__)
 
@@ -67,8 +67,7 @@ class KubeLookup:
         key = (api_version, kind, namespace)
         if key not in self._lists:
             self._lists[key] = self.kube.list_optional(api_version, kind, namespace)
-        return [o for o in self._lists[key]
-                if any(r.get("uid") == owner_uid for r in o.get("metadata", {}).get("ownerReferences") or [])]
+        return [o for o in self._lists[key] if owned_by(o, owner_uid)]
 
 
 def target_of(kube: Kube, workload: JSON) -> JSON | None:

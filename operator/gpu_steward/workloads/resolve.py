@@ -151,16 +151,17 @@ def find_kueue_workload(workload: JSON, lookup: Lookup, owned: Owned | None, pod
     for api_version in KUEUE_WORKLOAD_VERSIONS:
         if name:
             wl = lookup(api_version, "Workload", namespace, name)
-            if wl is not None and _owned_by(wl, uid):
+            if wl is not None and owned_by(wl, uid):
                 return wl
         if owned is not None and uid:
-            found = [wl for wl in owned(api_version, "Workload", namespace, uid) if _owned_by(wl, uid)]
+            found = [wl for wl in owned(api_version, "Workload", namespace, uid) if owned_by(wl, uid)]
             if found:
                 return sorted(found, key=lambda w: w["metadata"]["name"])[0]
     return None
 
 
-def _owned_by(obj: JSON, uid: str | None) -> bool:
+def owned_by(obj: JSON, uid: str | None) -> bool:
+    """Whether ``obj`` names ``uid`` among its owner references."""
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
     return uid is not None and any(r.get("uid") == uid for r in refs)
 
