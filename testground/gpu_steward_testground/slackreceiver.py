@@ -313,18 +313,22 @@ def _make_handler(state: _State) -> type[BaseHTTPRequestHandler]:
                 return None, "no_text"
             return blocks, None
 
+        def _target(self, p: dict[str, Any]) -> tuple[str, Any, str | None]:
+            """The channel a chat.* call names, resolved, and its blocks; or Slack's error for the first
+            thing wrong (channel, then blocks), as the Web API checks them."""
+            resolved = self._resolve_channel(str(p["channel"])) if p.get("channel") else None
+            if resolved is None:
+                return "", None, "channel_not_found"
+            blocks, error = self._blocks(p)
+            return resolved, blocks, error or None
+
         def _find(self, channel: str, ts: str) -> Received | None:
             return next((m for m in state.messages
                          if m.kind == "chat.postMessage" and m.channel == channel and m.ts == ts), None)
 
         def _post_message(self, p: dict[str, Any]) -> None:
             channel = p.get("channel")
-            if not channel:
-                return self._json({"ok": False, "error": "channel_not_found"})
-            resolved = self._resolve_channel(str(channel))
-            if resolved is None:
-                return self._json({"ok": False, "error": "channel_not_found"})
-            blocks, error = self._blocks(p)
+            resolved, blocks, error = self._target(p)
             if error:
                 return self._json({"ok": False, "error": error})
             thread_ts = str(p["thread_ts"]) if p.get("thread_ts") else None
@@ -346,14 +350,9 @@ def _make_handler(state: _State) -> type[BaseHTTPRequestHandler]:
 
         def _update(self, p: dict[str, Any]) -> None:
             channel, ts = p.get("channel"), p.get("ts")
-            if not channel:
-                return self._json({"ok": False, "error": "channel_not_found"})
-            if not ts:
+            if channel and not ts:
                 return self._json({"ok": False, "error": "message_not_found"})
-            resolved = self._resolve_channel(str(channel))
-            if resolved is None:
-                return self._json({"ok": False, "error": "channel_not_found"})
-            blocks, error = self._blocks(p)
+            resolved, blocks, error = self._target(p)
             if error:
                 return self._json({"ok": False, "error": error})
             with state.lock:
