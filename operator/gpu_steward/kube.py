@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from kubernetes import client, config
@@ -168,25 +168,22 @@ class Kube:
         return out.to_dict()  # type: ignore[no-any-return]
 
     def create(self, body: JSON, *, dry_run: bool) -> JSON | None:
-        meta = body["metadata"]
-        if dry_run:
-            log.info("dry-run: would create", kind=body["kind"], name=meta.get("name"),
-                     namespace=meta.get("namespace"))
-            return None
-        self.writes.add("create")
-        out = self._resource(body["apiVersion"], body["kind"]).create(body=body, namespace=meta.get("namespace"))
-        return out.to_dict()  # type: ignore[no-any-return]
+        return self._write_whole("create", body, dry_run=dry_run)
 
     def replace(self, body: JSON, *, dry_run: bool) -> JSON | None:
         """PUT the whole object; its ``metadata.resourceVersion`` makes it conditional (409 if stale).
         The leader election's Lease writes use it (RBAC verb ``update``), as client-go's do."""
+        return self._write_whole("replace", body, dry_run=dry_run)
+
+    def _write_whole(self, verb: Literal["create", "replace"], body: JSON, *, dry_run: bool) -> JSON | None:
         meta = body["metadata"]
         if dry_run:
-            log.info("dry-run: would replace", kind=body["kind"], name=meta.get("name"),
+            log.info(f"dry-run: would {verb}", kind=body["kind"], name=meta.get("name"),
                      namespace=meta.get("namespace"))
             return None
-        self.writes.add("update")
-        out = self._resource(body["apiVersion"], body["kind"]).replace(body=body, namespace=meta.get("namespace"))
+        self.writes.add("create" if verb == "create" else "update")  # counted by RBAC verb
+        resource = self._resource(body["apiVersion"], body["kind"])
+        out = getattr(resource, verb)(body=body, namespace=meta.get("namespace"))
         return out.to_dict()  # type: ignore[no-any-return]
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None, *, dry_run: bool) -> None:
