@@ -1,6 +1,7 @@
 """Run the agent against the real NVML of this machine (a GPU node) and print what it serves and what it costs.
 
     python bench/real_nvml.py [--rounds 20] [--interval 1] [--library /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1]
+                              [--busy-after K]
 
 Needs the NVIDIA driver (libnvidia-ml.so.1) and the agent's dependencies (pip install -e . or the agent
 image); no Kubernetes: without a kubelet socket pods are attributed through /proc cgroups, or not at all.
@@ -10,6 +11,9 @@ It samples `--rounds` rounds at `--interval`, then prints
   3. every dcgm-exporter default-counters field: seen on /metrics, or absent (with the NVML reason the agent
      logged: NOT_SUPPORTED on this GPU, no GPM before Hopper, ...),
   4. the sampling cost: CPU ms per round (all threads), wall ms per round, RSS.
+With --busy-after K, rounds K.. run while bench/gpu_load.py keeps GPU 0 busy (CUDA driver API, no toolkit): every
+round prints GPU 0's utilization, memory, processes and GPM SM activity, and the end says whether the agent saw the
+idle GPU as idle and the busy one as busy, with the load's own pid among the GPU's processes.
 Everything is read-only on the GPU (NVML queries, GPM samples, an XID event registration).
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import subprocess
 import sys
 import threading
 import time
@@ -38,6 +43,7 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=1.0)
     ap.add_argument("--library", default=None, help="NVML library path (default: pynvml's search)")
     ap.add_argument("--socket", default="/var/lib/kubelet/pod-resources/kubelet.sock")
+    ap.add_argument("--busy-after", type=int, default=None, help="start a GPU load on GPU 0 after this many rounds")
     args = ap.parse_args()
 
     from structlog.testing import capture_logs
@@ -58,16 +64,26 @@ def main() -> int:
     url = f"http://127.0.0.1:{server.server_address[1]}"
 
     durations: list[float] = []
+    trace: list[dict] = []
+    load: subprocess.Popen[str] | None = None
+    load_pid = None
     cpu0, wall0 = time.process_time(), time.perf_counter()
     with capture_logs() as logs:
         for i in range(args.rounds):
+            if args.busy_after is not None and i == args.busy_after:
+                load, load_pid = start_load(args.interval * (args.rounds - i + 2))
             started = time.perf_counter()
             agent.sample_once()
             durations.append(time.perf_counter() - started)
+            trace.append(gpu0_line(agent, i, busy=load is not None))
+            print(json.dumps(trace[-1]), flush=True)
             if i + 1 < args.rounds:
                 time.sleep(max(0.0, args.interval - durations[-1]))
     cpu = time.process_time() - cpu0
     wall = time.perf_counter() - wall0
+    if load is not None:
+        load.wait(timeout=60)
+        print("load: " + (load.stdout.read() if load.stdout else "").strip().replace("\n", " "))
     if not agent.ready():
         print("NVML did not answer: " + json.dumps([e for e in logs if "nvml" in e["event"]], default=str))
         return 1
@@ -112,7 +128,56 @@ def main() -> int:
     }, indent=2))
     server.shutdown()
     agent.close()
+    if args.busy_after is not None:
+        return verdict(trace, load_pid)
     return 0
+
+
+def start_load(seconds: float) -> tuple[subprocess.Popen[str], int | None]:
+    """Start bench/gpu_load.py on GPU 0 and wait for its first line (the CUDA context exists then)."""
+    load = subprocess.Popen([sys.executable, str(Path(__file__).with_name("gpu_load.py")), "--seconds",
+                             str(seconds)], stdout=subprocess.PIPE, text=True)
+    first = load.stdout.readline() if load.stdout else ""
+    print("load: " + first.strip(), flush=True)
+    try:
+        return load, int(json.loads(first)["pid"])
+    except (ValueError, KeyError):
+        return load, None
+
+
+def gpu0_line(agent, round_no: int, busy: bool) -> dict:
+    """What the agent read from GPU 0 this round, in the figures its idle decisions use."""
+    reading = agent.latest
+    gpu = next((g for g in reading.gpus if g.index == 0), None) if reading is not None else None
+    if gpu is None:
+        return {"round": round_no, "busy": busy, "gpu0": None}
+    prof = gpu.prof or {}
+    return {"round": round_no, "busy": busy, "ok": gpu.ok, "util": gpu.util, "memUtil": gpu.mem_util,
+            "memUsedMiB": None if gpu.mem_used is None else gpu.mem_used >> 20,
+            "smActive": prof.get("DCGM_FI_PROF_SM_ACTIVE"),
+            "processes": [(p.pid, None if p.used_memory is None else p.used_memory >> 20, p.sm_util)
+                          for p in gpu.processes]}
+
+
+def verdict(trace: list[dict], load_pid: int | None) -> int:
+    """Idle rounds read ~0 and busy rounds read busy, with the load's process on the GPU: else exit 1."""
+    idle = [t for t in trace if not t["busy"] and t.get("util") is not None]
+    # the first busy round can straddle the load's start; judge the ones after it
+    busy = [t for t in trace if t["busy"] and t.get("util") is not None][1:]
+    checks = {
+        "idleRoundsRead": len(idle),
+        "idleUtilMax": max((t["util"] for t in idle), default=None),
+        "busyRoundsRead": len(busy),
+        "busyUtilMin": min((t["util"] for t in busy), default=None),
+        "busySmActiveMin": min((t["smActive"] for t in busy if t["smActive"] is not None), default=None),
+        "loadPidSeenInRounds": sum(1 for t in busy if any(p[0] == load_pid for p in t["processes"])),
+    }
+    ok = (bool(idle) and bool(busy) and checks["idleUtilMax"] <= 5 and checks["busyUtilMin"] >= 50
+          and checks["loadPidSeenInRounds"] == len(busy))
+    checks["verdict"] = "idle read as idle, busy as busy, load attributed" if ok else "MISMATCH"
+    print("==== idle vs busy ====")
+    print(json.dumps(checks, indent=2))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
