@@ -67,8 +67,9 @@ def main() -> int:
 
     out = ctypes.c_uint64(buf.value)
     n = ctypes.c_uint64(20_000_000)  # a few ms per launch on one thread: short enough to stop on time
-    params = (ctypes.c_void_p * 2)(ctypes.cast(ctypes.byref(out), ctypes.c_void_p),
-                                   ctypes.cast(ctypes.byref(n), ctypes.c_void_p))
+    params = (ctypes.c_void_p * 2)(
+        ctypes.cast(ctypes.byref(out), ctypes.c_void_p), ctypes.cast(ctypes.byref(n), ctypes.c_void_p)
+    )
     print(json.dumps({"load": "started", "pid": os.getpid(), "device": args.device, "mib": args.mib}), flush=True)
     launches = 0
     end = time.monotonic() + args.seconds

@@ -54,9 +54,15 @@ def main() -> int:
     from gpu_steward_agent.metrics import AgentMetrics
     from gpu_steward_agent.server import AgentHTTPServer
 
-    config = AgentConfig(node_name="real-nvml-check", port=0, bind="127.0.0.1", interval_seconds=args.interval,
-                         window_seconds=max(60.0, args.rounds * args.interval), pod_resources_socket=args.socket,
-                         nvml_library_path=args.library)
+    config = AgentConfig(
+        node_name="real-nvml-check",
+        port=0,
+        bind="127.0.0.1",
+        interval_seconds=args.interval,
+        window_seconds=max(60.0, args.rounds * args.interval),
+        pod_resources_socket=args.socket,
+        nvml_library_path=args.library,
+    )
     agent = Agent(config)
     metrics = AgentMetrics(agent)
     server = AgentHTTPServer(("127.0.0.1", 0), agent, metrics)
@@ -98,8 +104,17 @@ def main() -> int:
     print(json.dumps(summary, indent=2))
 
     print("==== dcgm-exporter default-counters fields ====")
-    unsupported = [e for e in logs if e["event"] in ("nvml_field_not_supported", "nvml_gpm_not_supported",
-                                                      "nvml_memory_v2_not_supported", "nvml_events_unavailable")]
+    unsupported = [
+        e
+        for e in logs
+        if e["event"]
+        in (
+            "nvml_field_not_supported",
+            "nvml_gpm_not_supported",
+            "nvml_memory_v2_not_supported",
+            "nvml_events_unavailable",
+        )
+    ]
     for f in DEFAULT_COUNTERS + EXTRA_PROFILING:
         if f.type == "label":
             seen = f'{f.name}="' in text
@@ -117,15 +132,21 @@ def main() -> int:
     print("==== sampling cost ====")
     gpus = len(summary.get("gpus", []))
     steady = sorted(durations[1:] or durations)
-    print(json.dumps({
-        "gpus": gpus, "rounds": args.rounds,
-        "cpuMsPerRound": round(1000 * cpu / args.rounds, 3),
-        "cpuPercentOfOneCore": round(100 * cpu / wall, 3),
-        "wallMsPerRoundMedian": round(1000 * steady[len(steady) // 2], 3),
-        "wallMsPerRoundMax": round(1000 * max(steady), 3),
-        "firstRoundMs": round(1000 * durations[0], 3),
-        "rssMB": round(rss_mb(), 1),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "gpus": gpus,
+                "rounds": args.rounds,
+                "cpuMsPerRound": round(1000 * cpu / args.rounds, 3),
+                "cpuPercentOfOneCore": round(100 * cpu / wall, 3),
+                "wallMsPerRoundMedian": round(1000 * steady[len(steady) // 2], 3),
+                "wallMsPerRoundMax": round(1000 * max(steady), 3),
+                "firstRoundMs": round(1000 * durations[0], 3),
+                "rssMB": round(rss_mb(), 1),
+            },
+            indent=2,
+        )
+    )
     server.shutdown()
     agent.close()
     if args.busy_after is not None:
@@ -135,8 +156,11 @@ def main() -> int:
 
 def start_load(seconds: float) -> tuple[subprocess.Popen[str], int | None]:
     """Start bench/gpu_load.py on GPU 0 and wait for its first line (the CUDA context exists then)."""
-    load = subprocess.Popen([sys.executable, str(Path(__file__).with_name("gpu_load.py")), "--seconds",
-                             str(seconds)], stdout=subprocess.PIPE, text=True)
+    load = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("gpu_load.py")), "--seconds", str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     first = load.stdout.readline() if load.stdout else ""
     print("load: " + first.strip(), flush=True)
     try:
@@ -152,11 +176,18 @@ def gpu0_line(agent, round_no: int, busy: bool) -> dict:
     if gpu is None:
         return {"round": round_no, "busy": busy, "gpu0": None}
     prof = gpu.prof or {}
-    return {"round": round_no, "busy": busy, "ok": gpu.ok, "util": gpu.util, "memUtil": gpu.mem_util,
-            "memUsedMiB": None if gpu.mem_used is None else gpu.mem_used >> 20,
-            "smActive": prof.get("DCGM_FI_PROF_SM_ACTIVE"),
-            "processes": [(p.pid, None if p.used_memory is None else p.used_memory >> 20, p.sm_util)
-                          for p in gpu.processes]}
+    return {
+        "round": round_no,
+        "busy": busy,
+        "ok": gpu.ok,
+        "util": gpu.util,
+        "memUtil": gpu.mem_util,
+        "memUsedMiB": None if gpu.mem_used is None else gpu.mem_used >> 20,
+        "smActive": prof.get("DCGM_FI_PROF_SM_ACTIVE"),
+        "processes": [
+            (p.pid, None if p.used_memory is None else p.used_memory >> 20, p.sm_util) for p in gpu.processes
+        ],
+    }
 
 
 def verdict(trace: list[dict], load_pid: int | None) -> int:
@@ -172,8 +203,13 @@ def verdict(trace: list[dict], load_pid: int | None) -> int:
         "busySmActiveMin": min((t["smActive"] for t in busy if t["smActive"] is not None), default=None),
         "loadPidSeenInRounds": sum(1 for t in busy if any(p[0] == load_pid for p in t["processes"])),
     }
-    ok = (bool(idle) and bool(busy) and checks["idleUtilMax"] <= 5 and checks["busyUtilMin"] >= 50
-          and checks["loadPidSeenInRounds"] == len(busy))
+    ok = (
+        bool(idle)
+        and bool(busy)
+        and checks["idleUtilMax"] <= 5
+        and checks["busyUtilMin"] >= 50
+        and checks["loadPidSeenInRounds"] == len(busy)
+    )
     checks["verdict"] = "idle read as idle, busy as busy, load attributed" if ok else "MISMATCH"
     print("==== idle vs busy ====")
     print(json.dumps(checks, indent=2))
