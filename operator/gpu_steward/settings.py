@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gpu_steward.policy.leadership import Timing
+from gpu_steward.policy.shards import Shard
 
 
 class Settings(BaseSettings):
@@ -181,11 +182,22 @@ class Settings(BaseSettings):
     webhook_manage_configuration: bool = True
     webhook_configuration_name: str = "gpusteward.dev"
 
+    # Sharded mode (docs/scale.md, gpu_steward.policy.shards): this process is shard shard_index of
+    # shard_count and acts only in the namespaces that hash to it. Its Lease, idle store, blast-radius record
+    # and cost history get a "-shard-<index>" suffix; the cluster-wide caps and write rate are split. 1: one
+    # operator acts everywhere (the default).
+    shard_count: int = Field(1, ge=1, le=64)
+    shard_index: int = Field(0, ge=0, le=63)
+
     @model_validator(mode="after")
     def _election_margins(self) -> Settings:
         if self.leader_election_lease_name:
             self.leader_election_timing()  # raises when the margins are wrong
+        self.shard()  # raises when the index is not below the count
         return self
+
+    def shard(self) -> Shard:
+        return Shard(self.shard_index, self.shard_count)
 
     def leader_election_timing(self) -> Timing:
         return Timing(lease_duration=self.leader_election_lease_duration_seconds,
