@@ -10,6 +10,7 @@ small spec sections (``suspend``, ``replicas``, ``runPolicy``, ``active``, the P
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from gpu_steward.kube import JSON, Kube
@@ -95,16 +96,28 @@ def _selected(obj: JSON, label_selector: str | None) -> bool:
     return all(labels.get(k) == v for k, _, v in (part.partition("=") for part in label_selector.split(",")))
 
 
+def _owned(owns: Callable[[str], bool]) -> Callable[[JSON], JSON | None]:
+    """``project_workload`` for the namespaces ``owns`` accepts; None (not kept) for the others. Cluster-scoped
+    objects are every shard's."""
+    def project(obj: JSON) -> JSON | None:
+        namespace = (obj.get("metadata") or {}).get("namespace")
+        return project_workload(obj) if not namespace or owns(namespace) else None
+    return project
+
+
 class WatchView:
     """Reads from the watches (no API read once a kind is listed); a kind asked for the first time is
     listed then, and waited for up to ``first_list_timeout`` seconds."""
 
-    def __init__(self, watches: Watches, first_list_timeout: float = 30.0) -> None:
+    def __init__(self, watches: Watches, first_list_timeout: float = 30.0,
+                 owns: Callable[[str], bool] | None = None) -> None:
         self.watches, self.timeout = watches, first_list_timeout
+        # Sharded mode: workloads of the namespaces this shard owns only (nodes and namespaces: all of them).
+        self._workload = project_workload if owns is None else _owned(owns)
 
     def _cache(self, api_version: str, kind: str) -> Any:
-        project = {"Node": project_node, "Namespace": project_namespace}.get(kind, project_workload) \
-            if api_version == "v1" else project_workload
+        project = {"Node": project_node, "Namespace": project_namespace}.get(kind, self._workload) \
+            if api_version == "v1" else self._workload
         cache = self.watches.cache(api_version, kind, project)
         cache.wait(self.timeout)
         return cache

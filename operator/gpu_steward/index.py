@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -175,8 +175,9 @@ class PodBodies:
 class Registry:
     """Thread-safe: the watch writes, the evaluation passes take snapshots."""
 
-    def __init__(self) -> None:
+    def __init__(self, owns: Callable[[str], bool] | None = None) -> None:
         self._lock = threading.Lock()
+        self._owns = owns  # sharded mode: keep only the pods of the namespaces this shard owns
         self._pods: dict[str, GpuPod] = {}
         self._policies: dict[tuple[str, str], dict[str, Any]] = {}
         self.pods_synced = threading.Event()  # set once the pod watch has listed every pod
@@ -185,7 +186,8 @@ class Registry:
         uid = (body.get("metadata") or {}).get("uid")
         if not uid:
             return
-        entry = None if event_type == "DELETED" else gpu_pod_entry(body)
+        drop = event_type == "DELETED" or (self._owns is not None and not self._owns(body["metadata"].get("namespace")))
+        entry = None if drop else gpu_pod_entry(body)
         with self._lock:
             if entry is None:
                 self._pods.pop(uid, None)

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from gpu_steward.budgets.costs import CostLedger, UtilizationLookup
-from gpu_steward.budgets.history import CostHistory
+from gpu_steward.budgets.history import PREFIX, CostHistory
 from gpu_steward.budgets.notifier import EventNotifier, FanOut, Notifier, SlackBridge
 from gpu_steward.budgets.requests import RequestBook
 from gpu_steward.budgets.writes import WriteBudget
@@ -65,8 +65,15 @@ def build_runtime(settings: Settings | None = None, kubeconfig: str | None = Non
     notifier = FanOut([EventNotifier(kube), SlackBridge(kube, settings)])
     return Runtime(settings, kube, notifier, CostLedger(settings.cost_idle_util_percent),
                    source=make_source(kube, settings),
-                   history=CostHistory(kube, settings.platform_namespace, dry_run=settings.dry_run,
-                                       seen_flush=dt.timedelta(seconds=settings.cost_annotation_min_interval_seconds)))
+                   history=cost_history(kube, settings))
+
+
+def cost_history(kube: Kube, settings: Settings) -> CostHistory:
+    """The leader's cost history; in sharded mode this shard's part of it (``policy.shards``)."""
+    shard = settings.shard()
+    return CostHistory(kube, settings.platform_namespace, dry_run=settings.dry_run,
+                       seen_flush=dt.timedelta(seconds=settings.cost_annotation_min_interval_seconds),
+                       prefix=shard.name(PREFIX), owns=shard.owns if shard.sharded else None)
 
 
 def get_runtime() -> Runtime:

@@ -194,6 +194,11 @@ class Settings(BaseSettings):
         if self.leader_election_lease_name:
             self.leader_election_timing()  # raises when the margins are wrong
         self.shard()  # raises when the index is not below the count
+        for name in ("suspensions_per_pass", "suspensions_per_hour"):
+            cap = getattr(self, name)
+            if 0 < cap < self.shard_count:  # each shard gets cap // shard_count: some would get none at all
+                raise ValueError(f"{name} ({cap}) must be 0 or at least shard_count ({self.shard_count}): the "
+                                 "shards split it, and a shard with a share of 0 could never suspend")
         return self
 
     def shard(self) -> Shard:

@@ -450,3 +450,38 @@ def test_a_simulated_month_counter_delta_equals_report_and_budget_spend_across_a
     focus = w.export(["--from", c.format_time(start), "--to", c.format_time(end)], now)
     assert c.fmt_decimal(c.q_money(sum(Decimal(r["EffectiveCost"]) for r in focus))) == rows[0]["cost"]
     assert {r["x_Workload"] for r in focus if r["x_WorkloadKind"] == "Job"} >= {"job-1", "job-17"}
+
+
+def test_sharded_histories_write_their_own_configmaps_and_a_namespace_keeps_its_spend_when_shards_change():
+    from gpu_steward.policy.shards import Shard
+
+    kube = FakeKube()
+    kube.put(node("a100"))
+    shards = [Shard(i, 2) for i in (0, 1)]  # team-a -> shard 0, team-c -> shard 1
+    histories = [store.CostHistory(kube, "gpu-steward", seen_flush=dt.timedelta(0), prefix=s.name(store.PREFIX),
+                                   owns=s.owns) for s in shards]
+    ledgers = [CostLedger(), CostLedger()]
+    for ns in ("team-a", "team-c"):
+        kube.put(pod(ns, f"train-{ns}", {"nvidia.com/gpu": "1"}, "a100", T0))
+    for now in (T0 + dt.timedelta(hours=1), T0 + dt.timedelta(hours=3)):  # past midnight: 22:00-24:00 settles
+        for s, hist, ledger in zip(shards, histories, ledgers, strict=True):
+            pods = [o for (k, ns, _), o in kube.objs.items() if k == "Pod" and s.owns(ns)]
+            reconcile_pod_costs(kube, SETTINGS, now, ledger, pods=copy.deepcopy(pods), history=hist)
+    # (the cost configuration, gpu-steward-cost-config, is one object: every shard publishes the same one)
+    names = sorted(n for (k, _, n) in kube.objs if k == "ConfigMap" and n != "gpu-steward-cost-config")
+    assert names and all(n.startswith(("gpusteward-cost-shard-0-", "gpusteward-cost-shard-1-")) for n in names)
+    assert any("shard-0-2026" in n for n in names) and any("shard-1-2026" in n for n in names)
+    day = (T0, T0 + dt.timedelta(days=1))
+    # each shard counts its own namespace's spend ...
+    for s, ns in zip(shards, ("team-a", "team-c"), strict=True):
+        fresh = store.CostHistory(kube, "gpu-steward", prefix=s.name(store.PREFIX), owns=s.owns)
+        fresh.load()
+        assert sum(fresh.period_costs(ns, day).values()) == 7  # 22:00-24:00 at 3.50 an hour (A100)
+        other = "team-c" if ns == "team-a" else "team-a"
+        assert fresh.period_costs(other, day) == {} and all(c.terms["namespace"] == ns for c in fresh.cursors.values())
+    # ... and back to one operator, nothing is lost: every shard's records count
+    single = store.CostHistory(kube, "gpu-steward")
+    single.load()
+    assert sum(single.period_costs("team-a", day).values()) + sum(single.period_costs("team-c", day).values()) \
+        == 14
+    assert len(single.cursors) == 2

@@ -233,7 +233,7 @@ def settle_pass(kube: Kube, settings: Settings, history: CostHistory, pods: Iter
 
 def write_budget(settings: Settings) -> WriteBudget:
     """The cluster-wide cost-annotation write budget (keep one across passes)."""
-    rate = settings.cost_annotation_writes_per_second
+    rate = settings.shard().share_rate(settings.cost_annotation_writes_per_second)  # the shards share the rate
     return WriteBudget(rate, burst=max(1.0, rate * settings.evaluation_interval_seconds))
 
 

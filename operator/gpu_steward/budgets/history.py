@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -45,13 +46,19 @@ SHARD_BYTES = 900_000  # a ConfigMap holds at most 1 MiB
 CURSOR_SHARDS = 32
 
 
-def day_shard_name(day: str, n: int) -> str:
-    return f"{PREFIX}-{day}-{n:03d}"
+def day_shard_name(day: str, n: int, prefix: str = PREFIX) -> str:
+    return f"{prefix}-{day}-{n:03d}"
 
 
-def cursor_shard_name(uid: str, shards: int = CURSOR_SHARDS) -> str:
+def cursor_shard_name(uid: str, shards: int = CURSOR_SHARDS, prefix: str = PREFIX) -> str:
     n = int(hashlib.sha256(uid.encode()).hexdigest()[:8], 16) % shards
-    return f"{PREFIX}-cursors-{n:02d}"
+    return f"{prefix}-cursors-{n:02d}"
+
+
+def _ours(prefix: str) -> re.Pattern[str]:
+    """The names of the ConfigMaps written under ``prefix``: its day shards and its cursor shards, not another
+    operator shard's (``gpusteward-cost-shard-1-…`` also starts with ``gpusteward-cost-``)."""
+    return re.compile(rf"{re.escape(prefix)}-(\d{{8}}-\d{{3}}|cursors-\d{{2}})")
 
 
 def _size(data: Mapping[str, str]) -> int:
@@ -154,6 +161,10 @@ class CostHistory:
     kube: Kube
     namespace: str
     dry_run: bool = False
+    # Sharded mode (policy.shards): this shard writes ConfigMaps under its own prefix and counts the records
+    # and cursors of the namespaces it owns, wherever they were written (a namespace that moved keeps its spend).
+    prefix: str = PREFIX
+    owns: Callable[[str], bool] | None = None
     shard_bytes: int = SHARD_BYTES
     seen_flush: dt.timedelta = dt.timedelta(minutes=5)
     loaded: bool = False
@@ -168,18 +179,23 @@ class CostHistory:
 
     # ---- reading ---------------------------------------------------------------------------------
     def load(self) -> None:
+        ours, owns = _ours(self.prefix), self.owns or (lambda _ns: True)
         cms = self.kube.list("v1", "ConfigMap", self.namespace, label_selector=f"{STORE_LABEL}={RECORDS}")
         for cm in sorted(cms, key=lambda x: x["metadata"]["name"]):
             meta = cm["metadata"]
+            if not ours.fullmatch(meta["name"]):
+                continue  # another shard's: read, never appended to
             day = (meta.get("labels") or {}).get(DAY_LABEL, "")
             self._day_shards[day].append((meta["name"], _Shard(meta.get("resourceVersion"),
                                                                _size(cm.get("data") or {}))))
         for rec in decode_records(cms):
-            self._count(rec)
+            if owns(rec.t("namespace")):
+                self._count(rec)
         ccms = self.kube.list("v1", "ConfigMap", self.namespace, label_selector=f"{STORE_LABEL}={CURSORS}")
         for cm in ccms:
-            self._cursor_rv[cm["metadata"]["name"]] = cm["metadata"].get("resourceVersion")
-        self.cursors = decode_cursors(ccms)
+            if ours.fullmatch(cm["metadata"]["name"]):
+                self._cursor_rv[cm["metadata"]["name"]] = cm["metadata"].get("resourceVersion")
+        self.cursors = {uid: cur for uid, cur in decode_cursors(ccms).items() if owns(cur.terms.get("namespace", ""))}
         self._persisted = dict(self.cursors)
         self.loaded = True
 
@@ -219,7 +235,8 @@ class CostHistory:
                     batch[k] = text
                     size += len(k) + len(text)
                 if not batch:  # the open shard is full: start the next one
-                    self._day_shards[day].append((day_shard_name(day, len(self._day_shards[day])), _Shard(None, 0)))
+                    self._day_shards[day].append((day_shard_name(day, len(self._day_shards[day]), self.prefix),
+                                                  _Shard(None, 0)))
                     continue
                 if not self._write_day(day, name, shard, batch):
                     return written  # conflict: the rest waits for the next pass (same keys)
@@ -230,7 +247,7 @@ class CostHistory:
 
     def _open_shard(self, day: str) -> tuple[str, _Shard]:
         if not self._day_shards[day]:
-            self._day_shards[day].append((day_shard_name(day, 0), _Shard(None, 0)))
+            self._day_shards[day].append((day_shard_name(day, 0, self.prefix), _Shard(None, 0)))
         return self._day_shards[day][-1]
 
     def _write_day(self, day: str, name: str, shard: _Shard, batch: dict[str, str]) -> bool:
@@ -271,10 +288,10 @@ class CostHistory:
                                            util_hours=cur.util_hours, util_sum=cur.util_sum) == cur \
                     and cur.seen_until - old.seen_until < self.seen_flush:
                 continue
-            changes[cursor_shard_name(uid)][uid] = cur.to_json()
+            changes[cursor_shard_name(uid, prefix=self.prefix)][uid] = cur.to_json()
         for uid in self._persisted:
             if uid not in self.cursors:
-                changes[cursor_shard_name(uid)][uid] = None
+                changes[cursor_shard_name(uid, prefix=self.prefix)][uid] = None
         written = 0
         for name, data in sorted(changes.items()):
             ok = True if self.dry_run else self._write_cursors(name, data)

@@ -33,15 +33,16 @@ def _reconcile(namespace: str, name: str) -> None:
 
 
 # Only spec changes trigger: our own status and ledger-annotation writes must not re-trigger us.
-@kopf.on.create(GROUP, VERSION, "gpubudgets")
-@kopf.on.update(GROUP, VERSION, "gpubudgets", field="spec")
-@kopf.timer(GROUP, VERSION, "gpubudgets", interval=_INTERVAL, initial_delay=1.0)
+# Sharded mode: a budget is reconciled by the shard that owns its namespace only (loops.owned).
+@kopf.on.create(GROUP, VERSION, "gpubudgets", when=loops.owned)
+@kopf.on.update(GROUP, VERSION, "gpubudgets", field="spec", when=loops.owned)
+@kopf.timer(GROUP, VERSION, "gpubudgets", interval=_INTERVAL, initial_delay=1.0, when=loops.owned)
 def budget_reconcile(namespace: str, name: str, **_: Any) -> None:
     loops.require_leader()
     _reconcile(namespace, name)
 
 
-@kopf.on.delete(GROUP, VERSION, "gpubudgets", optional=True)
+@kopf.on.delete(GROUP, VERSION, "gpubudgets", optional=True, when=loops.owned)
 def budget_deleted(namespace: str, name: str, **_: Any) -> None:
     forget_budget(namespace, name)  # its gauges go with it
 

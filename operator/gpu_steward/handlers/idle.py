@@ -29,7 +29,8 @@ async def start_idle_loop(memo: kopf.Memo, **_: Any) -> None:
     rt = get_runtime()
     assert rt.source is not None
     # Budgets and leases suspend nothing themselves: their requests are carried out by this pass.
-    view = WatchView(rt.watches) if rt.watches is not None else None
+    shard = rt.settings.shard()
+    view = WatchView(rt.watches, owns=shard.owns if shard.sharded else None) if rt.watches is not None else None
     controller = IdleController(rt.kube, rt.settings, rt.source, rt.index, SlackNotifier.from_settings(rt.settings),
                                 requests=lambda: requests.load(rt.kube, rt.settings, rt.requests), view=view)
 

@@ -15,9 +15,10 @@ from gpu_steward.runtime import configured_settings, get_runtime
 _INTERVAL = configured_settings().evaluation_interval_seconds
 
 
-@kopf.on.create(GROUP, VERSION, "experimentleases")
-@kopf.on.update(GROUP, VERSION, "experimentleases", field="spec")
-@kopf.timer(GROUP, VERSION, "experimentleases", interval=_INTERVAL, initial_delay=1.0)
+# Sharded mode: a lease is reconciled by the shard that owns its namespace only (loops.owned).
+@kopf.on.create(GROUP, VERSION, "experimentleases", when=loops.owned)
+@kopf.on.update(GROUP, VERSION, "experimentleases", field="spec", when=loops.owned)
+@kopf.timer(GROUP, VERSION, "experimentleases", interval=_INTERVAL, initial_delay=1.0, when=loops.owned)
 def lease_reconcile(namespace: str, name: str, **_: Any) -> None:
     loops.require_leader()
     rt = get_runtime()

@@ -45,6 +45,11 @@ def require_leader() -> None:
                                   delay=rt.settings.leader_election_retry_period_seconds)
 
 
+def owned(namespace: str | None, **_: Any) -> bool:
+    """kopf ``when=`` filter: the namespaced object belongs to this process's shard (always, unsharded)."""
+    return get_runtime().settings.shard().owns(namespace)
+
+
 def start(memo: kopf.Memo, name: str, interval: float, one_pass: Callable[[], Awaitable[None]],
           initial_delay: float = 0.0) -> None:
     memo.setdefault(_TASKS, {})[name] = asyncio.create_task(run_every(interval, one_pass, name, initial_delay))

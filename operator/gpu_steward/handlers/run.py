@@ -100,8 +100,11 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings, *, 
     # Change-detection handlers run only on our own three resources; their diff base and progress
     # live under our prefix.
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=STORAGE_PREFIX)
+    # Per shard (sharded mode): kopf stores the diff base of a change even where every handler's ``when``
+    # filtered it out, so with one shared key a shard that does not own a budget's namespace would mark its
+    # creation handled before the owner saw it.
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=STORAGE_PREFIX, key="last-handled-configuration")
+        prefix=STORAGE_PREFIX, key=settings.shard().name("last-handled-configuration"))
     kopf_settings.persistence.finalizer = f"{STORAGE_PREFIX}/kopf-finalizer"
     kopf_settings.posting.level = logging.WARNING  # our Events are deliberate (notify/), not a log mirror
     kopf_settings.watching.server_timeout = 300
@@ -143,7 +146,9 @@ class ActingOperator:
         from gpu_steward.runtime import get_runtime
 
         rt = get_runtime()
-        rt.index, rt.utilization = Registry(), None
+        shard = self.settings.shard()
+        # A shard keeps only the GPU pods of the namespaces it owns (the others' are dropped as decoded).
+        rt.index, rt.utilization = Registry(owns=shard.owns if shard.sharded else None), None
         # The watch-fed projections the passes read (pods, and each kind on first use); a new leader term
         # starts them afresh and the end of the term stops them.
         rt.watches = watches = Watches(rt.kube, page_size=self.settings.watch_page_size)
@@ -252,8 +257,10 @@ def run_operator(settings: Settings | None = None, *, stop_flag: Any = None, rea
     identity = new_identity(settings.pod_name)
     elector = None
     if settings.leader_election_lease_name:
-        elector = LeaseElector(rt.kube, settings.leader_election_namespace, settings.leader_election_lease_name,
-                               identity, settings.leader_election_timing())
+        # One Lease per shard (policy.shards): each shard has its own leader, one actor per namespace.
+        elector = LeaseElector(rt.kube, settings.leader_election_namespace,
+                               settings.shard().name(settings.leader_election_lease_name), identity,
+                               settings.leader_election_timing())
         rt.is_leader = elector.leading
         from gpu_steward.budgets.metrics import COLLECTOR
 

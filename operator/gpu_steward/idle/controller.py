@@ -33,6 +33,7 @@ from gpu_steward.idle.metrics import (
     record_policy,
 )
 from gpu_steward.idle.rules import rules_from_spec, windows_from_spec
+from gpu_steward.idle.shard_report import ShardReports, policy_id
 from gpu_steward.idle.status import policy_conditions, signal_condition, write_status
 from gpu_steward.index import GpuPod, Registry
 from gpu_steward.kube import Kube
@@ -46,6 +47,7 @@ from gpu_steward.policy.idle_summary import summarize
 from gpu_steward.policy.requests import Published, SuspensionRequest, choose
 from gpu_steward.policy.schedule import in_window
 from gpu_steward.policy.selection import PolicyCandidate, choose_policy, exempt_by_selectors, policy_applies
+from gpu_steward.policy.shard_status import merge
 from gpu_steward.policy.store_codec import Entry, EntryRef, WarningMessage, adopt_legacy, entry_key
 from gpu_steward.policy.usage import GPU_UTIL, Usage, merge_usages, select_signal
 from gpu_steward.settings import Settings
@@ -173,10 +175,15 @@ class IdleController:
         self.max_gap = dt.timedelta(seconds=max(120.0, 4 * settings.evaluation_interval_seconds))
         # Everything the engine remembers per workload (dry-run clocks included) lives in the operator's
         # store, never read back from the workload (docs/store.md).
-        self.store = IdleStore(kube, settings.platform_namespace, prefix=settings.store_prefix,
+        self.shard = settings.shard()
+        # In sharded mode each shard's leader keeps its own store, record and share of the caps (policy.shards).
+        self.store = IdleStore(kube, settings.platform_namespace, prefix=self.shard.name(settings.store_prefix),
                                shards=settings.store_shards,
                                resync=dt.timedelta(seconds=settings.store_resync_seconds),
                                adoption_window=dt.timedelta(seconds=settings.legacy_adoption_seconds))
+        # Sharded mode: this shard's part of each policy status, and the other shards' parts for the
+        # policies whose status this shard writes (those of its namespaces).
+        self.reports = ShardReports(kube, settings) if self.shard.sharded else None
         # Notices that reached no one are retried on later passes, spaced out.
         self._backoff = Backoff(dt.timedelta(seconds=max(30.0, settings.evaluation_interval_seconds)))
 
@@ -289,8 +296,10 @@ class IdleController:
 
     # ---- blast radius --------------------------------------------------------------------------
     def _limits(self) -> blast.Limits:
-        s = self.settings
-        return blast.Limits(per_pass=s.suspensions_per_pass, per_hour=s.suspensions_per_hour,
+        s, share = self.settings, self.shard.share
+        # The cluster-wide caps are split among the shards (their sum is the configured figure); the
+        # per-namespace cap and the breaker's share of watched workloads hold per shard as they are.
+        return blast.Limits(per_pass=share(s.suspensions_per_pass), per_hour=share(s.suspensions_per_hour),
                             per_namespace_per_hour=s.suspensions_per_namespace_per_hour,
                             breaker_percent=s.breaker_percent, breaker_minimum=s.breaker_minimum)
 
@@ -314,7 +323,7 @@ class IdleController:
         candidates = [blast.Candidate(p.id, p.wl.ref.namespace or "", p.decision.state.warn_suspend_at or now)
                       for p in planned if blast.new_suspension(p.decision, now)]
         watched = sum(1 for p in planned if p.wl.pods)  # governed workloads that hold GPUs now
-        name, ns = self.settings.blast_record_configmap, self.settings.platform_namespace
+        name, ns = self.shard.name(self.settings.blast_record_configmap), self.settings.platform_namespace
         try:
             # Read fresh before a suspension may start (its record is written conditionally on this read);
             # otherwise the watched copy does (no request in a steady pass).
@@ -375,7 +384,7 @@ class IdleController:
             parsed = parse_idle_policy(body)
             if isinstance(parsed, Valid):
                 out[(meta["namespace"], meta["name"])] = (body, parsed.value)
-            else:
+            elif self.shard.owns(meta["namespace"]):  # the status's one writer (sharded mode)
                 write_status(self.kube, body, {}, now, ok=False, reason="Invalid", message=str(parsed))
         return out
 
@@ -467,6 +476,8 @@ class IdleController:
         for api_version, kind in SUSPENDABLE:
             for obj in view.objects(api_version, kind, label_selector=f"{SUSPENDED_LABEL}=true"):
                 ref = WorkloadRef.of(obj)
+                if not self.shard.owns(ref.namespace):  # another shard's (a view that is not the shard's own)
+                    continue
                 objects[_key(ref)] = obj
                 if _key(ref) not in workloads:
                     workloads[_key(ref)] = Workload(ref, ref, True, (obj,))
@@ -819,10 +830,18 @@ class IdleController:
                              decisions: dict[tuple[str, str], list[Decision]], now: dt.datetime,
                              result: PassResult) -> None:
         prune_policies(set(policies))
+        parts: dict[str, dict[str, Any]] = {}
+        others = self.reports.others([k for k in policies if self.shard.owns(k[0])],
+                                     {k: b["metadata"].get("generation") for k, (b, _) in policies.items()}) \
+            if self.reports is not None else {}
         for key, (body, spec) in policies.items():
             summary = summarize(decisions.get(key, []), now, self._prices.default)
-            record_policy(key[0], key[1], summary)
-            fields = summary.as_status(spec.dry_run or self.settings.dry_run)
+            record_policy(key[0], key[1], summary)  # the metrics: running GPU-hour and money figures
+            # The status's GPU-hour and money figures are as of the last whole hour: a figure that grew every
+            # pass would rewrite every status every pass while anything is suspended.
+            on_the_hour = now.replace(minute=0, second=0, microsecond=0)
+            fields = summarize(decisions.get(key, []), on_the_hour, self._prices.default).as_status(
+                spec.dry_run or self.settings.dry_run)
             fields["currency"] = self.settings.currency
             fields["failed"] = result.failures.get(key, 0)
             protected = sorted(result.protected.get(key, []))
@@ -837,12 +856,28 @@ class IdleController:
                 fallbacks = sorted(result.signal_fallbacks.get(key, []))
                 fields["signalFallbacks"] = len(fallbacks)
                 extra.append(signal_condition(spec.idle.signal, fallbacks))
+            message = f"{summary.watched} GPU workloads watched"
+            if self.reports is not None:
+                parts[policy_id(key)] = {"generation": body["metadata"].get("generation"), "fields": fields,
+                                         "conditions": [list(c) for c in extra]}
+                if not self.shard.owns(key[0]):
+                    continue  # another shard writes this policy's status, with this part
+                fields, extra = merge(fields, extra, others.get(key, []))
+                reported = 1 + len(others.get(key, []))
+                message = f"{fields.get('watched', 0)} GPU workloads watched" + (
+                    f" ({reported} of {self.shard.count} shards reported)" if reported < self.shard.count else "")
             try:
-                if write_status(self.kube, body, fields, now, ok=True, reason="Evaluated",
-                                message=f"{summary.watched} GPU workloads watched", extra=extra):
+                if write_status(self.kube, body, fields, now, ok=True, reason="Evaluated", message=message,
+                                extra=extra):
                     result.writes += 1
             except Exception as exc:  # one policy's status never stops the others'
                 log.warning("idle policy status not written", policy="/".join(key), error=str(exc))
+        if self.reports is not None:
+            try:
+                if self.reports.publish(parts, dry_run=False):
+                    result.writes += 1
+            except Exception as exc:  # the writers keep this shard's previous part meanwhile
+                log.warning("shard report not written", error=f"{type(exc).__name__}: {exc}")
 
 
 def _key(ref: WorkloadRef) -> tuple[str, str, str, str]:
