@@ -100,9 +100,10 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings, *, 
     # Change-detection handlers run only on our own three resources; their diff base and progress
     # live under our prefix.
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=STORAGE_PREFIX)
-    # Per shard (sharded mode): kopf stores the diff base of a change even where every handler's ``when``
-    # filtered it out, so with one shared key a shard that does not own a budget's namespace would mark its
-    # creation handled before the owner saw it.
+    # Per shard (sharded mode): each shard's diff base is its own, so no shard's record of what it handled can
+    # stand for another's (kopf skips objects every handler's ``when`` filters out, so a shard writes only on
+    # its own namespaces' objects), and after the number of shards changes a namespace's new owner sees its
+    # budgets and leases as new and reconciles them at once.
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=STORAGE_PREFIX, key=settings.shard().name("last-handled-configuration"))
     kopf_settings.persistence.finalizer = f"{STORAGE_PREFIX}/kopf-finalizer"
