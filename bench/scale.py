@@ -1,12 +1,17 @@
 """The operator process at scale on the real local control plane (prints numbers, asserts nothing).
 
     python bench/scale.py --pods 8000 [--per-node 8] [--per-notebook 8] [--steady 180] [--interval 15]
+                          [--namespaces 1] [--shards 1]
 
 How the cluster is built: ``pods / per-node`` KWOK GPU nodes; ``pods / per-notebook`` Kubeflow Notebooks
 (a minimal Notebook CRD: no notebook controller runs, so the Notebooks own their pods directly, as
 controller); GPU pods created *pre-bound* (``spec.nodeName`` set: no scheduler work) by a pool of threads
 POSTing in parallel, which KWOK marks Running; one enforcing IdlePolicy over their namespace. No agents
 run, so every workload reads as unknown (never idle): this measures reads, memory, passes and writes.
+With ``--namespaces K`` the Notebooks are spread round-robin over K namespaces and the one IdlePolicy lives in
+the platform namespace, selecting them by label. With ``--shards N`` (sharded mode, docs/scale.md) N operator
+processes run, shard 0..N-1 of N, each with leader election on its own Lease: figures are printed per shard,
+and cold start is until the policy's status (merged by its one writer) counts every workload.
 
 What it prints (the numbers docs/scale.md tabulates):
 - RSS of the operator process, steady and peak (VmHWM: the initial listing counts);
@@ -38,6 +43,8 @@ from gpu_steward_testground.runner import ControlPlane, gpu_node
 
 REPO = Path(__file__).resolve().parents[1]
 NS = "scale"
+PLATFORM = "gpu-steward"
+SCALE_LABEL = "gpusteward.dev/scale"
 NOTEBOOK_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
     "metadata": {"name": "notebooks.kubeflow.org"},
@@ -86,7 +93,13 @@ def proc_status(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
-def build(cp: ControlPlane, kube: Kube, pods: int, per_node: int, per_notebook: int, threads: int) -> None:
+def namespaces(count: int) -> list[str]:
+    return [NS] if count <= 1 else [f"{NS}-{i:03d}" for i in range(count)]
+
+
+def build(cp: ControlPlane, kube: Kube, pods: int, per_node: int, per_notebook: int, threads: int,
+          spread: int = 1) -> tuple[str, str]:
+    """The cluster; returns where the IdlePolicy is (namespace, name)."""
     t0 = time.monotonic()
     nodes = [gpu_node(f"scale-{i:05d}", per_node) for i in range(-(-pods // per_node))]
     with ThreadPoolExecutor(threads) as pool:
@@ -95,16 +108,23 @@ def build(cp: ControlPlane, kube: Kube, pods: int, per_node: int, per_notebook: 
     crd = Path(cp.workdir or "/tmp") / "notebook-crd.yaml"
     crd.write_text(yaml.safe_dump(NOTEBOOK_CRD))
     cp.apply_crds(crd)
-    cp.create_namespace(NS)
-    policy = {"apiVersion": "gpusteward.dev/v1alpha1", "kind": "IdlePolicy", "metadata": {"name": "scale"},
-              "spec": {"idle": {"gpuUtilPercent": 10, "for": "30m"},
-                       "notice": {"before": "10m", "maxSnooze": "1h"}, "dryRun": False}}
-    cp.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump(policy))
+    spaces = namespaces(spread)
+    for ns in spaces:
+        cp.create_namespace(ns, labels={SCALE_LABEL: "true"})
+    cp.create_namespace(PLATFORM)
+    policy: dict = {"apiVersion": "gpusteward.dev/v1alpha1", "kind": "IdlePolicy", "metadata": {"name": "scale"},
+                    "spec": {"idle": {"gpuUtilPercent": 10, "for": "30m"},
+                             "notice": {"before": "10m", "maxSnooze": "1h"}, "dryRun": False}}
+    home = NS if spread <= 1 else PLATFORM
+    if spread > 1:  # one policy over every team namespace: in sharded mode it spans the shards
+        policy["spec"]["selector"] = {"namespaceSelector": {"matchLabels": {SCALE_LABEL: "true"}}}
+    cp.kubectl("apply", "-n", home, "-f", "-", input=yaml.safe_dump(policy))
     print(f"setup: {len(nodes)} nodes in {time.monotonic() - t0:.0f}s", flush=True)
 
     def notebook_and_pods(j: int) -> None:
+        ns = spaces[j % len(spaces)]
         nb = kube.create({"apiVersion": "kubeflow.org/v1", "kind": "Notebook",
-                          "metadata": {"name": f"nb-{j:05d}", "namespace": NS, "labels": {"team": f"t{j % 20}"}},
+                          "metadata": {"name": f"nb-{j:05d}", "namespace": ns, "labels": {"team": f"t{j % 20}"}},
                           "spec": {"template": {"spec": {"containers": [{"name": "nb", "image": "nb:1"}]}}}},
                          dry_run=False)
         assert nb is not None
@@ -113,7 +133,7 @@ def build(cp: ControlPlane, kube: Kube, pods: int, per_node: int, per_notebook: 
         for k in range(per_notebook):
             i = j * per_notebook + k
             kube.create({"apiVersion": "v1", "kind": "Pod",
-                         "metadata": {"name": f"nb-{j:05d}-{k}", "namespace": NS, "ownerReferences": [ref],
+                         "metadata": {"name": f"nb-{j:05d}-{k}", "namespace": ns, "ownerReferences": [ref],
                                       "labels": {"notebook-name": nb["metadata"]["name"], "team": f"t{j % 20}"},
                                       "annotations": {RUN_FOREVER_ANNOTATION: "true"}},
                          "spec": {"nodeName": f"scale-{i // per_node:05d}", "containers": [{
@@ -124,12 +144,21 @@ def build(cp: ControlPlane, kube: Kube, pods: int, per_node: int, per_notebook: 
         list(pool.map(notebook_and_pods, range(pods // per_notebook)))
     print(f"setup: {pods} pods created in {time.monotonic() - t0:.0f}s", flush=True)
     while True:
-        left = cp.kubectl("get", "pods", "-n", NS, "--field-selector=status.phase!=Running", "--chunk-size=1000",
-                          "-o", "name").stdout.split()
+        left = [line for line in cp.kubectl("get", "pods", "-A", "--field-selector=status.phase!=Running",
+                                            "--chunk-size=1000", "-o", "name").stdout.split()
+                if line.startswith("pod/nb-")]
         if not left or time.monotonic() - t0 > 3600:
             break
         time.sleep(5)
     print(f"setup: {pods - len(left)}/{pods} pods Running after {time.monotonic() - t0:.0f}s", flush=True)
+    return home, "scale"
+
+
+def passes_of(text: str) -> list[tuple[float, int]]:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    return [(float(re.search(r"seconds=([0-9.]+)", line).group(1)),  # type: ignore[union-attr]
+             int(re.search(r"writes=(\d+)", line).group(1)))  # type: ignore[union-attr]
+            for line in text.splitlines() if "idle pass" in line and "seconds=" in line]
 
 
 def main() -> None:
@@ -144,25 +173,35 @@ def main() -> None:
     ap.add_argument("--tracemalloc", type=int, default=0,
                     help="frames: trace the operator's allocations and print where they are at the end")
     ap.add_argument("--settle", type=float, default=60.0, help="seconds after cold start before the steady window")
+    ap.add_argument("--namespaces", type=int, default=1, help="spread the Notebooks over this many namespaces")
+    ap.add_argument("--shards", type=int, default=1, help="run this many operator processes, one per shard")
     args = ap.parse_args()
     workloads = args.pods // args.per_notebook
+    spread = max(args.namespaces, 1 if args.shards <= 1 else 8 * args.shards)
     with ControlPlane() as cp:
         kube = Kube(cp.api_client())
-        build(cp, kube, args.pods, args.per_node, args.per_notebook, args.threads)
+        home, name = build(cp, kube, args.pods, args.per_node, args.per_notebook, args.threads, spread)
         b0 = request_counts(cp)
         time.sleep(args.baseline)
         baseline = per_minute(b0, request_counts(cp), args.baseline)
-        log = Path(cp.workdir or "/tmp") / "scale-operator.log"
         if args.tracemalloc:  # read by the child (gpu_steward.memtrace); the operator dumps on SIGUSR1
             os.environ[memtrace.ENV] = str(args.tracemalloc)
-        op = OperatorProcess(cp.kubeconfig, log, settings={
-            "evaluation_interval_seconds": str(args.interval), "metrics_port": "0", "log_format": "console"}).start()
-        assert op.popen is not None
-        started, cold, peak = time.monotonic(), None, 0.0
+        ops = []
+        for index in range(args.shards):
+            settings = {"evaluation_interval_seconds": str(args.interval), "metrics_port": "0",
+                        "log_format": "console", "platform_namespace": PLATFORM}
+            if args.shards > 1:
+                settings.update(shard_count=str(args.shards), shard_index=str(index),
+                                leader_election_lease_name="scale-leader", leader_election_namespace=PLATFORM)
+            log = Path(cp.workdir or "/tmp") / f"scale-operator-{index}.log"
+            ops.append(OperatorProcess(cp.kubeconfig, log, settings=settings).start())
+        pids = [op.popen.pid for op in ops if op.popen is not None]
+        started, cold = time.monotonic(), None
+        peaks = [0.0] * len(ops)
         try:
             while cold is None and time.monotonic() - started < 900:
-                _, peak = proc_status(op.popen.pid)
-                status = json.loads(cp.kubectl("get", "idlepolicy", "scale", "-n", NS, "-o", "json").stdout).get(
+                peaks = [proc_status(pid)[1] for pid in pids]
+                status = json.loads(cp.kubectl("get", "idlepolicy", name, "-n", home, "-o", "json").stdout).get(
                     "status") or {}
                 if status.get("watched") == workloads:
                     cold = time.monotonic() - started
@@ -171,30 +210,36 @@ def main() -> None:
             time.sleep(args.settle)
             s0, t_s = request_counts(cp), time.monotonic()
             since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            rss_samples = []
+            rss_samples: list[list[float]] = [[] for _ in pids]
             while time.monotonic() - t_s < args.steady:
-                rss_samples.append(proc_status(op.popen.pid)[0])
+                for i, pid in enumerate(pids):
+                    rss_samples[i].append(proc_status(pid)[0])
                 time.sleep(5)
             steady = per_minute(s0, request_counts(cp), time.monotonic() - t_s)
-            rss, peak = proc_status(op.popen.pid)
+            now = [proc_status(pid) for pid in pids]
             events = events_since(cp, since)
             if args.tracemalloc:
-                traced = memtrace.dump_path(op.popen.pid)
-                os.kill(op.popen.pid, signal.SIGUSR1)
-                while not traced.exists():
-                    time.sleep(1)
-                print(f"allocations: {traced}\n" + "\n".join(traced.read_text().splitlines()[:60]), flush=True)
+                for pid in pids:
+                    traced = memtrace.dump_path(pid)
+                    os.kill(pid, signal.SIGUSR1)
+                    while not traced.exists():
+                        time.sleep(1)
+                    print(f"allocations of {pid}: {traced}\n" + "\n".join(traced.read_text().splitlines()[:60]),
+                          flush=True)
         finally:
-            op.stop()
-        text = re.sub(r"\x1b\[[0-9;]*m", "", op.log_text())
-        passes = [(float(re.search(r"seconds=([0-9.]+)", line).group(1)),  # type: ignore[union-attr]
-                   int(re.search(r"writes=(\d+)", line).group(1)))  # type: ignore[union-attr]
-                  for line in text.splitlines() if "idle pass" in line and "seconds=" in line]
-    print(f"RSS: steady {max(rss_samples or [rss]):.0f} MB (now {rss:.0f}), peak {peak:.0f} MB")
-    if passes:
-        later = [s for s, _ in passes[1:]] or [passes[0][0]]
-        print(f"idle passes: {len(passes)}; cold {passes[0][0]:.2f}s; steady {min(later):.2f}-{max(later):.2f}s; "
-              f"writes per steady pass {[w for _, w in passes[1:]]}")
+            for op in ops:
+                op.stop()
+        logs = [op.log_text() for op in ops]  # before the control plane's work directory goes
+    for i, op in enumerate(ops):
+        rss, peak = now[i]
+        who = f"shard {i}/{len(ops)}: " if len(ops) > 1 else ""
+        print(f"{who}RSS: steady {max(rss_samples[i] or [rss]):.0f} MB (now {rss:.0f}), "
+              f"peak {max(peak, peaks[i]):.0f} MB")
+        passes = passes_of(logs[i])
+        if passes:
+            later = [s for s, _ in passes[1:]] or [passes[0][0]]
+            print(f"{who}idle passes: {len(passes)}; cold {passes[0][0]:.2f}s; steady {min(later):.2f}-"
+                  f"{max(later):.2f}s; writes per steady pass {[w for _, w in passes[1:]]}")
     print("operator API requests per minute in steady state (minus the baseline without it):")
     rows = {k: v - baseline.get(k, 0.0) for k, v in steady.items()}
     for (verb, resource), rate in sorted(rows.items(), key=lambda kv: -kv[1]):
