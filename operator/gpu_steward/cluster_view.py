@@ -72,8 +72,11 @@ def project_agent_pod(obj: JSON) -> JSON:
 
 
 def project_namespace(obj: JSON) -> JSON:
+    """A Namespace's name and labels, shaped as the object (``Kube.list`` of namespaces serves it too)."""
     meta = obj.get("metadata") or {}
-    return {"name": meta.get("name", ""), "labels": dict(meta.get("labels") or {})}
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": meta.get("name", ""), "uid": meta.get("uid"),
+                         "labels": dict(meta.get("labels") or {})}}
 
 
 class ClusterView(Protocol):
@@ -133,7 +136,7 @@ class WatchView:
                 if (o.get("metadata") or {}).get("namespace") == namespace and owned_by(o, owner_uid)]
 
     def namespaces(self) -> dict[str, dict[str, str]]:
-        return {n["name"]: n["labels"] for n in self._cache("v1", "Namespace").items()}
+        return {n["metadata"]["name"]: n["metadata"]["labels"] for n in self._cache("v1", "Namespace").items()}
 
     def nodes(self) -> dict[str, JSON]:
         return {n["metadata"]["name"]: n for n in self._cache("v1", "Node").items()}

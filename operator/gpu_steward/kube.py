@@ -113,10 +113,14 @@ class Kube:
     def list(self, api_version: str, kind: str, namespace: str | None = None,
              label_selector: str | None = None) -> list[JSON]:
         served = self.served_lists.get((api_version, kind, namespace))
+        in_namespace = None
+        if served is None and namespace is not None:  # one namespace's part of a collection served whole
+            served, in_namespace = self.served_lists.get((api_version, kind, None)), namespace
         wanted = equality_selector(label_selector)
         if served is not None and wanted is not None and not self.unserved_labels & set(wanted.items()):
             return [copy.deepcopy(o) for o in served()
-                    if all(((o.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in wanted.items())]
+                    if (in_namespace is None or (o.get("metadata") or {}).get("namespace") == in_namespace)
+                    and all(((o.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in wanted.items())]
         # Plain JSON, not the dynamic client's ResourceInstance tree: several times less memory and
         # time for a list of thousands of pods.
         resp = self._resource(api_version, kind).get(namespace=namespace, label_selector=label_selector,

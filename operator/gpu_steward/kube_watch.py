@@ -17,6 +17,7 @@ installed later is picked up without a restart.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import threading
 import time
@@ -281,6 +282,18 @@ class Watches:
         cache = self.cache(api_version, kind, project, namespace)
         if cache.watch is not None and cache.wait(30.0):
             self.kube.served_lists[(api_version, kind, namespace)] = cache.items
+
+    def held(self, api_version: str, kind: str, namespace: str | None, name: str,
+             scope: str | None = None) -> Any:
+        """A copy of the object as a listed watch of the collection (``scope``: its namespace, None for all)
+        last delivered it; None when no such watch holds it (not started, not listed yet, or no such object:
+        the caller reads it from the API then)."""
+        with self._lock:
+            cache = self._caches.get((api_version, kind, scope))
+        if cache is None or cache.watch is None or not cache.watch.synced.is_set():
+            return None
+        found = cache.get(namespace, name)
+        return copy.deepcopy(found) if found is not None else None
 
     def all(self) -> list[Watch]:
         with self._lock:

@@ -24,7 +24,7 @@ _INTERVAL = configured_settings().evaluation_interval_seconds
 
 def _reconcile(namespace: str, name: str) -> None:
     rt = get_runtime()
-    budget = rt.kube.get(f"{GROUP}/{VERSION}", "GPUBudget", name, namespace)
+    budget = loops.current(f"{GROUP}/{VERSION}", "GPUBudget", name, namespace)
     if budget is None:
         return
     with rt.serialized(budget["metadata"]["uid"]):

@@ -22,7 +22,7 @@ _INTERVAL = configured_settings().evaluation_interval_seconds
 def lease_reconcile(namespace: str, name: str, **_: Any) -> None:
     loops.require_leader()
     rt = get_runtime()
-    lease = rt.kube.get(f"{GROUP}/{VERSION}", "ExperimentLease", name, namespace)
+    lease = loops.current(f"{GROUP}/{VERSION}", "ExperimentLease", name, namespace)
     if lease is None:
         return
     # One lease of a namespace at a time: the fast lane's per-owner / per-namespace caps count the

@@ -45,6 +45,14 @@ def require_leader() -> None:
                                   delay=rt.settings.leader_election_retry_period_seconds)
 
 
+def current(api_version: str, kind: str, name: str, namespace: str) -> Any:
+    """A budget or lease as the operator's watch holds it (no request: a timer per object every interval would
+    be a GET per object per interval), else as the API has it (just created, not delivered yet; gone)."""
+    rt = get_runtime()
+    held = rt.watches.held(api_version, kind, namespace, name) if rt.watches is not None else None
+    return held if held is not None else rt.kube.get(api_version, kind, name, namespace)
+
+
 def owned(namespace: str | None, **_: Any) -> bool:
     """kopf ``when=`` filter: the namespaced object belongs to this process's shard (always, unsharded)."""
     return get_runtime().settings.shard().owns(namespace)

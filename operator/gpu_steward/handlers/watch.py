@@ -15,7 +15,8 @@ import kopf
 
 from gpu_steward.api.common import API_VERSION, GROUP, VERSION
 from gpu_steward.budgets.history import CURSORS, RECORDS, STORE_LABEL
-from gpu_steward.cluster_view import project_agent_pod, project_small
+from gpu_steward.budgets.kueue import KUEUE_VERSIONS
+from gpu_steward.cluster_view import project_agent_pod, project_namespace, project_small
 from gpu_steward.runtime import Runtime, get_runtime
 
 
@@ -54,5 +55,13 @@ def start_watches(rt: Runtime) -> None:
         watches.serve_lists(API_VERSION, "ExperimentLease", project_small)
         if s.utilization_source == "agents" and not s.agent_endpoints:
             watches.serve_lists("v1", "Pod", project_agent_pod, s.agent_namespace)
+        # A budget beside Kueue reads the namespace's LocalQueues, their ClusterQueue and the namespaces
+        # (budgets.kueue): from watches too where Kueue is installed at start (else by LIST, still correct).
+        for version in KUEUE_VERSIONS:
+            if watches.path(version, "LocalQueue") is not None:
+                watches.serve_lists(version, "LocalQueue", project_small)
+                watches.serve_lists(version, "ClusterQueue", project_small)
+                watches.serve_lists("v1", "Namespace", project_namespace)
+                break
 
     threading.Thread(target=serve, name="serve-lists", daemon=True).start()
