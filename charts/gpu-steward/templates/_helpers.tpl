@@ -123,8 +123,12 @@ Pass a dict {root: $, base: <name>}.
 
 {{/* Checks that span several values, which a JSON schema cannot express. */}}
 {{- define "gpu-steward.validate" -}}
+{{- /* kopf's own certificate is per pod and each pod writes the webhook configurations: one pod only. */}}
+{{- if and .Values.webhook.enabled (eq .Values.webhook.certificates "kopf") (gt (int .Values.operator.shards) 1) -}}
+{{- fail "webhook.certificates=kopf makes one self-signed certificate per operator pod and each shard would write the webhook configurations: set operator.shards: 1 (and operator.replicas: 1), or use certificates: operator, helm or certManager" -}}
+{{- end -}}
 {{- if and .Values.webhook.enabled (eq .Values.webhook.certificates "kopf") (gt (int .Values.operator.replicas) 1) -}}
-{{- fail "webhook.certificates=kopf makes one self-signed certificate per replica: set operator.replicas: 1, or use certificates: helm or certManager" -}}
+{{- fail "webhook.certificates=kopf makes one self-signed certificate per replica: set operator.replicas: 1, or use certificates: operator, helm or certManager" -}}
 {{- end -}}
 {{- if and (gt (int .Values.operator.replicas) 1) (not .Values.operator.leaderElection.enabled) -}}
 {{- fail "operator.replicas > 1 needs operator.leaderElection.enabled: without it every replica would act" -}}
