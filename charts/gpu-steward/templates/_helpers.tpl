@@ -130,6 +130,13 @@ Pass a dict {root: $, base: <name>}.
 {{- if and .Values.webhook.enabled (eq .Values.webhook.certificates "kopf") (gt (int .Values.operator.replicas) 1) -}}
 {{- fail "webhook.certificates=kopf makes one self-signed certificate per replica: set operator.replicas: 1, or use certificates: operator, helm or certManager" -}}
 {{- end -}}
+{{- /* The shards split these caps (Settings refuses a share of 0 that would never let a shard suspend). */}}
+{{- range $key := list "perPass" "perHour" }}
+{{- $cap := int (get $.Values.config.blastRadius $key) }}
+{{- if and (gt $cap 0) (lt $cap (int $.Values.operator.shards)) -}}
+{{- fail (printf "config.blastRadius.%s (%d) must be 0 or at least operator.shards (%d): the shards split it, and a shard with a share of 0 could never suspend" $key $cap (int $.Values.operator.shards)) -}}
+{{- end -}}
+{{- end }}
 {{- if and (gt (int .Values.operator.replicas) 1) (not .Values.operator.leaderElection.enabled) -}}
 {{- fail "operator.replicas > 1 needs operator.leaderElection.enabled: without it every replica would act" -}}
 {{- end -}}
