@@ -133,3 +133,15 @@ def test_no_secret_value_in_rendered_env(helm: Path) -> None:
             field = e["name"].removeprefix("GPU_STEWARD_").lower()
             if field in SECRET_FIELDS:
                 assert "value" not in e and "secretKeyRef" in e["valueFrom"], e
+
+
+def test_each_shard_loads_as_its_shard(helm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """operator.shards: 3 — each Deployment's pods are their shard, under the same base names."""
+    docs = template(helm, sets=["operator.shards=3"])
+    for index in range(3):
+        with monkeypatch.context() as m:
+            s = load_settings(operator_env(docs, shard=index), m)
+        assert (s.shard().index, s.shard().count) == (index, 3)
+        assert s.shard().sharded
+        assert s.shard().name(s.leader_election_lease_name or "") == f"gpu-steward-leader-shard-{index}"
+        assert s.shard().name(s.blast_record_configmap) == f"gpu-steward-blast-radius-shard-{index}"
