@@ -224,6 +224,7 @@ def pod_settings() -> dict[str, S]:
 def build() -> S:
     operator = obj({
         "replicas": integer(minimum=1),
+        "shards": integer(minimum=1, maximum=64),  # Settings.shard_count's bounds
         "image": ref("image"),
         "leaderElection": obj({
             "enabled": BOOL,

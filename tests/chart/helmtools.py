@@ -85,6 +85,13 @@ def one(docs: Iterable[Doc], kind: str, name_suffix: str = "") -> Doc:
     return found[0]
 
 
+def operator_deployments(docs: Iterable[Doc]) -> list[Doc]:
+    """The operator's Deployments in shard order: one, or one per shard (operator.shards > 1)."""
+    deps = [d for d in by_kind(docs, "Deployment")
+            if d["metadata"]["labels"].get("app.kubernetes.io/component") == "operator"]
+    return sorted(deps, key=lambda d: int(d["metadata"]["labels"].get("gpusteward.dev/shard", "0")))
+
+
 def operator_env(helm: Path, *, release: str = "gpu-steward", namespace: str = "gpu-steward",
                  sets: Sequence[str] = ()) -> dict[str, str]:
     """The operator container's plain environment as the chart renders it (secretKeyRefs left out)."""

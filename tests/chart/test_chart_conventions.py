@@ -50,7 +50,7 @@ def test_security_context_is_overridable_for_an_arbitrary_uid(helm: Path) -> Non
 
 def test_extra_env_takes_value_from(helm: Path) -> None:
     docs = template(helm, values_files=[VALUES_FULL])
-    container = one(docs, "Deployment", "-operator")["spec"]["template"]["spec"]["containers"][0]
+    container = one(docs, "Deployment", "-operator-shard-0")["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e for e in container["env"]}
     assert env["HTTPS_PROXY"]["valueFrom"] == {"secretKeyRef": {"name": "corp-proxy", "key": "url"}}
 

@@ -186,6 +186,45 @@ def test_the_operators_certificate_survives_an_upgrade(installed: str, cluster: 
     assert {"name": "GPU_STEWARD_LOG_LEVEL", "value": "DEBUG"} in env
 
 
+def test_shards_upgrade_and_back(installed: str, cluster: Any, helm: Path, kubectl: Any) -> None:
+    """operator.shards: 3 on the running release: the apiserver takes a Deployment and a PodDisruptionBudget
+    per shard and the Role on each shard's Lease; each Deployment's selector finds its own pods only. Back
+    to one shard, the single Deployment returns."""
+    fullname = f"{RELEASE}-gpu-steward"
+    operator = f"{INSTANCE},app.kubernetes.io/component=operator"
+
+    def names(kind: str) -> list[str]:
+        items = json.loads(kubectl("get", kind, "-n", NS, "-l", operator, "-o", "json"))["items"]
+        return sorted(i["metadata"]["name"] for i in items)
+
+    out = run_helm(helm, "upgrade", RELEASE, str(CHART), "--namespace", NS, "--reuse-values", "--wait=false",
+                   "--set", "operator.shards=3", kubeconfig=cluster.kubeconfig).stdout
+    assert "The operator runs as 3 shards" in out.split("NOTES:", 1)[1]
+    shards = [f"{fullname}-operator-shard-{i}" for i in range(3)]
+    assert names("deployments") == shards
+    assert names("poddisruptionbudgets") == shards
+    role = json.loads(kubectl("get", "role", f"{fullname}-operator-leader", "-n", NS, "-o", "json"))
+    assert [r.get("resourceNames") for r in role["rules"]] == [
+        None, [f"{fullname}-leader-shard-{i}" for i in range(3)]]
+    for i, name in enumerate(shards):
+        selector = json.loads(kubectl("get", "deployment", name, "-n", NS, "-o", "json"))["spec"]["selector"]
+        query = ",".join(f"{k}={v}" for k, v in selector["matchLabels"].items())
+        deadline = time.monotonic() + 60
+        while True:
+            pods = json.loads(kubectl("get", "pods", "-n", NS, "-l", query, "-o", "json"))["items"]
+            if len(pods) == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert len(pods) == 2, f"shard {i}: {[p['metadata']['name'] for p in pods]}"
+        # Created by this Deployment's ReplicaSet (named <deployment>-<hash>), none by another shard's.
+        owners = {o["name"].rsplit("-", 1)[0] for p in pods for o in p["metadata"]["ownerReferences"]}
+        assert owners == {name}
+    run_helm(helm, "upgrade", RELEASE, str(CHART), "--namespace", NS, "--reuse-values", "--wait=false",
+             "--set", "operator.shards=1", kubeconfig=cluster.kubeconfig)
+    assert names("deployments") == [f"{fullname}-operator"]
+    assert names("poddisruptionbudgets") == [f"{fullname}-operator"]
+
+
 def test_uninstall_leaves_only_the_crds(installed: str, cluster: Any, helm: Path, kubectl: Any) -> None:
     run_helm(helm, "uninstall", RELEASE, "--namespace", NS, "--wait", kubeconfig=cluster.kubeconfig)
     # Pods, ReplicaSets, ControllerRevisions and EndpointSlices go with their owners (garbage collector).

@@ -102,7 +102,10 @@ def test_agent_daemonset_defaults(helm: Path) -> None:
 
 def test_full_render(helm: Path) -> None:
     docs = template(helm, values_files=[VALUES_FULL])
-    dep = one(docs, "Deployment", "gs-operator")
+    # Two shards (operator.shards: 2), each with operator.replicas.
+    assert [d["metadata"]["name"] for d in by_kind(docs, "Deployment")] == ["gs-operator-shard-0",
+                                                                           "gs-operator-shard-1"]
+    dep = one(docs, "Deployment", "gs-operator-shard-0")
     assert dep["spec"]["replicas"] == 3
     container = dep["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == ("registry.example.com/gpu-steward/operator@sha256:"
@@ -121,7 +124,7 @@ def test_full_render(helm: Path) -> None:
     assert svc["spec"]["ports"] == [{"name": "slack", "port": 8181, "targetPort": "slack"}]
     assert svc["spec"]["selector"]["gpusteward.dev/leader"] == "true"  # only the leader serves it
     assert env["PYTHONASYNCIODEBUG"]["value"] == "0"
-    assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 2
+    assert [p["spec"]["minAvailable"] for p in by_kind(docs, "PodDisruptionBudget")] == [2, 2]  # one per shard
     # cert-manager: a Certificate from the given ClusterIssuer, CA injected, no chart-made Secret.
     cert = one(docs, "Certificate")
     assert cert["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}

@@ -41,7 +41,7 @@ def test_network_policy_toggle(helm: Path) -> None:
 
 
 def test_prometheus_ca_and_token_are_mounted_files(helm: Path) -> None:
-    dep = one(template(helm, values_files=[VALUES_FULL]), "Deployment", "-operator")["spec"]["template"]["spec"]
+    dep = one(template(helm, values_files=[VALUES_FULL]), "Deployment", "-operator-shard-0")["spec"]["template"]["spec"]
     container = dep["containers"][0]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["GPU_STEWARD_PROMETHEUS_CA_FILE"] == "/etc/gpu-steward/prometheus-ca/ca.crt"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helmtools import VALUES_FULL, one, template
+from helmtools import VALUES_FULL, operator_deployments, template
 
 from gpu_steward.policy.leadership import Timing
 from gpu_steward.settings import Settings
@@ -20,8 +20,9 @@ NOT_FROM_CHART = {"agent_url_override", "agent_endpoints"}
 SECRET_FIELDS = {"slack_webhook_url", "slack_bot_token", "slack_signing_secret"}
 
 
-def operator_env(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    dep = one(docs, "Deployment", "-operator")
+def operator_env(docs: list[dict[str, Any]], shard: int = 0) -> list[dict[str, Any]]:
+    """The environment of the operator's Deployment (of one shard's, when sharded)."""
+    dep = operator_deployments(docs)[shard]
     env: list[dict[str, Any]] = dep["spec"]["template"]["spec"]["containers"][0]["env"]
     return env
 
@@ -85,6 +86,7 @@ def test_defaults_load(helm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert (s.suspensions_per_namespace_per_hour, s.breaker_percent, s.breaker_minimum) == (10, 30.0, 5)
     assert (s.controls_configmap, s.blast_record_configmap) == ("gpu-steward-controls", "gpu-steward-blast-radius")
     assert s.evaluation_interval_seconds == 30.0
+    assert (s.shard_count, s.shard_index) == (1, 0) and not s.shard().sharded
 
 
 def test_full_values_load(helm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,6 +124,7 @@ def test_full_values_load(helm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.slack_webhook_url.get_secret_value() == "secret:gpu-steward-slack/webhook-url"
     assert s.slack_bot_token is not None and s.slack_signing_secret is not None
     assert s.redacted()["slack_bot_token"] == "<set>"
+    assert (s.shard().index, s.shard().count) == (0, 2)  # values-full.yaml runs two shards
 
 
 def test_no_secret_value_in_rendered_env(helm: Path) -> None:
@@ -130,3 +133,15 @@ def test_no_secret_value_in_rendered_env(helm: Path) -> None:
             field = e["name"].removeprefix("GPU_STEWARD_").lower()
             if field in SECRET_FIELDS:
                 assert "value" not in e and "secretKeyRef" in e["valueFrom"], e
+
+
+def test_each_shard_loads_as_its_shard(helm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """operator.shards: 3 — each Deployment's pods are their shard, under the same base names."""
+    docs = template(helm, sets=["operator.shards=3"])
+    for index in range(3):
+        with monkeypatch.context() as m:
+            s = load_settings(operator_env(docs, shard=index), m)
+        assert (s.shard().index, s.shard().count) == (index, 3)
+        assert s.shard().sharded
+        assert s.shard().name(s.leader_election_lease_name or "") == f"gpu-steward-leader-shard-{index}"
+        assert s.shard().name(s.blast_record_configmap) == f"gpu-steward-blast-radius-shard-{index}"

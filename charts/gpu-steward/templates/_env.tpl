@@ -191,3 +191,14 @@ Secrets only arrive through secretKeyRef.
   value: {{ include "gpu-steward.webhookConfigurationName" . | quote }}
 {{- end }}
 {{- end -}}
+
+{{/*
+Which shard a Deployment's pods are (Settings.shard_count, shard_index): 1 and 0 when not sharded.
+Pass a dict {root: $, index: <shard>}.
+*/}}
+{{- define "gpu-steward.shardEnv" -}}
+- name: GPU_STEWARD_SHARD_COUNT
+  value: {{ .root.Values.operator.shards | toString | quote }}
+- name: GPU_STEWARD_SHARD_INDEX
+  value: {{ .index | toString | quote }}
+{{- end -}}

@@ -48,6 +48,50 @@ ImagePullBackOff on every node. */ -}}
 {{- end -}}
 {{- end -}}
 
+{{/*
+Sharded mode (operator.shards > 1): one operator Deployment per shard. Helpers of one shard take a dict
+{root: $, index: <shard>}. With one shard every name and selector is the unsharded one, so an install
+upgraded to this chart keeps its Deployment (a Deployment's selector cannot change).
+*/}}
+{{- define "gpu-steward.sharded" -}}
+{{- if gt (int .Values.operator.shards) 1 }}true{{ end -}}
+{{- end -}}
+
+{{- define "gpu-steward.operatorName" -}}
+{{ include "gpu-steward.fullname" .root }}-operator{{ if include "gpu-steward.sharded" .root }}-shard-{{ .index }}{{ end }}
+{{- end -}}
+
+{{/* The pod label that tells the shards' pods apart: no Deployment's selector matches another's pods. */}}
+{{- define "gpu-steward.shardLabel" -}}
+{{- if include "gpu-steward.sharded" .root -}}
+gpusteward.dev/shard: {{ .index | toString | quote }}
+{{- end -}}
+{{- end -}}
+
+{{- define "gpu-steward.operatorSelectorLabels" -}}
+{{ include "gpu-steward.selectorLabels" (dict "root" .root "component" "operator") }}
+{{- with include "gpu-steward.shardLabel" . }}
+{{ . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The names an object the operator keeps under one name gets in each shard (the operator appends
+"-shard-<index>" when sharded: policy.shards.Shard.name), as a JSON list for resourceNames.
+Pass a dict {root: $, base: <name>}.
+*/}}
+{{- define "gpu-steward.shardNames" -}}
+{{- $count := int .root.Values.operator.shards -}}
+{{- $names := list .base -}}
+{{- if gt $count 1 -}}
+{{- $names = list -}}
+{{- range $index := until $count -}}
+{{- $names = append $names (printf "%s-shard-%d" $.base $index) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $names -}}
+{{- end -}}
+
 {{- define "gpu-steward.operatorServiceAccount" -}}
 {{- default (printf "%s-operator" (include "gpu-steward.fullname" .)) .Values.serviceAccount.operator.name -}}
 {{- end -}}
@@ -79,9 +123,20 @@ ImagePullBackOff on every node. */ -}}
 
 {{/* Checks that span several values, which a JSON schema cannot express. */}}
 {{- define "gpu-steward.validate" -}}
-{{- if and .Values.webhook.enabled (eq .Values.webhook.certificates "kopf") (gt (int .Values.operator.replicas) 1) -}}
-{{- fail "webhook.certificates=kopf makes one self-signed certificate per replica: set operator.replicas: 1, or use certificates: helm or certManager" -}}
+{{- /* kopf's own certificate is per pod and each pod writes the webhook configurations: one pod only. */}}
+{{- if and .Values.webhook.enabled (eq .Values.webhook.certificates "kopf") (gt (int .Values.operator.shards) 1) -}}
+{{- fail "webhook.certificates=kopf makes one self-signed certificate per operator pod and each shard would write the webhook configurations: set operator.shards: 1 (and operator.replicas: 1), or use certificates: operator, helm or certManager" -}}
 {{- end -}}
+{{- if and .Values.webhook.enabled (eq .Values.webhook.certificates "kopf") (gt (int .Values.operator.replicas) 1) -}}
+{{- fail "webhook.certificates=kopf makes one self-signed certificate per replica: set operator.replicas: 1, or use certificates: operator, helm or certManager" -}}
+{{- end -}}
+{{- /* The shards split these caps (Settings refuses a share of 0 that would never let a shard suspend). */}}
+{{- range $key := list "perPass" "perHour" }}
+{{- $cap := int (get $.Values.config.blastRadius $key) }}
+{{- if and (gt $cap 0) (lt $cap (int $.Values.operator.shards)) -}}
+{{- fail (printf "config.blastRadius.%s (%d) must be 0 or at least operator.shards (%d): the shards split it, and a shard with a share of 0 could never suspend" $key $cap (int $.Values.operator.shards)) -}}
+{{- end -}}
+{{- end }}
 {{- if and (gt (int .Values.operator.replicas) 1) (not .Values.operator.leaderElection.enabled) -}}
 {{- fail "operator.replicas > 1 needs operator.leaderElection.enabled: without it every replica would act" -}}
 {{- end -}}

@@ -105,8 +105,8 @@ kubelet's pod-resources socket, and its ServiceAccount token is not even mounted
 
 
 {{/*
-Leader election: the one Lease, in the release namespace (a Role, not the ClusterRole). create cannot
-be limited by name; reading and renewing can.
+Leader election: the one Lease (one per shard when sharded: <lease>-shard-<i>), in the release
+namespace (a Role, not the ClusterRole). create cannot be limited by name; reading and renewing can.
 */}}
 {{- define "gpu-steward.leaderElectionRules" -}}
 - apiGroups: [coordination.k8s.io]
@@ -114,7 +114,7 @@ be limited by name; reading and renewing can.
   verbs: [create]
 - apiGroups: [coordination.k8s.io]
   resources: [leases]
-  resourceNames: [{{ include "gpu-steward.leaseName" . | quote }}]
+  resourceNames: {{ include "gpu-steward.shardNames" (dict "root" . "base" (include "gpu-steward.leaseName" .)) }}
   verbs: [get, update]
 {{- end -}}
 
@@ -122,8 +122,10 @@ be limited by name; reading and renewing can.
 {{/*
 The idle loop's blast-radius ConfigMaps in the release namespace (docs/idle.md, "Blast radius"): the
 controls a platform engineer writes (read only), and the record of the last hour's suspensions (written
-before each suspension); and the Slack buttons' used click ids. create cannot be limited by name;
-reading and updating can.
+before each suspension; one per shard when sharded, <name>-shard-<i>, as each shard's leader keeps its
+own); and the Slack buttons' used click ids (one for all shards: any shard's leader may take a click).
+create cannot be limited by name; reading and updating can. The idle store and the cost history need no
+rule here: the records Role (rbac.yaml) covers every ConfigMap of the release namespace.
 */}}
 {{- define "gpu-steward.blastRadiusRules" -}}
 {{- if and .Values.webhook.enabled (eq .Values.webhook.certificates "operator") }}
@@ -141,7 +143,7 @@ reading and updating can.
   verbs: [create]
 - apiGroups: [""]
   resources: [configmaps]
-  resourceNames: [{{ include "gpu-steward.blastRecordConfigMap" . | quote }}]
+  resourceNames: {{ include "gpu-steward.shardNames" (dict "root" . "base" (include "gpu-steward.blastRecordConfigMap" .)) }}
   verbs: [get, update]
 - apiGroups: [""]
   resources: [configmaps]
