@@ -65,8 +65,13 @@ class Watch:
     RETRY_SECONDS = 2.0
 
     def __init__(self, api_client: client.ApiClient, path: str, sink: Sink, *, name: str,
-                 label_selector: str | None = None, page_size: int = 500, timeout_seconds: int = 300) -> None:
+                 label_selector: str | None = None, page_size: int = 500, timeout_seconds: int = 300,
+                 list_paths: Callable[[], list[str]] | None = None) -> None:
         self.api_client, self.path, self.sink, self.name = api_client, path, sink, name
+        # Sharded mode: list only these collections (the shard's namespaces), then watch ``path`` whole.
+        self.list_paths = list_paths
+        self._events_since_list = 0
+        self._whole = False  # listing by parts fell behind the server's history once: list whole from then on
         self.label_selector, self.page_size, self.timeout_seconds = label_selector, page_size, timeout_seconds
         self.synced = threading.Event()  # the first full list has been applied
         self.lists = 0  # LIST requests sent (pages included): the scale benchmark reports them
@@ -90,12 +95,12 @@ class Watch:
         self._thread.join(timeout)
 
     # ---- HTTP ----------------------------------------------------------------------------------
-    def _get(self, params: dict[str, Any], read_timeout: float) -> Any:
+    def _get(self, params: dict[str, Any], read_timeout: float, path: str | None = None) -> Any:
         query = {k: v for k, v in params.items() if v is not None}
         if self.label_selector:
             query["labelSelector"] = self.label_selector
         method, url, headers, _, _ = self.api_client.param_serialize(
-            "GET", self.path, query_params=list(query.items()), header_params={"Accept": "application/json"},
+            "GET", path or self.path, query_params=list(query.items()), header_params={"Accept": "application/json"},
             auth_settings=["BearerToken"])
         resp = self.api_client.call_api(method, url, header_params=headers,
                                         _request_timeout=(10.0, read_timeout)).response
@@ -114,10 +119,16 @@ class Watch:
             try:
                 if version is None:
                     version = self._list()
+                    self._events_since_list = 0
                     self.synced.set()
                 version = self._watch(version)
             except Gone:
                 log.info("watch expired: listing again", kind=self.name)
+                if self.list_paths is not None and not self._whole and self._events_since_list == 0:
+                    # The version taken before the parts was gone before the watch began (a busy server
+                    # compacted its history while we listed): listing by parts again could keep losing.
+                    log.warning("listing by namespace fell behind; listing whole from now on", kind=self.name)
+                    self._whole = True
                 version = None
             except Exception as exc:
                 if self._stop.is_set():
@@ -126,11 +137,30 @@ class Watch:
                 self._stop.wait(self.RETRY_SECONDS)
 
     def _list(self) -> str:
+        """Apply a full list; the resourceVersion to watch from."""
+        if self.list_paths is None or self._whole:
+            return self._list_one(self.path, set(), last=True)
+        # Parts of the collection, listed one by one, then the whole watched from a version taken before the
+        # first part: every change after it is seen (those during the listing twice, which applying absorbs),
+        # without comparing resourceVersions (they are opaque).
+        self.lists += 1
+        resp = self._get({"limit": 1}, read_timeout=60.0)
+        try:
+            version = str((json.loads(resp.data).get("metadata") or {}).get("resourceVersion") or "")
+        finally:
+            resp.release_conn()
         uids: set[str] = set()
+        paths = self.list_paths()
+        for path in paths:
+            self._list_one(path, uids, last=False)
+        self.sink.relisted(uids)
+        return version
+
+    def _list_one(self, path: str, uids: set[str], *, last: bool) -> str:
         cont: str | None = None
         while True:
             self.lists += 1
-            resp = self._get({"limit": self.page_size, "continue": cont}, read_timeout=60.0)
+            resp = self._get({"limit": self.page_size, "continue": cont}, read_timeout=60.0, path=path)
             try:
                 page = json.loads(resp.data)
             finally:
@@ -148,7 +178,8 @@ class Watch:
             meta = page.get("metadata") or {}
             cont = meta.get("continue")
             if not cont:
-                self.sink.relisted(uids)
+                if last:
+                    self.sink.relisted(uids)
                 return str(meta.get("resourceVersion") or "")
 
     def _watch(self, version: str) -> str:
@@ -169,6 +200,7 @@ class Watch:
                 version = (obj.get("metadata") or {}).get("resourceVersion") or version
                 if kind != "BOOKMARK":
                     self.sink.apply(kind, obj)
+                self._events_since_list += 1
         finally:
             self._resp = None
             resp.release_conn()
@@ -267,12 +299,19 @@ class Watches:
             log.info("watching", kind=kind, api_version=api_version, namespace=namespace)
             return cache
 
-    def watch_into(self, api_version: str, kind: str, sink: Sink, namespace: str | None = None) -> Watch | None:
-        """A watch of the kind into a sink of the caller's (the GPU pod index), or None when not served."""
+    def watch_into(self, api_version: str, kind: str, sink: Sink, namespace: str | None = None,
+                   list_namespaces: Callable[[], list[str]] | None = None) -> Watch | None:
+        """A watch of the kind into a sink of the caller's (the GPU pod index), or None when not served.
+        ``list_namespaces``: list only these namespaces' objects (asked at each full list), watch them all."""
         path = self.path(api_version, kind, namespace)
         if path is None:
             return None
-        w = Watch(self.kube.api_client, path, sink, name=f"{kind}.{api_version}", page_size=self.page_size).start()
+        list_paths = None
+        if list_namespaces is not None:
+            def list_paths() -> list[str]:
+                return [p for ns in list_namespaces() if (p := self.path(api_version, kind, ns)) is not None]
+        w = Watch(self.kube.api_client, path, sink, name=f"{kind}.{api_version}", page_size=self.page_size,
+                  list_paths=list_paths).start()
         with self._lock:
             self._extra.append(w)
         return w

@@ -187,3 +187,17 @@ def test_a_policy_spanning_shards_has_one_writer_and_counts_every_shards_workloa
     writes_before = sum(1 for p in c.kube.patches if p[0] in ("IdlePolicy", "ConfigMap"))
     c.passes((1, 0), 3)  # steady: nothing changed, nothing written (reports and status alike)
     assert sum(1 for p in c.kube.patches if p[0] in ("IdlePolicy", "ConfigMap")) - writes_before == 0
+
+
+def test_another_shards_report_reaches_the_status_between_the_writers_passes():
+    c = Cluster()
+    c.passes((0,), 1)  # the writer's first pass: only its own part
+    c.passes((1,), 1)  # then the other shard publishes
+    assert c.status()["watched"] == 1
+    writer = c.controllers[0].reports
+    assert writer is not None and writer.merge_reported(c.now) == 1  # no pass of the writer needed
+    status = c.status()
+    assert status["watched"] == 2
+    assert next(x for x in status["conditions"] if x["type"] == "Ready")["message"] == "2 GPU workloads watched"
+    assert writer.merge_reported(c.now) == 0  # nothing changed since: nothing written
+    assert c.controllers[1].reports.merge_reported(c.now) == 0  # not the writer of this policy

@@ -8,6 +8,7 @@ annotations are the only writes. One evaluation loop per operator, never a timer
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from typing import Any
 
 import kopf
@@ -46,3 +47,10 @@ async def start_idle_loop(memo: kopf.Memo, **_: Any) -> None:
     # A short first delay lets the first watch lists fill the index.
     loops.start(memo, "idle", rt.settings.evaluation_interval_seconds, one_pass,
                 initial_delay=min(rt.settings.evaluation_interval_seconds, 2.0))
+    reports = controller.reports
+    if reports is not None:  # sharded: other shards' parts reach the statuses this shard writes within seconds
+        async def merge_reported() -> None:
+            await asyncio.to_thread(reports.merge_reported, dt.datetime.now(dt.UTC))
+
+        loops.start(memo, "idle-status-merge", min(rt.settings.evaluation_interval_seconds, 3.0), merge_reported,
+                    initial_delay=3.0)

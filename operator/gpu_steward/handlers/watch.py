@@ -45,8 +45,16 @@ def start_watches(rt: Runtime) -> None:
     agent pods) served from watches (``Kube.served_lists``)."""
     watches, s = rt.watches, rt.settings
     assert watches is not None
+    shard = s.shard()
+
+    def owned_namespaces() -> list[str]:
+        return [n["metadata"]["name"] for n in rt.kube.list("v1", "Namespace") if shard.owns(n["metadata"]["name"])]
+
     for namespace in s.namespaces or (None,):
-        watches.watch_into("v1", "Pod", rt.index, namespace)
+        # Sharded: list only the shard's namespaces' pods (the others' are not even decoded at start; the
+        # watch's events of other namespaces are dropped by the index as they come).
+        watches.watch_into("v1", "Pod", rt.index, namespace,
+                           list_namespaces=owned_namespaces if shard.sharded and namespace is None else None)
 
     def serve() -> None:
         rt.kube.unserved_labels = rt.kube.unserved_labels | COST_STORE

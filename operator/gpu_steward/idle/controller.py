@@ -33,7 +33,7 @@ from gpu_steward.idle.metrics import (
     record_policy,
 )
 from gpu_steward.idle.rules import rules_from_spec, windows_from_spec
-from gpu_steward.idle.shard_report import ShardReports, policy_id
+from gpu_steward.idle.shard_report import ShardReports
 from gpu_steward.idle.status import policy_conditions, signal_condition, write_status
 from gpu_steward.index import GpuPod, Registry
 from gpu_steward.kube import Kube
@@ -47,7 +47,6 @@ from gpu_steward.policy.idle_summary import summarize
 from gpu_steward.policy.requests import Published, SuspensionRequest, choose
 from gpu_steward.policy.schedule import in_window
 from gpu_steward.policy.selection import PolicyCandidate, choose_policy, exempt_by_selectors, policy_applies
-from gpu_steward.policy.shard_status import merge
 from gpu_steward.policy.store_codec import Entry, EntryRef, WarningMessage, adopt_legacy, entry_key
 from gpu_steward.policy.usage import GPU_UTIL, Usage, merge_usages, select_signal
 from gpu_steward.settings import Settings
@@ -830,10 +829,6 @@ class IdleController:
                              decisions: dict[tuple[str, str], list[Decision]], now: dt.datetime,
                              result: PassResult) -> None:
         prune_policies(set(policies))
-        parts: dict[str, dict[str, Any]] = {}
-        others = self.reports.others([k for k in policies if self.shard.owns(k[0])],
-                                     {k: b["metadata"].get("generation") for k, (b, _) in policies.items()}) \
-            if self.reports is not None else {}
         for key, (body, spec) in policies.items():
             summary = summarize(decisions.get(key, []), now, self._prices.default)
             record_policy(key[0], key[1], summary)  # the metrics: running GPU-hour and money figures
@@ -856,28 +851,17 @@ class IdleController:
                 fallbacks = sorted(result.signal_fallbacks.get(key, []))
                 fields["signalFallbacks"] = len(fallbacks)
                 extra.append(signal_condition(spec.idle.signal, fallbacks))
-            message = f"{summary.watched} GPU workloads watched"
-            if self.reports is not None:
-                parts[policy_id(key)] = {"generation": body["metadata"].get("generation"), "fields": fields,
-                                         "conditions": [list(c) for c in extra]}
-                if not self.shard.owns(key[0]):
-                    continue  # another shard writes this policy's status, with this part
-                fields, extra = merge(fields, extra, others.get(key, []))
-                reported = 1 + len(others.get(key, []))
-                message = f"{fields.get('watched', 0)} GPU workloads watched" + (
-                    f" ({reported} of {self.shard.count} shards reported)" if reported < self.shard.count else "")
             try:
-                if write_status(self.kube, body, fields, now, ok=True, reason="Evaluated", message=message,
-                                extra=extra):
-                    result.writes += 1
+                if self.reports is not None:  # sharded: this shard's part, merged by the status's one writer
+                    written = self.reports.part(key, body, fields, extra, now)
+                else:
+                    written = write_status(self.kube, body, fields, now, ok=True, reason="Evaluated",
+                                           message=f"{summary.watched} GPU workloads watched", extra=extra)
+                result.writes += written
             except Exception as exc:  # one policy's status never stops the others'
                 log.warning("idle policy status not written", policy="/".join(key), error=str(exc))
         if self.reports is not None:
-            try:
-                if self.reports.publish(parts, dry_run=False):
-                    result.writes += 1
-            except Exception as exc:  # the writers keep this shard's previous part meanwhile
-                log.warning("shard report not written", error=f"{type(exc).__name__}: {exc}")
+            result.writes += self.reports.publish(set(policies))
 
 
 def _key(ref: WorkloadRef) -> tuple[str, str, str, str]:

@@ -1,19 +1,26 @@
-"""Sharded mode: each shard's part of every IdlePolicy status, published in its report ConfigMap.
+"""Sharded mode: each shard's part of every IdlePolicy status, published in its report ConfigMap, and the
+one writer of each status merging them (``policy.shard_status``).
 
-The writer of a policy's status (the shard owning the policy's namespace, ``policy.shard_status``) reads the
-other shards' reports from the watch of the platform namespace's ConfigMaps: no request per pass. A report is
-written only when its content changed, so a steady cluster costs no writes. Parts for an older generation of
-the policy are not merged (they were counted under the previous spec).
+The writer of a policy's status is the shard that owns the policy's namespace. It reads the other shards'
+reports from the watch of the platform namespace's ConfigMaps (no request), at its own passes and, so that a
+cold start's status does not wait for the writer's next pass, every few seconds between them
+(``merge_reported``: memory reads, a write only when the merged status changed). A report is written only
+when its content changed, so a steady cluster costs no writes. Parts for an older generation of the policy
+are not merged (they were counted under the previous spec).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import threading
 from typing import Any
 
 import structlog
 
+from gpu_steward.idle.status import Condition, write_status
 from gpu_steward.kube import Kube
+from gpu_steward.policy.shard_status import merge
 from gpu_steward.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -21,9 +28,10 @@ log = structlog.get_logger(__name__)
 STORE_LABEL = "gpusteward.dev/store"
 REPORT = "idle-report"
 DATA_KEY = "policies"
+Key = tuple[str, str]
 
 
-def policy_id(key: tuple[str, str]) -> str:
+def policy_id(key: Key) -> str:
     return f"{key[0]}/{key[1]}"
 
 
@@ -33,14 +41,63 @@ class ShardReports:
         self.namespace = settings.platform_namespace
         self.base = f"{settings.store_prefix}-report"
         self._published: str | None = None
+        self._lock = threading.Lock()  # the pass and the between-passes merge write the same statuses
+        # This shard's latest part of each policy, and the policy's body (its status as last written).
+        self._parts: dict[Key, tuple[dict[str, Any], dict[str, Any]]] = {}
 
     def name(self, index: int) -> str:
         return f"{self.base}-shard-{index}"
 
+    # ---- the parts -----------------------------------------------------------------------------
+    def part(self, key: Key, body: dict[str, Any], fields: dict[str, Any], conditions: list[Condition],
+             now: dt.datetime) -> bool:
+        """Record this shard's part of a policy; where this shard writes its status, write the merged status
+        (True when written)."""
+        part = {"generation": body["metadata"].get("generation"), "fields": fields,
+                "conditions": [list(c) for c in conditions]}
+        with self._lock:
+            self._parts[key] = (body, part)
+        return self.shard.owns(key[0]) and self._write(key, body, part, now)
+
+    def merge_reported(self, now: dt.datetime) -> int:
+        """Between passes: write the statuses this shard writes again where another shard's report changed
+        them. Returns the writes."""
+        with self._lock:
+            mine = [(k, b, p) for k, (b, p) in self._parts.items() if self.shard.owns(k[0])]
+        writes = 0
+        for key, body, part in mine:
+            try:
+                writes += self._write(key, body, part, now)
+            except Exception as exc:  # the next pass writes it
+                log.warning("idle policy status not written", policy=policy_id(key), error=str(exc))
+        return writes
+
+    def _write(self, key: Key, body: dict[str, Any], part: dict[str, Any], now: dt.datetime) -> bool:
+        others = self._others(key, part["generation"])
+        fields, conditions = merge(part["fields"], [tuple(c) for c in part["conditions"]], others)  # type: ignore[misc]
+        reported = 1 + len(others)
+        message = f"{fields.get('watched', 0)} GPU workloads watched" + (
+            f" ({reported} of {self.shard.count} shards reported)" if reported < self.shard.count else "")
+        with self._lock:
+            return write_status(self.kube, body, fields, now, ok=True, reason="Evaluated", message=message,
+                                extra=conditions)
+
+    def _others(self, key: Key, generation: Any) -> list[dict[str, Any]]:
+        """The other shards' parts of the policy at its current generation (the watch's copy of their reports)."""
+        reports = self._reports()
+        out = []
+        for index in range(self.shard.count):
+            if index == self.shard.index:
+                continue
+            part = (reports.get(self.name(index)) or {}).get(policy_id(key))
+            if isinstance(part, dict) and part.get("generation") == generation:
+                out.append(part)
+        return out
+
     def _reports(self) -> dict[str, dict[str, Any]]:
-        """Every shard's report by ConfigMap name (the watch's copy in the operator)."""
+        """Every shard's report by ConfigMap name."""
         out: dict[str, dict[str, Any]] = {}
-        for cm in self.kube.list("v1", "ConfigMap", self.namespace, label_selector=f"{STORE_LABEL}={REPORT}"):
+        for cm in self._report_configmaps():
             try:
                 parts = json.loads((cm.get("data") or {}).get(DATA_KEY) or "{}")
             except ValueError:
@@ -49,40 +106,35 @@ class ShardReports:
                 out[cm["metadata"]["name"]] = parts
         return out
 
-    def others(self, keys: list[tuple[str, str]], generations: dict[tuple[str, str], Any]
-               ) -> dict[tuple[str, str], list[dict[str, Any]]]:
-        """The other shards' parts of each policy in ``keys`` at its current generation."""
-        reports = self._reports() if keys else {}
-        out: dict[tuple[str, str], list[dict[str, Any]]] = {k: [] for k in keys}
-        for index in range(self.shard.count):
-            if index == self.shard.index:
-                continue
-            parts = reports.get(self.name(index)) or {}
-            for key in keys:
-                part = parts.get(policy_id(key))
-                if isinstance(part, dict) and part.get("generation") == generations.get(key):
-                    out[key].append(part)
-        return out
+    def _report_configmaps(self) -> list[dict[str, Any]]:
+        return self.kube.list("v1", "ConfigMap", self.namespace, label_selector=f"{STORE_LABEL}={REPORT}")
 
-    def publish(self, parts: dict[str, dict[str, Any]], *, dry_run: bool) -> bool:
-        """Write this shard's report when it changed; True when written."""
+    # ---- this shard's report -------------------------------------------------------------------
+    def publish(self, live: set[Key]) -> int:
+        """Write this shard's report (its parts of the ``live`` policies) when it changed; 1 when written."""
+        with self._lock:
+            self._parts = {k: v for k, v in self._parts.items() if k in live}  # deleted policies go
+            parts = {policy_id(k): p for k, (_, p) in self._parts.items()}
         text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
         if text == self._published:
-            return False
+            return 0
         name = self.name(self.shard.index)
-        current = next((cm for cm in self.kube.list("v1", "ConfigMap", self.namespace,
-                                                     label_selector=f"{STORE_LABEL}={REPORT}")
-                        if cm["metadata"]["name"] == name), None)
-        if current is not None and (current.get("data") or {}).get(DATA_KEY) == text:
-            self._published = text
-            return False
-        if current is None and self.kube.get("v1", "ConfigMap", name, self.namespace) is None:
-            self.kube.create({"apiVersion": "v1", "kind": "ConfigMap",
-                              "metadata": {"name": name, "namespace": self.namespace,
-                                           "labels": {STORE_LABEL: REPORT,
-                                                      "app.kubernetes.io/managed-by": "gpu-steward"}},
-                              "data": {DATA_KEY: text}}, dry_run=dry_run)
-        else:
-            self.kube.patch("v1", "ConfigMap", name, self.namespace, {"data": {DATA_KEY: text}}, dry_run=dry_run)
+        try:
+            current = next((cm for cm in self._report_configmaps() if cm["metadata"]["name"] == name), None)
+            if current is not None and (current.get("data") or {}).get(DATA_KEY) == text:
+                self._published = text
+                return 0
+            # Written under the global dry-run too, as policy statuses are: it is the status's content.
+            if current is None and self.kube.get("v1", "ConfigMap", name, self.namespace) is None:
+                self.kube.create({"apiVersion": "v1", "kind": "ConfigMap",
+                                  "metadata": {"name": name, "namespace": self.namespace,
+                                               "labels": {STORE_LABEL: REPORT,
+                                                          "app.kubernetes.io/managed-by": "gpu-steward"}},
+                                  "data": {DATA_KEY: text}}, dry_run=False)
+            else:
+                self.kube.patch("v1", "ConfigMap", name, self.namespace, {"data": {DATA_KEY: text}}, dry_run=False)
+        except Exception as exc:  # the writers keep this shard's previous part meanwhile; next pass again
+            log.warning("shard report not written", error=f"{type(exc).__name__}: {exc}")
+            return 0
         self._published = text
-        return True
+        return 1
