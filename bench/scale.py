@@ -13,17 +13,21 @@ the platform namespace, selecting them by label. With ``--shards N`` (sharded mo
 processes run, shard 0..N-1 of N, each with leader election on its own Lease: figures are printed per shard,
 and cold start is until the policy's status (merged by its one writer) counts every workload.
 
-What it prints (the numbers docs/scale.md tabulates):
-- RSS of the operator process, steady and peak (VmHWM: the initial listing counts);
-- idle pass times: the first (cold) and the steady ones, from the operator's log;
-- cold start: from the process start to the IdlePolicy's status counting every workload;
-- API requests per minute by verb and resource in the steady window, from the apiserver's own
-  ``apiserver_request_total``, minus the same counters over a window of the same length without the operator.
+What it prints (the numbers docs/scale.md tabulates), for each configuration in turn (``--shards 1,4``
+measures one replica, then four shards, on the same cluster: between them the operators' ConfigMaps and
+Leases are deleted and the policy's status cleared):
+- RSS of each operator process, steady and peak (VmHWM: the initial listing counts);
+- idle pass times per process: the first (cold) and the steady ones, from the operator's log;
+- cold start: from the processes' start to the IdlePolicy's status counting every workload;
+- the operator's own API requests per minute in the steady window, by verb and resource, from the
+  apiserver's audit log: the operators run as their own ServiceAccount and the audit policy records only
+  that user's requests, so nobody else's traffic (KWOK's node heartbeats, the node controller) is counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import re
@@ -54,25 +58,6 @@ NOTEBOOK_CRD = {
                            "schema": {"openAPIV3Schema": {"type": "object",
                                                           "x-kubernetes-preserve-unknown-fields": True}}}]},
 }
-_METRIC = re.compile(r'^apiserver_request_total\{(.*)\} ([0-9.e+]+)$')
-
-
-def request_counts(cp: ControlPlane) -> Counter[tuple[str, str]]:
-    """The apiserver's request counters, by (verb, resource)."""
-    text = cp.kubectl("get", "--raw", "/metrics").stdout
-    out: Counter[tuple[str, str]] = Counter()
-    for line in text.splitlines():
-        m = _METRIC.match(line)
-        if not m:
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
-        out[(labels.get("verb", ""), labels.get("resource", ""))] += int(float(m.group(2)))
-    return out
-
-
-def per_minute(before: Counter[tuple[str, str]], after: Counter[tuple[str, str]],
-               seconds: float) -> dict[tuple[str, str], float]:
-    return {k: (after[k] - before[k]) * 60.0 / seconds for k in after if after[k] != before[k]}
 
 
 def events_since(cp: ControlPlane, since: str) -> Counter[tuple[str, str, str]]:
@@ -174,76 +159,95 @@ def passes_of(text: str) -> list[tuple[float, int]]:
             for line in text.splitlines() if "idle pass" in line and "seconds=" in line]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--pods", type=int, default=2000)
-    ap.add_argument("--per-node", type=int, default=8)
-    ap.add_argument("--per-notebook", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=16)
-    ap.add_argument("--baseline", type=float, default=60.0, help="seconds measured without the operator")
-    ap.add_argument("--steady", type=float, default=180.0, help="seconds measured in steady state")
-    ap.add_argument("--interval", type=float, default=15.0, help="the operator's evaluation interval")
-    ap.add_argument("--tracemalloc", type=int, default=0,
-                    help="frames: trace the operator's allocations and print where they are at the end")
-    ap.add_argument("--settle", type=float, default=60.0, help="seconds after cold start before the steady window")
-    ap.add_argument("--namespaces", type=int, default=1, help="spread the Notebooks over this many namespaces")
-    ap.add_argument("--shards", type=int, default=1, help="run this many operator processes, one per shard")
-    args = ap.parse_args()
-    workloads = args.pods // args.per_notebook
-    spread = max(args.namespaces, 1 if args.shards <= 1 else 8 * args.shards)
-    with ControlPlane() as cp:
-        kube = Kube(cp.api_client())
-        home, name = build(cp, kube, args.pods, args.per_node, args.per_notebook, args.threads, spread)
-        b0 = request_counts(cp)
-        time.sleep(args.baseline)
-        baseline = per_minute(b0, request_counts(cp), args.baseline)
-        if args.tracemalloc:  # read by the child (gpu_steward.memtrace); the operator dumps on SIGUSR1
-            os.environ[memtrace.ENV] = str(args.tracemalloc)
-        ops = []
-        for index in range(args.shards):
-            settings = {"evaluation_interval_seconds": str(args.interval), "metrics_port": "0",
-                        "log_format": "console", "platform_namespace": PLATFORM}
-            if args.shards > 1:
-                settings.update(shard_count=str(args.shards), shard_index=str(index),
-                                leader_election_lease_name="scale-leader", leader_election_namespace=PLATFORM)
-            log = Path(cp.workdir or "/tmp") / f"scale-operator-{index}.log"
-            ops.append(OperatorProcess(cp.kubeconfig, log, settings=settings).start())
-        pids = [op.popen.pid for op in ops if op.popen is not None]
-        started_epoch = time.time()
-        started, cold = time.monotonic(), None
-        peaks = [0.0] * len(ops)
-        try:
-            while cold is None and time.monotonic() - started < 900:
-                peaks = [proc_status(pid)[1] for pid in pids]
-                status = json.loads(cp.kubectl("get", "idlepolicy", name, "-n", home, "-o", "json").stdout).get(
-                    "status") or {}
-                if status.get("watched") == workloads:
-                    cold = time.monotonic() - started
-                time.sleep(0.5)
-            print(f"cold start to every status: {cold if cold is None else round(cold, 1)} s", flush=True)
-            time.sleep(args.settle)
-            s0, t_s = request_counts(cp), time.monotonic()
-            since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            rss_samples: list[list[float]] = [[] for _ in pids]
-            while time.monotonic() - t_s < args.steady:
-                for i, pid in enumerate(pids):
-                    rss_samples[i].append(proc_status(pid)[0])
-                time.sleep(5)
-            steady = per_minute(s0, request_counts(cp), time.monotonic() - t_s)
-            now = [proc_status(pid) for pid in pids]
-            events = events_since(cp, since)
-            if args.tracemalloc:
-                for pid in pids:
-                    traced = memtrace.dump_path(pid)
-                    os.kill(pid, signal.SIGUSR1)
-                    while not traced.exists():
-                        time.sleep(1)
-                    print(f"allocations of {pid}: {traced}\n" + "\n".join(traced.read_text().splitlines()[:60]),
-                          flush=True)
-        finally:
-            for op in ops:
-                op.stop()
-        logs = [op.log_text() for op in ops]  # before the control plane's work directory goes
+BENCH_SA = "bench-operator"
+BENCH_USER = f"system:serviceaccount:{PLATFORM}:{BENCH_SA}"
+
+
+def operator_kubeconfig(cp: ControlPlane) -> Path:
+    """A kubeconfig of the operator's own (a ServiceAccount token): the apiserver's audit log then tells its
+    requests from everyone else's (KWOK's heartbeats, the controllers'), exactly, with no baseline to subtract."""
+    cp.kubectl("create", "serviceaccount", BENCH_SA, "-n", PLATFORM)
+    cp.kubectl("create", "clusterrolebinding", BENCH_SA, "--clusterrole=cluster-admin",
+               f"--serviceaccount={PLATFORM}:{BENCH_SA}")
+    token = cp.kubectl("create", "token", BENCH_SA, "-n", PLATFORM, "--duration=48h").stdout.strip()
+    return cp.kubeconfig_for_token(token, Path(cp.workdir or "/tmp") / "operator.kubeconfig")
+
+
+def audited(cp: ControlPlane, since: float, until: float) -> Counter[tuple[str, str]]:
+    """The operator's requests between two epochs, by (verb, resource[/subresource]), watches excluded."""
+    out: Counter[tuple[str, str]] = Counter()
+    with open(cp.audit_log, encoding="utf-8") as f:
+        for line in f:
+            ev = json.loads(line)
+            if ev.get("stage") != "ResponseComplete" or ev.get("verb") == "watch":
+                continue
+            at = dt.datetime.fromisoformat(ev["stageTimestamp"]).timestamp()
+            if since <= at < until:
+                ref = ev.get("objectRef") or {}
+                sub = ref.get("subresource")
+                out[(ev["verb"], (ref.get("resource") or "") + (f"/{sub}" if sub else ""))] += 1
+    return out
+
+
+def reset(cp: ControlPlane, home: str, name: str) -> None:
+    """Between two configurations on one cluster: what the previous operators kept goes (their records, stores,
+    cost history, Leases) and the policy's status is cleared, so the next cold start is measured from nothing."""
+    cp.kubectl("delete", "configmap", "-n", PLATFORM, "-l", "app.kubernetes.io/managed-by=gpu-steward",
+               "--wait=false", check=False)
+    cp.kubectl("delete", "leases", "-n", PLATFORM, "--all", "--wait=false", check=False)
+    cp.kubectl("patch", "idlepolicy", name, "-n", home, "--subresource=status", "--type=merge",
+               "-p", json.dumps({"status": None}), check=False)
+
+
+def measure(cp: ControlPlane, kubeconfig: Path, args: argparse.Namespace, shards: int, home: str, name: str,
+            workloads: int) -> None:
+    ops = []
+    for index in range(shards):
+        settings = {"evaluation_interval_seconds": str(args.interval), "metrics_port": "0",
+                    "log_format": "console", "platform_namespace": PLATFORM}
+        if shards > 1:
+            settings.update(shard_count=str(shards), shard_index=str(index),
+                            leader_election_lease_name="scale-leader", leader_election_namespace=PLATFORM)
+        log = Path(cp.workdir or "/tmp") / f"scale-operator-{shards}-{index}.log"
+        ops.append(OperatorProcess(kubeconfig, log, settings=settings).start())
+    pids = [op.popen.pid for op in ops if op.popen is not None]
+    started_epoch, started, cold = time.time(), time.monotonic(), None
+    peaks = [0.0] * len(ops)
+    try:
+        while cold is None and time.monotonic() - started < 900:
+            peaks = [max(p, proc_status(pid)[1]) for p, pid in zip(peaks, pids, strict=True)]
+            status = json.loads(cp.kubectl("get", "idlepolicy", name, "-n", home, "-o", "json").stdout).get(
+                "status") or {}
+            if status.get("watched") == workloads:
+                cold = time.monotonic() - started
+            time.sleep(0.5)
+        time.sleep(args.settle)
+        t_s = time.time()
+        rss_samples: list[list[float]] = [[] for _ in pids]
+        while time.time() - t_s < args.steady:
+            for i, pid in enumerate(pids):
+                rss_samples[i].append(proc_status(pid)[0])
+            time.sleep(5)
+        t_e = time.time()
+        now = [proc_status(pid) for pid in pids]
+        events = events_since(cp, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_s)))
+        if args.tracemalloc:
+            for pid in pids:
+                traced = memtrace.dump_path(pid)
+                os.kill(pid, signal.SIGUSR1)
+                while not traced.exists():
+                    time.sleep(1)
+                print(f"allocations of {pid}: {traced}\n" + "\n".join(traced.read_text().splitlines()[:60]),
+                      flush=True)
+    finally:
+        for op in ops:
+            op.stop()
+    logs = [op.log_text() for op in ops]
+    requests = audited(cp, t_s, t_e)
+    minutes = (t_e - t_s) / 60
+    print(f"==== {shards} operator process{'es' if shards > 1 else ''} "
+          f"({'sharded' if shards > 1 else 'one replica'}), load {os.getloadavg()[0]:.1f} ====")
+    print(f"cold start to every status: {cold if cold is None else round(cold, 1)} s", flush=True)
     for i in range(len(ops)):
         rss, peak = now[i]
         who = f"shard {i}/{len(ops)}: " if len(ops) > 1 else ""
@@ -251,23 +255,53 @@ def main() -> None:
               f"peak {max(peak, peaks[i]):.0f} MB")
         passes = passes_of(logs[i])
         if passes:
-            later = [s for s, _ in passes[1:]] or [passes[0][0]]
+            later = sorted(s for s, _ in passes[1:]) or [passes[0][0]]
             first = first_pass_at(logs[i], started_epoch)
             print(f"{who}idle passes: {len(passes)}; first done {first if first is None else round(first, 1)}s "
-                  f"after start; cold {passes[0][0]:.2f}s; steady {min(later):.2f}-{max(later):.2f}s; "
-                  f"writes per steady pass {[w for _, w in passes[1:]]}")
-    print("operator API requests per minute in steady state (minus the baseline without it):")
-    rows = {k: v - baseline.get(k, 0.0) for k, v in steady.items()}
-    for (verb, resource), rate in sorted(rows.items(), key=lambda kv: -kv[1]):
-        if abs(rate) >= 0.5 and verb != "WATCH":
-            print(f"  {verb:7s} {resource:28s} {rate:8.1f}/min")
+                  f"after start; cold {passes[0][0]:.2f}s; steady {later[0]:.2f}-{later[-1]:.2f}s, median "
+                  f"{later[len(later) // 2]:.2f}s; writes per steady pass {[w for _, w in passes[1:]]}")
+    print("the operator's own API requests per minute in the steady window (apiserver audit log, watches excluded):")
+    for (verb, resource), n in requests.most_common():
+        print(f"  {verb:7s} {resource:28s} {n / minutes:8.1f}/min")
     print("Events created in the steady window, by reporter, reason, object kind:")
     for (who, reason, kind), n in events.most_common(10):
         print(f"  {who:24s} {reason:28s} {kind:12s} {n}")
-    reads = sum(v for (verb, _), v in rows.items() if verb in ("GET", "LIST"))
-    writes = sum(v for (verb, _), v in rows.items() if verb in ("POST", "PUT", "PATCH", "DELETE", "CREATE", "UPDATE"))
-    pod_writes = sum(v for (verb, res), v in rows.items() if res == "pods" and verb in ("PATCH", "UPDATE"))
-    print(f"reads/min {reads:.1f}; writes/min {writes:.1f}; pod writes/s {pod_writes / 60:.2f}")
+    reads = sum(n for (verb, _), n in requests.items() if verb in ("get", "list"))
+    election = sum(n for (verb, res), n in requests.items() if res == "leases" and verb not in ("get", "list"))
+    writes = sum(n for (verb, res), n in requests.items() if verb not in ("get", "list") and res != "leases")
+    pod_writes = sum(n for (verb, res), n in requests.items() if res == "pods" and verb in ("patch", "update"))
+    print(f"reads/min {reads / minutes:.1f}; writes/min {writes / minutes:.1f} (and leader-election Lease renewals "
+          f"{election / minutes:.1f}/min); pod writes/s {pod_writes / minutes / 60:.2f}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pods", type=int, default=2000)
+    ap.add_argument("--per-node", type=int, default=8)
+    ap.add_argument("--per-notebook", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=16)
+    ap.add_argument("--steady", type=float, default=180.0, help="seconds measured in steady state")
+    ap.add_argument("--interval", type=float, default=15.0, help="the operator's evaluation interval")
+    ap.add_argument("--tracemalloc", type=int, default=0,
+                    help="frames: trace the operator's allocations and print where they are at the end")
+    ap.add_argument("--settle", type=float, default=60.0, help="seconds after cold start before the steady window")
+    ap.add_argument("--namespaces", type=int, default=1, help="spread the Notebooks over this many namespaces")
+    ap.add_argument("--shards", default="1",
+                    help="operator processes, one per shard; a list (1,4) measures each in turn on one cluster")
+    args = ap.parse_args()
+    counts = [int(x) for x in str(args.shards).split(",")]
+    workloads = args.pods // args.per_notebook
+    spread = max(args.namespaces, 1 if max(counts) <= 1 else 8 * max(counts))
+    with ControlPlane(audit_users=(BENCH_USER,)) as cp:
+        kube = Kube(cp.api_client())
+        home, name = build(cp, kube, args.pods, args.per_node, args.per_notebook, args.threads, spread)
+        kubeconfig = operator_kubeconfig(cp)
+        if args.tracemalloc:  # read by the child (gpu_steward.memtrace); the operator dumps on SIGUSR1
+            os.environ[memtrace.ENV] = str(args.tracemalloc)
+        for n, shards in enumerate(counts):
+            if n:
+                reset(cp, home, name)
+            measure(cp, kubeconfig, args, shards, home, name, workloads)
 
 
 if __name__ == "__main__":

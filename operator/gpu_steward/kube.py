@@ -64,6 +64,10 @@ class Kube:
         self.dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
         self.core = client.CoreV1Api(api_client)
         self.writes = WriteLog()
+        # Set while a watch of the CRDs tells when one is installed (kube_watch.CrdEvents): a kind not served is
+        # then looked up again only after a CRD event, not every MISSING_KIND_RECHECK_SECONDS (each lookup of a
+        # missing kind makes the dynamic client discover every group again: dozens of GETs).
+        self.crds_watched = False
         # The dynamic client's discovery cache is not thread-safe, and a miss (a CRD that is not
         # installed) makes it drop the cache and discover again: a thread reading it meanwhile fails
         # (KeyError). The loops, kopf's handler threads and the Slack endpoint share this object, so
@@ -91,7 +95,8 @@ class Kube:
             if key in self._resolved:
                 return self._resolved[key]
             missed = self._missing.get(key)
-            if missed is not None and time.monotonic() - missed < self.MISSING_KIND_RECHECK_SECONDS:
+            if missed is not None and (self.crds_watched
+                                       or time.monotonic() - missed < self.MISSING_KIND_RECHECK_SECONDS):
                 raise ResourceNotFoundError(f"No matches found for {key} (looked up recently)")
             try:
                 found = self.dynamic.resources.get(api_version=api_version, kind=kind)
@@ -103,6 +108,11 @@ class Kube:
             return found
 
     # ---- reads -------------------------------------------------------------------------------
+    def forget_missing(self) -> None:
+        """A CRD was installed or changed: look every kind not served so far up again (on its next use)."""
+        with self._resolve_lock:
+            self._missing.clear()
+
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> JSON | None:
         try:
             resp = self._resource(api_version, kind).get(name=name, namespace=namespace, serialize=False)

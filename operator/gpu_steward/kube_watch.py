@@ -10,8 +10,9 @@ fields a decision reads), never whole bodies. A steady cluster costs no reads: t
 projections.
 
 ``Watches`` starts a watch the first time a kind is asked for. A kind the cluster does not serve (its CRD
-is not installed) reads as empty and is looked up again every ``MISSING_KIND_RECHECK_SECONDS``, so a CRD
-installed later is picked up without a restart.
+is not installed) reads as empty and is looked up again when a CRD is installed or changed (``CrdEvents``:
+a watch of the CRDs' metadata), so a CRD installed later is picked up without a restart and without
+polling discovery; until that watch has listed, every ``MISSING_KIND_RECHECK_SECONDS``.
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ class Watch:
 
     def __init__(self, api_client: client.ApiClient, path: str, sink: Sink, *, name: str,
                  label_selector: str | None = None, page_size: int = 500, timeout_seconds: int = 300,
-                 list_paths: Callable[[], list[str]] | None = None) -> None:
+                 list_paths: Callable[[], list[str]] | None = None, accept: dict[str, str] | None = None) -> None:
         self.api_client, self.path, self.sink, self.name = api_client, path, sink, name
+        self.accept = accept or {}  # by request ("list", "watch"): the Accept header, JSON when not given
         # Sharded mode: list only these collections (the shard's namespaces), then watch ``path`` whole.
         self.list_paths = list_paths
         self._events_since_list = 0
@@ -100,7 +102,8 @@ class Watch:
         if self.label_selector:
             query["labelSelector"] = self.label_selector
         method, url, headers, _, _ = self.api_client.param_serialize(
-            "GET", path or self.path, query_params=list(query.items()), header_params={"Accept": "application/json"},
+            "GET", path or self.path, query_params=list(query.items()),
+            header_params={"Accept": self.accept.get("watch" if "watch" in query else "list", "application/json")},
             auth_settings=["BearerToken"])
         resp = self.api_client.call_api(method, url, header_params=headers,
                                         _request_timeout=(10.0, read_timeout)).response
@@ -253,6 +256,28 @@ class ObjectCache:
         return self.watch is None or self.watch.synced.wait(timeout)
 
 
+# Metadata only: the apiserver answers a list as PartialObjectMetadataList and a watch's objects as
+# PartialObjectMetadata for these Accept headers (a watch asked for the list form sends nothing at all).
+METADATA_ONLY = {"list": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
+                 "watch": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"}
+
+
+class CrdEvents:
+    """A ``Sink`` for the CRD watch: any CRD added or changed (a new one, a new version served) makes the kinds
+    not served so far be looked up again; after its first list, missing kinds are no longer polled."""
+
+    def __init__(self, watches: Watches) -> None:
+        self.watches = watches
+
+    def apply(self, event_type: str, obj: JSON) -> None:
+        if event_type in ("ADDED", "MODIFIED") and self.watches.kube.crds_watched:
+            self.watches.forget_missing()
+
+    def relisted(self, uids: set[str]) -> None:
+        self.watches.forget_missing()  # what changed while not watching
+        self.watches.kube.crds_watched = True
+
+
 class Watches:
     """The process's watches, one per (apiVersion, kind), started when first asked for."""
 
@@ -285,7 +310,8 @@ class Watches:
             if found is not None:
                 return found
             missed = self._missing.get(key)
-            if missed is not None and time.monotonic() - missed < self.MISSING_KIND_RECHECK_SECONDS:
+            if missed is not None and (self.kube.crds_watched
+                                       or time.monotonic() - missed < self.MISSING_KIND_RECHECK_SECONDS):
                 return ObjectCache(project, served=False)
             path = self.path(api_version, kind, namespace)
             if path is None:
@@ -322,6 +348,23 @@ class Watches:
         if cache.watch is not None and cache.wait(30.0):
             self.kube.served_lists[(api_version, kind, namespace)] = cache.items
 
+    def forget_missing(self) -> None:
+        with self._lock:
+            self._missing.clear()
+        self.kube.forget_missing()
+
+    def watch_crds(self) -> Watch | None:
+        """Watch the CRDs' metadata (names only: their schemas can be megabytes) so that a kind installed later
+        is looked up again at once, and never polled for meanwhile."""
+        path = self.path("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+        if path is None:
+            return None
+        w = Watch(self.kube.api_client, path, CrdEvents(self), name="crds", page_size=self.page_size,
+                  accept=METADATA_ONLY).start()
+        with self._lock:
+            self._extra.append(w)
+        return w
+
     def held(self, api_version: str, kind: str, namespace: str | None, name: str,
              scope: str | None = None) -> Any:
         """A copy of the object as a listed watch of the collection (``scope``: its namespace, None for all)
@@ -340,5 +383,6 @@ class Watches:
 
     def stop(self) -> None:
         self.kube.served_lists.clear()
+        self.kube.crds_watched = False  # no watch tells of new CRDs any more: look missing kinds up by time
         for w in self.all():
             w.stop()

@@ -55,6 +55,9 @@ class ControlPlane:
     workdir: Path | None = None
     bin_dir: Path | None = None
     quiet: bool = True
+    # Users whose requests the apiserver records in its audit log (``audit_log``), one JSON line per request
+    # (Metadata level, at ResponseComplete); nobody else's. Benchmarks attribute requests to a client this way.
+    audit_users: tuple[str, ...] = ()
     procs: list[Proc] = field(default_factory=list)
     _tmp: tempfile.TemporaryDirectory[str] | None = None
 
@@ -179,7 +182,24 @@ class ControlPlane:
             "--authorization-mode=RBAC", "--service-cluster-ip-range=10.0.0.0/24",
             "--allow-privileged=true", "--profiling=false", f"--cert-dir={self.workdir}",
             "--enable-priority-and-fairness=false", "--v=0",
+            *self._audit_flags(),
         ])
+
+    @property
+    def audit_log(self) -> Path:
+        assert self.workdir is not None
+        return self.workdir / "audit.log"
+
+    def _audit_flags(self) -> list[str]:
+        if not self.audit_users:
+            return []
+        assert self.workdir is not None
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(yaml.safe_dump({
+            "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived", "ResponseStarted"],
+            "rules": [{"level": "Metadata", "users": list(self.audit_users)}, {"level": "None"}]}))
+        return [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}", "--audit-log-format=json",
+                "--audit-log-maxbackup=0"]
 
     def _component_flags(self) -> list[str]:
         kc = str(self.kubeconfig)

@@ -129,3 +129,44 @@ def test_a_shard_lists_only_its_namespaces_and_still_sees_every_later_change(clu
                                                                                               (other, "after")})
     finally:
         watches.stop()
+
+
+def test_with_the_crd_watch_a_missing_kind_is_not_polled_and_a_later_crd_is_picked_up_at_once(
+        cluster: ControlPlane) -> None:
+    kube = Kube(cluster.api_client())
+    kube.MISSING_KIND_RECHECK_SECONDS = 3600.0  # time alone would never look again within this test
+    watches = Watches(kube)
+    watches.MISSING_KIND_RECHECK_SECONDS = 3600.0
+    discoveries = []
+    real_get = kube.dynamic.resources.get
+
+    def counted(**kw):  # every lookup that reaches the dynamic client's discovery
+        discoveries.append(kw.get("kind"))
+        return real_get(**kw)
+
+    kube.dynamic.resources.get = counted
+    crd_watch = watches.watch_crds()
+    view = WatchView(watches, first_list_timeout=30)
+    try:
+        assert crd_watch is not None and crd_watch.synced.wait(30)
+        _until(lambda: kube.crds_watched)
+        assert view.objects("later.example.dev/v1", "Widget") == []  # not served: looked up once
+        asked = len(discoveries)
+        for _ in range(20):  # a pass every few seconds asks again: no discovery request for it
+            assert view.objects("later.example.dev/v1", "Widget") == []
+        assert len(discoveries) == asked
+        crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+               "metadata": {"name": "widgets.later.example.dev"},
+               "spec": {"group": "later.example.dev", "scope": "Namespaced",
+                        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                        "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                            "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(crd))
+        cluster.kubectl("wait", "--for=condition=Established", "crd/widgets.later.example.dev", "--timeout=60s")
+        cluster.create_namespace("later-crd")
+        cluster.kubectl("apply", "-n", "later-crd", "-f", "-", input=yaml.safe_dump(
+            {"apiVersion": "later.example.dev/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {}}))
+        _until(lambda: [o["metadata"]["name"] for o in view.objects("later.example.dev/v1", "Widget")] == ["w1"])
+    finally:
+        watches.stop()
+    assert not kube.crds_watched  # stopped: missing kinds are looked up by time again

@@ -50,6 +50,7 @@ def start_watches(rt: Runtime) -> None:
     def owned_namespaces() -> list[str]:
         return [n["metadata"]["name"] for n in rt.kube.list("v1", "Namespace") if shard.owns(n["metadata"]["name"])]
 
+    watches.watch_crds()  # a CRD installed later: its kind is looked up again then (no discovery polling)
     for namespace in s.namespaces or (None,):
         # Sharded: list only the shard's namespaces' pods (the others' are not even decoded at start; the
         # watch's events of other namespaces are dropped by the index as they come).
