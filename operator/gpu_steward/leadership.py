@@ -114,6 +114,7 @@ class LeaseElector:
             try:
                 decision = self._round(started)
             except Exception as exc:  # the apiserver unreachable, a 409 from a racing replica, ...
+                self._resource_version = None  # read the Lease again next round
                 if not self._failing:
                     log.warning("leader election round failed", lease=self.name, error=str(exc)[:300])
                 self._failing = True
@@ -126,7 +127,14 @@ class LeaseElector:
             return self.leading()
 
     def _round(self, started: dt.datetime) -> Decision:
-        lease = self.kube.get(LEASE_API, "Lease", self.name, self.namespace)
+        if self._resource_version and self._record is not None and self._record.holder == self.identity \
+                and self.leading():
+            # Renewing a Lease we hold: it is as we last wrote it, unless someone else wrote it since, and then
+            # the renewal (conditional on our write's resourceVersion) fails with a conflict and the next
+            # round reads it. No GET per renewal: half the election's requests.
+            lease: JSON | None = lease_body(self.namespace, self.name, self._record, self._resource_version)
+        else:
+            lease = self.kube.get(LEASE_API, "Lease", self.name, self.namespace)
         current = record_of(lease)
         self._observed = observe(self._observed, current, started)
         if current is not None and current.holder != self.identity:
@@ -148,8 +156,8 @@ class LeaseElector:
     def release(self) -> None:
         """On a clean shutdown: hand the Lease back so a standby takes over at once. Best effort."""
         with self._lock:
-            if not self.leading() or self._record is None:
-                return
+            if not self.leading() or self._record is None or self._resource_version is None:
+                return  # (no version: the last round failed, maybe on a foreign write; it expires by itself)
             self._last_write_started = None
             try:
                 self.kube.replace(lease_body(self.namespace, self.name, released(self._record),

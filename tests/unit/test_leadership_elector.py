@@ -167,3 +167,27 @@ def test_release_hands_over_at_once(world):
     assert not a.leading() and holder(kube) == ""
     clock.advance(0.1)
     assert b.round() and holder(kube) == "b"
+
+
+def test_a_leader_renews_without_reading_and_learns_of_a_foreign_write_from_the_conflict(world):
+    kube, clock, a, _ = world
+    reads = []
+    real_get = kube.get
+    kube.get = lambda *args, **kw: reads.append(args) or real_get(*args, **kw)
+    assert a.round()
+    first = len(reads)
+    for _ in range(10):
+        clock.advance(2)
+        assert a.round()
+    assert len(reads) == first  # ten renewals, no GET
+    # Someone else writes the Lease (a hand edit, a replica that saw it expire): the next renewal conflicts,
+    # leadership is not extended by it, and the round after reads the Lease again and stands by.
+    lease = kube.objects[("gs", "leader")]
+    lease["spec"]["holderIdentity"] = "intruder"
+    kube.version += 1
+    lease["metadata"]["resourceVersion"] = str(kube.version)
+    clock.advance(2)
+    a.round()
+    clock.advance(2)
+    assert not a.round() and not a.leading()
+    assert len(reads) > first and holder(kube) == "intruder"
