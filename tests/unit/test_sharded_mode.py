@@ -184,9 +184,11 @@ def test_a_policy_spanning_shards_has_one_writer_and_counts_every_shards_workloa
             reg.pod_event("DELETED", {"metadata": {"uid": f"pod-{ns}", "namespace": ns}})
     c.passes((1, 0), 2)
     assert c.status()["suspended"] == 2 and c.status()["watched"] == 2
-    writes_before = sum(1 for p in c.kube.patches if p[0] in ("IdlePolicy", "ConfigMap"))
-    c.passes((1, 0), 3)  # steady: nothing changed, nothing written (reports and status alike)
-    assert sum(1 for p in c.kube.patches if p[0] in ("IdlePolicy", "ConfigMap")) - writes_before == 0
+    # Steady, with both suspended: their reclaimed GPU-hours grow every minute, but the status's figures move
+    # in steps of ten evaluation intervals (5 min here), so ten passes write the status at most twice.
+    status_writes = sum(1 for p in c.kube.patches if p[0] == "IdlePolicy")
+    c.passes((1, 0), 10)
+    assert sum(1 for p in c.kube.patches if p[0] == "IdlePolicy") - status_writes <= 2
 
 
 def test_another_shards_report_reaches_the_status_between_the_writers_passes():

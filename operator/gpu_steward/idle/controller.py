@@ -832,10 +832,12 @@ class IdleController:
         for key, (body, spec) in policies.items():
             summary = summarize(decisions.get(key, []), now, self._prices.default)
             record_policy(key[0], key[1], summary)  # the metrics: running GPU-hour and money figures
-            # The status's GPU-hour and money figures are as of the last whole hour: a figure that grew every
-            # pass would rewrite every status every pass while anything is suspended.
-            on_the_hour = now.replace(minute=0, second=0, microsecond=0)
-            fields = summarize(decisions.get(key, []), on_the_hour, self._prices.default).as_status(
+            # The status's GPU-hour and money figures move in steps of ten evaluation intervals (5 min at the
+            # default 30 s): a figure that grew every pass would rewrite every status every pass while anything
+            # is suspended (or would be, in dry-run).
+            step = 10 * self.settings.evaluation_interval_seconds
+            stepped = dt.datetime.fromtimestamp(now.timestamp() // step * step, dt.UTC)
+            fields = summarize(decisions.get(key, []), stepped, self._prices.default).as_status(
                 spec.dry_run or self.settings.dry_run)
             fields["currency"] = self.settings.currency
             fields["failed"] = result.failures.get(key, 0)
