@@ -33,6 +33,17 @@ def _pod(name: str, gpus: int) -> dict:
             "spec": {"nodeName": "nowhere", "containers": [{"name": "m", "image": "x", "resources": resources}]}}
 
 
+def _crd(group: str, kind: str) -> dict:
+    """A namespaced CRD that keeps whatever it is given (its schema does not matter here)."""
+    plural = kind.lower() + "s"
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.{group}"},
+            "spec": {"group": group, "scope": "Namespaced",
+                     "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
+                     "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                         "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
+
+
 def test_gpu_pods_follow_the_watch_and_the_first_list_comes_in_pages(cluster: ControlPlane) -> None:
     cluster.create_namespace(NS)
     kube = Kube(cluster.api_client())
@@ -71,13 +82,7 @@ def test_a_crd_installed_later_is_watched_without_a_restart(cluster: ControlPlan
     view = WatchView(watches, first_list_timeout=30)
     try:
         assert view.objects("late.example.dev/v1", "Gadget") == []  # not served yet
-        crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-               "metadata": {"name": "gadgets.late.example.dev"},
-               "spec": {"group": "late.example.dev", "scope": "Namespaced",
-                        "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
-                        "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                            "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
-        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(crd))
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(_crd("late.example.dev", "Gadget")))
         cluster.kubectl("wait", "--for=condition=Established", "crd/gadgets.late.example.dev", "--timeout=60s")
         cluster.create_namespace("late-crd")
         cluster.kubectl("apply", "-n", "late-crd", "-f", "-", input=yaml.safe_dump(
@@ -155,13 +160,7 @@ def test_with_the_crd_watch_a_missing_kind_is_not_polled_and_a_later_crd_is_pick
         for _ in range(20):  # a pass every few seconds asks again: no discovery request for it
             assert view.objects("later.example.dev/v1", "Widget") == []
         assert len(discoveries) == asked
-        crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-               "metadata": {"name": "widgets.later.example.dev"},
-               "spec": {"group": "later.example.dev", "scope": "Namespaced",
-                        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-                        "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                            "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
-        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(crd))
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(_crd("later.example.dev", "Widget")))
         cluster.kubectl("wait", "--for=condition=Established", "crd/widgets.later.example.dev", "--timeout=60s")
         cluster.create_namespace("later-crd")
         cluster.kubectl("apply", "-n", "later-crd", "-f", "-", input=yaml.safe_dump(
