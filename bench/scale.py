@@ -145,10 +145,9 @@ def first_pass_at(text: str, started: float) -> float | None:
     """Seconds from ``started`` (epoch) to the end of the first idle pass in the log."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", text)
     for line in text.splitlines():
-        m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z .*idle pass .*seconds=", line)
+        m = re.match(r"(\S+Z) .*idle pass .*seconds=", line)
         if m:
-            at = time.mktime(time.strptime(m.group(1).split(".")[0], "%Y-%m-%dT%H:%M:%S")) - time.timezone
-            return at + float("0." + m.group(1).split(".")[1]) - started
+            return dt.datetime.fromisoformat(m.group(1)).timestamp() - started
     return None
 
 

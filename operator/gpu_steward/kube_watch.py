@@ -141,8 +141,11 @@ class Watch:
 
     def _list(self) -> str:
         """Apply a full list; the resourceVersion to watch from."""
+        uids: set[str] = set()
         if self.list_paths is None or self._whole:
-            return self._list_one(self.path, set(), last=True)
+            version = self._list_one(self.path, uids)
+            self.sink.relisted(uids)
+            return version
         # Parts of the collection, listed one by one, then the whole watched from a version taken before the
         # first part: every change after it is seen (those during the listing twice, which applying absorbs),
         # without comparing resourceVersions (they are opaque).
@@ -152,14 +155,13 @@ class Watch:
             version = str((json.loads(resp.data).get("metadata") or {}).get("resourceVersion") or "")
         finally:
             resp.release_conn()
-        uids: set[str] = set()
-        paths = self.list_paths()
-        for path in paths:
-            self._list_one(path, uids, last=False)
+        for path in self.list_paths():
+            self._list_one(path, uids)
         self.sink.relisted(uids)
         return version
 
-    def _list_one(self, path: str, uids: set[str], *, last: bool) -> str:
+    def _list_one(self, path: str, uids: set[str]) -> str:
+        """Apply one collection's objects, page by page, adding their uids; its resourceVersion."""
         cont: str | None = None
         while True:
             self.lists += 1
@@ -181,8 +183,6 @@ class Watch:
             meta = page.get("metadata") or {}
             cont = meta.get("continue")
             if not cont:
-                if last:
-                    self.sink.relisted(uids)
                 return str(meta.get("resourceVersion") or "")
 
     def _watch(self, version: str) -> str:

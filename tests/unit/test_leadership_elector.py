@@ -54,7 +54,8 @@ class FakeKube:
     def replace(self, body: dict[str, Any], *, dry_run: bool) -> dict[str, Any]:
         self._check()
         have = self.objects[(body["metadata"]["namespace"], body["metadata"]["name"])]
-        if body["metadata"].get("resourceVersion") != have["metadata"]["resourceVersion"]:
+        # as the API server: a PUT without a resourceVersion is unconditional, with one it must match
+        if body["metadata"].get("resourceVersion") not in (None, have["metadata"]["resourceVersion"]):
             raise Conflict("the object has been modified")
         return self._store(body)
 
@@ -191,3 +192,17 @@ def test_a_leader_renews_without_reading_and_learns_of_a_foreign_write_from_the_
     clock.advance(2)
     assert not a.round() and not a.leading()
     assert len(reads) > first and holder(kube) == "intruder"
+
+
+def test_after_a_failed_renewal_release_does_not_overwrite_the_lease(world):
+    kube, clock, a, _ = world
+    assert a.round()
+    lease = kube.objects[("gs", "leader")]  # someone else writes it; a's next renewal conflicts
+    lease["spec"]["holderIdentity"] = "intruder"
+    kube.version += 1
+    lease["metadata"]["resourceVersion"] = str(kube.version)
+    clock.advance(2)
+    a.round()
+    assert a.leading()  # within its renew deadline it still counts itself leader ...
+    a.release()  # ... but a release now would write blind over the other's Lease: it must not
+    assert holder(kube) == "intruder"

@@ -28,11 +28,9 @@ def plan_for(kube: Kube, namespace: str) -> tuple[kq.KueuePlan, JSON | None]:
     else:
         return kq.KueuePlan("None"), None
     names = {(lq.get("spec") or {}).get("clusterQueue") for lq in queues} - {None, ""}
-    if (version, "ClusterQueue", None) in kube.served_lists:  # the operator's watch: no request
-        cqs = {cq["metadata"]["name"]: cq for cq in kube.list(version, "ClusterQueue")
-               if cq["metadata"]["name"] in names}
-    else:
-        cqs = {n: cq for n in names if (cq := kube.get_optional(version, "ClusterQueue", n)) is not None}
+    # One list (the operator's watch serves it: no request), not a GET per queue.
+    cqs = {cq["metadata"]["name"]: cq for cq in kube.list_optional(version, "ClusterQueue")
+           if cq["metadata"]["name"] in names}
     namespaces = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in kube.list("v1", "Namespace")}
     plan = kq.plan(namespace, queues, cqs, namespaces)
     return plan, cqs.get(plan.cluster_queue or "")

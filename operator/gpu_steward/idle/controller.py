@@ -853,17 +853,18 @@ class IdleController:
                 fallbacks = sorted(result.signal_fallbacks.get(key, []))
                 fields["signalFallbacks"] = len(fallbacks)
                 extra.append(signal_condition(spec.idle.signal, fallbacks))
+            if self.reports is not None:  # sharded: this shard's part, merged by the status's one writer
+                self.reports.part(key, body, fields, extra)
+                continue
             try:
-                if self.reports is not None:  # sharded: this shard's part, merged by the status's one writer
-                    written = self.reports.part(key, body, fields, extra, now)
-                else:
-                    written = write_status(self.kube, body, fields, now, ok=True, reason="Evaluated",
-                                           message=f"{summary.watched} GPU workloads watched", extra=extra)
-                result.writes += written
+                if write_status(self.kube, body, fields, now, ok=True, reason="Evaluated",
+                                message=f"{summary.watched} GPU workloads watched", extra=extra):
+                    result.writes += 1
             except Exception as exc:  # one policy's status never stops the others'
                 log.warning("idle policy status not written", policy="/".join(key), error=str(exc))
         if self.reports is not None:
-            result.writes += self.reports.publish(set(policies))
+            result.writes += self.reports.publish(set(policies))  # drops deleted policies' parts first
+            result.writes += self.reports.merge_reported(now)
 
 
 def _key(ref: WorkloadRef) -> tuple[str, str, str, str]:

@@ -49,31 +49,33 @@ class ShardReports:
         return f"{self.base}-shard-{index}"
 
     # ---- the parts -----------------------------------------------------------------------------
-    def part(self, key: Key, body: dict[str, Any], fields: dict[str, Any], conditions: list[Condition],
-             now: dt.datetime) -> bool:
-        """Record this shard's part of a policy; where this shard writes its status, write the merged status
-        (True when written)."""
+    def part(self, key: Key, body: dict[str, Any], fields: dict[str, Any], conditions: list[Condition]) -> None:
+        """Record this shard's part of a policy (written by ``merge_reported`` and ``publish``)."""
         part = {"generation": body["metadata"].get("generation"), "fields": fields,
                 "conditions": [list(c) for c in conditions]}
         with self._lock:
             self._parts[key] = (body, part)
-        return self.shard.owns(key[0]) and self._write(key, body, part, now)
 
     def merge_reported(self, now: dt.datetime) -> int:
-        """Between passes: write the statuses this shard writes again where another shard's report changed
-        them. Returns the writes."""
+        """Write the statuses this shard writes (the policies of its namespaces) where the merge of its part
+        and the other shards' reports changed them; after each pass, and between passes. The reports are read
+        once. Returns the writes."""
         with self._lock:
             mine = [(k, b, p) for k, (b, p) in self._parts.items() if self.shard.owns(k[0])]
+        reports = self._reports() if mine else {}
         writes = 0
         for key, body, part in mine:
             try:
-                writes += self._write(key, body, part, now)
-            except Exception as exc:  # the next pass writes it
+                writes += self._write(key, body, part, now, reports)
+            except Exception as exc:  # one policy's status never stops the others'; the next round writes it
                 log.warning("idle policy status not written", policy=policy_id(key), error=str(exc))
         return writes
 
-    def _write(self, key: Key, body: dict[str, Any], part: dict[str, Any], now: dt.datetime) -> bool:
-        others = self._others(key, part["generation"])
+    def _write(self, key: Key, body: dict[str, Any], part: dict[str, Any], now: dt.datetime,
+               reports: dict[str, dict[str, Any]]) -> bool:
+        others = [p for index in range(self.shard.count) if index != self.shard.index
+                  if isinstance(p := (reports.get(self.name(index)) or {}).get(policy_id(key)), dict)
+                  and p.get("generation") == part["generation"]]  # parts of the current generation only
         fields, conditions = merge(part["fields"], [tuple(c) for c in part["conditions"]], others)  # type: ignore[misc]
         reported = 1 + len(others)
         message = f"{fields.get('watched', 0)} GPU workloads watched" + (
@@ -81,18 +83,6 @@ class ShardReports:
         with self._lock:
             return write_status(self.kube, body, fields, now, ok=True, reason="Evaluated", message=message,
                                 extra=conditions)
-
-    def _others(self, key: Key, generation: Any) -> list[dict[str, Any]]:
-        """The other shards' parts of the policy at its current generation (the watch's copy of their reports)."""
-        reports = self._reports()
-        out = []
-        for index in range(self.shard.count):
-            if index == self.shard.index:
-                continue
-            part = (reports.get(self.name(index)) or {}).get(policy_id(key))
-            if isinstance(part, dict) and part.get("generation") == generation:
-                out.append(part)
-        return out
 
     def _reports(self) -> dict[str, dict[str, Any]]:
         """Every shard's report by ConfigMap name."""
